@@ -1,0 +1,236 @@
+"""Typed params: `params.yaml` -> dataclasses, validated before any expensive work.
+
+Every key has a default here; `params.yaml` overrides them. An unknown key, a wrong type or
+an out-of-range value raises `ConfigError` naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SOURCES = ("none", "task", "in_domain", "cross_domain")
+TRUNCATIONS = ("head", "tail", "head_tail")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class ConfigError(ValueError):
+    """A params or input problem the user must fix; the message says where and how."""
+
+
+@dataclass
+class Demo:
+    enabled: bool = True
+    train: int = 1000
+    dev: int = 1000
+    test: int = 1000
+
+
+@dataclass
+class Task:
+    # hub id (e.g. stanfordnlp/imdb) or a local directory holding train.* and test.*
+    dataset: str = "stanfordnlp/imdb"
+    config: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+    dev_size: float = 0.1
+    demo: Demo = field(default_factory=Demo)
+
+
+@dataclass
+class Model:
+    name: str = "google-bert/bert-base-uncased"
+    max_length: int = 256
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Collect:
+    corpora_dir: str = "corpora"
+    min_chars: int = 20
+    num_proc: int = 1
+
+
+@dataclass
+class Pretrain:
+    source: str = "task"
+    max_tokens: int = 1_000_000
+    block_size: int = 128
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    mlm_probability: float = 0.15
+    eval_max_tokens: int = 100_000
+
+
+@dataclass
+class Finetune:
+    lr: float = 2e-5
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    layer_decay: float = 0.95  # layer-wise lr decay; 1.0 turns it off
+    truncation: str = "head"
+    head_tokens: int = 128
+
+
+@dataclass
+class Train:
+    precision: str = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16 instructions)
+    num_workers: int = 0
+
+
+@dataclass
+class Tracking:
+    wandb_project: str = "dapt-pipeline"
+
+
+@dataclass
+class Params:
+    seed: int = 42
+    task: Task = field(default_factory=Task)
+    model: Model = field(default_factory=Model)
+    collect: Collect = field(default_factory=Collect)
+    pretrain: Pretrain = field(default_factory=Pretrain)
+    finetune: Finetune = field(default_factory=Finetune)
+    train: Train = field(default_factory=Train)
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def _coerce(value, typ, key: str, where: str):
+    """Check one scalar against its annotation; YAML's `2e-5` (a string in YAML 1.1) is a float."""
+    allowed = typing.get_args(typ) if isinstance(typ, types.UnionType) else (typ,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed:
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, (int, float)):
+            return float(value)
+        elif isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if bool in allowed and isinstance(value, bool):
+        return value
+    if str in allowed and isinstance(value, str):
+        return value
+    names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+    raise ConfigError(
+        f"{where}: `{key}` must be {names}, got {value!r} ({type(value).__name__}); "
+        f"fix the value of `{key}`."
+    )
+
+
+def _build(cls, data: dict, prefix: str, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: `{prefix.rstrip('.') or 'params'}` must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean `{prefix}{close[0]}`?" if close else f" Known keys: {', '.join(names)}."
+            raise ConfigError(f"{where}: unknown key `{prefix}{key}`.{hint}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        typ, key = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, data[name] or {}, f"{key}.", where)
+        else:
+            kwargs[name] = _coerce(data[name], typ, key, where)
+    return cls(**kwargs)
+
+
+def _check_ranges(p: Params, where: str) -> None:
+    def need(ok: bool, key: str, value, rule: str):
+        if not ok:
+            raise ConfigError(f"{where}: `{key}` is {value!r}; it must be {rule}.")
+
+    need(p.pretrain.source in SOURCES, "pretrain.source", p.pretrain.source, f"one of {', '.join(SOURCES)}")
+    need(p.finetune.truncation in TRUNCATIONS, "finetune.truncation", p.finetune.truncation,
+         f"one of {', '.join(TRUNCATIONS)}")
+    need(p.train.precision in PRECISIONS, "train.precision", p.train.precision, f"one of {', '.join(PRECISIONS)}")
+    need(0.0 < p.task.dev_size < 1.0, "task.dev_size", p.task.dev_size, "a fraction between 0 and 1")
+    for key in ("train", "dev", "test"):
+        need(getattr(p.task.demo, key) > 0, f"task.demo.{key}", getattr(p.task.demo, key), "a positive count")
+    need(p.model.max_length >= 8, "model.max_length", p.model.max_length, "at least 8")
+    need(p.pretrain.block_size >= 8, "pretrain.block_size", p.pretrain.block_size, "at least 8")
+    need(p.pretrain.max_tokens > 0, "pretrain.max_tokens", p.pretrain.max_tokens, "a positive token count")
+    need(0.0 < p.pretrain.mlm_probability < 1.0, "pretrain.mlm_probability", p.pretrain.mlm_probability,
+         "a fraction between 0 and 1")
+    need(p.pretrain.eval_max_tokens > 0, "pretrain.eval_max_tokens", p.pretrain.eval_max_tokens, "positive")
+    for key in ("pretrain.lr", "finetune.lr"):
+        value = getattr(getattr(p, key.split(".")[0]), "lr")
+        need(value > 0, key, value, "a positive learning rate")
+    for key in ("pretrain.warmup", "finetune.warmup"):
+        value = getattr(getattr(p, key.split(".")[0]), "warmup")
+        need(0.0 <= value < 1.0, key, value, "a warmup ratio in [0, 1)")
+    for key in ("pretrain.batch_size", "finetune.batch_size", "finetune.eval_batch_size",
+                "finetune.epochs", "collect.num_proc"):
+        section, name = key.split(".")
+        value = getattr(getattr(p, section), name)
+        need(value >= 1, key, value, "at least 1")
+    need(0.0 < p.finetune.layer_decay <= 1.0, "finetune.layer_decay", p.finetune.layer_decay, "in (0, 1]")
+    if p.finetune.truncation == "head_tail":
+        need(0 < p.finetune.head_tokens < p.model.max_length, "finetune.head_tokens", p.finetune.head_tokens,
+             f"between 1 and model.max_length - 1 ({p.model.max_length - 1})")
+
+
+def from_dict(data: dict | None, where: str = "params") -> Params:
+    params = _build(Params, data or {}, "", where)
+    _check_ranges(params, where)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found; run from the project root or pass its path.")
+    with path.open(encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return from_dict(data, where=str(path))
+
+
+def to_dict(params: Params) -> dict:
+    return dataclasses.asdict(params)
+
+
+def check_lengths(params: Params, model_config, where: str = "params.yaml") -> None:
+    """Raise before any model is built when a length exceeds the position embeddings.
+
+    RoBERTa-style models reserve `pad_token_id + 1` positions, so their usable length is
+    `max_position_embeddings - pad_token_id - 1` (514 - 2 = 512).
+    """
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if not limit or limit < 0:
+        return  # relative-position models (e.g. DeBERTa with position_biased_input off) have no hard limit
+    if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= (model_config.pad_token_id or 0) + 1
+    for key, value in (("model.max_length", params.model.max_length),
+                       ("pretrain.block_size", params.pretrain.block_size)):
+        if value > limit:
+            raise ConfigError(
+                f"{where}: `{key}` is {value}, but the model `{params.model.name}` has {limit} usable "
+                f"position embeddings; set `{key}` to at most {limit} (use finetune.truncation "
+                f"head_tail to keep both ends of long texts)."
+            )

@@ -1,0 +1,154 @@
+"""Task data: load (hub id or local directory), validate, carve a dev split, take the demo subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, load_dataset
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import ConfigError, Params, Task
+from pipeline.io import OFFLINE_HELP, atomic_dir, require_hub, write_json
+
+# Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
+LOCAL_FORMATS = {
+    ".jsonl.gz": "json", ".jsonl": "json", ".json.gz": "json", ".json": "json",
+    ".csv.gz": "csv", ".csv": "csv", ".parquet": "parquet",
+}
+SPLITS = ("train", "dev", "test")
+
+
+def find_split_file(directory: Path, split: str) -> Path:
+    found = [directory / f"{split}{ext}" for ext in LOCAL_FORMATS if (directory / f"{split}{ext}").is_file()]
+    if not found:
+        raise ConfigError(
+            f"task.dataset: no `{split}` file in {directory}; expected one of "
+            f"{', '.join(split + ext for ext in LOCAL_FORMATS)}."
+        )
+    if len(found) > 1:
+        raise ConfigError(f"task.dataset: several `{split}` files in {directory}: "
+                          f"{', '.join(p.name for p in found)}; keep one.")
+    return found[0]
+
+
+def load_local_file(path: Path) -> Dataset:
+    builder = next(b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext))
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path}: the file is empty; point task.dataset at a directory with data.")
+    try:
+        ds = load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # datasets wraps decode and parse errors in several types
+        raise ConfigError(f"{path}: cannot be read as {builder} ({type(exc).__name__}: {exc}); "
+                          f"check the file is UTF-8 {builder}.") from exc
+    if len(ds) == 0:
+        raise ConfigError(f"{path}: no records; point task.dataset at a directory with data.")
+    return ds
+
+
+def load_task_split(task: Task, split: str) -> tuple[Dataset, str]:
+    """Return the split and a name for messages (the file, or hub id:split)."""
+    local = Path(task.dataset).expanduser()
+    if local.is_dir():
+        path = find_split_file(local, split)
+        return load_local_file(path), str(path)
+    if local.exists() or task.dataset.startswith((".", "/", "~")):
+        raise ConfigError(f"task.dataset: `{task.dataset}` is not a directory; point it at a directory "
+                          f"holding train.* and test.* files, or at a hub dataset id.")
+    require_hub("task.dataset", task.dataset)
+    try:
+        ds = load_dataset(task.dataset, task.config, split=split)
+    except Exception as exc:
+        raise ConfigError(f"task.dataset: loading `{task.dataset}` split `{split}` from the Hub failed "
+                          f"({type(exc).__name__}: {exc}). {OFFLINE_HELP}") from exc
+    return ds, f"{task.dataset}:{split}"
+
+
+def check_fields(ds: Dataset, task: Task, where: str) -> None:
+    for key, name in (("task.text_field", task.text_field), ("task.label_field", task.label_field)):
+        if name not in ds.column_names:
+            raise ConfigError(f"{where}: no field `{name}` (set by `{key}`); the data has the fields "
+                              f"{', '.join(ds.column_names)}. Set `{key}` to one of them.")
+
+
+def label_names(train: Dataset, task: Task) -> list:
+    """Class names in id order: the ClassLabel names when the data has them, else sorted values."""
+    feature = train.features[task.label_field]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    return sorted(set(train[task.label_field]), key=lambda v: (str(type(v)), v))
+
+
+def encode(ds: Dataset, task: Task, names: list, where: str) -> Dataset:
+    """Keep `text`, an integer `label` and the record's index `id`; drop empty texts."""
+    texts, labels = ds[task.text_field], ds[task.label_field]
+    feature = ds.features[task.label_field]
+    index = {name: i for i, name in enumerate(names)}
+    keep_text, keep_label, keep_id, unknown = [], [], [], set()
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        if text is None or not str(text).strip():
+            continue
+        if hasattr(feature, "names"):
+            label = feature.names[label]
+        if label not in index:
+            unknown.add(label)
+            continue
+        keep_text.append(str(text))
+        keep_label.append(index[label])
+        keep_id.append(i)
+    if unknown:
+        raise ConfigError(f"{where}: label(s) {sorted(map(str, unknown))} in `{task.label_field}` never occur in "
+                          f"the train split (labels there: {names}); fix the labels or the split.")
+    if not keep_text:
+        raise ConfigError(f"{where}: every text in `{task.text_field}` is empty; check `task.text_field`.")
+    return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label})
+
+
+def stratified_take(ds: Dataset, n: int, seed: int) -> Dataset:
+    if n >= len(ds):
+        return ds
+    idx, _ = train_test_split(np.arange(len(ds)), train_size=n, stratify=ds["label"], random_state=seed)
+    return ds.select(np.sort(idx))
+
+
+def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Dataset]:
+    idx = np.arange(len(train))
+    train_idx, dev_idx = train_test_split(idx, test_size=dev_size, stratify=train["label"], random_state=seed)
+    return train.select(np.sort(train_idx)), train.select(np.sort(dev_idx))
+
+
+def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
+    """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats."""
+    task = params.task
+    raw = {}
+    for split, name in (("train", task.train_split), ("test", task.test_split)):
+        ds, where = load_task_split(task, name)
+        check_fields(ds, task, where)
+        raw[split] = (ds, where)
+    names = label_names(raw["train"][0], task)
+    if len(names) < 2:
+        raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({names}); a classifier "
+                          f"needs at least two. Check `task.label_field`.")
+    train = encode(raw["train"][0], task, names, raw["train"][1])
+    test = encode(raw["test"][0], task, names, raw["test"][1])
+    train, dev = split_dev(train, task.dev_size, params.seed)
+    splits = {"train": train, "dev": dev, "test": test}
+    if task.demo.enabled:
+        splits = {s: stratified_take(ds, getattr(task.demo, s), params.seed) for s, ds in splits.items()}
+
+    stats = {"classes": len(names), "demo": task.demo.enabled}
+    with atomic_dir(out_dir) as tmp:
+        for split, ds in splits.items():
+            ds.to_parquet(str(tmp / f"{split}.parquet"))
+            stats[f"{split}_docs"] = len(ds)
+            stats[f"{split}_label_counts"] = {str(names[k]): int(v) for k, v in
+                                              zip(*np.unique(ds["label"], return_counts=True))}
+        write_json(tmp / "labels.json", {"names": [str(n) for n in names], "field": task.label_field})
+    return stats
+
+
+def load_prepared(split: str, data_dir: str | Path = "data/task") -> Dataset:
+    path = Path(data_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise ConfigError(f"{path}: missing; run the `prepare` stage first (dvc repro prepare).")
+    return Dataset.from_parquet(str(path))

@@ -1,0 +1,63 @@
+"""Test-set evaluation: metrics, per-class figures, confusion matrix, length buckets, predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from transformers import DataCollatorWithPadding, Trainer
+
+from pipeline.finetune import training_args
+from pipeline.config import Params
+
+LENGTH_BUCKETS = ((0, 128, "<=128"), (129, 256, "129-256"), (257, 512, "257-512"), (513, 10**9, ">512"))
+
+
+def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir) -> np.ndarray:
+    """Class probabilities in the dataset's order.
+
+    Batches are formed over the dataset sorted by length (little padding); the order is put
+    back with the sort permutation, so row i of the result is example i whatever the sampler.
+    """
+    order = np.argsort(np.asarray(encoded["length"]), kind="stable")
+    args = training_args(params, work_dir, train_sampling_strategy="random", report_to=[],
+                         eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
+                      processing_class=tokenizer)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
+    logits = trainer.predict(encoded.select(order).select_columns(columns)).predictions
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+    out = np.empty_like(probs)
+    out[order] = probs
+    return out
+
+
+def bucket_of(length: int) -> str:
+    return next(name for lo, hi, name in LENGTH_BUCKETS if lo <= length <= hi)
+
+
+def metrics_from_predictions(labels: np.ndarray, preds: np.ndarray, names: list[str],
+                             lengths: np.ndarray | None = None) -> dict:
+    k = len(names)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=range(k),
+                                                                     zero_division=0)
+    accuracy = accuracy_score(labels, preds)
+    out = {
+        "accuracy": float(accuracy),
+        "macro_f1": float(f1_score(labels, preds, average="macro", labels=range(k), zero_division=0)),
+        "error_rate": float(1.0 - accuracy),
+        "examples": int(len(labels)),
+        "per_class": {names[i]: {"precision": float(precision[i]), "recall": float(recall[i]),
+                                 "f1": float(f1[i]), "support": int(support[i])} for i in range(k)},
+        "confusion_matrix": confusion_matrix(labels, preds, labels=range(k)).tolist(),
+    }
+    if lengths is not None:
+        buckets = {}
+        for lo, hi, name in LENGTH_BUCKETS:
+            mask = (lengths >= lo) & (lengths <= hi)
+            if mask.any():
+                buckets[name] = {"examples": int(mask.sum()),
+                                 "accuracy": float((labels[mask] == preds[mask]).mean())}
+        out["length_buckets"] = buckets
+    return out

@@ -1,0 +1,133 @@
+"""Fine-tuning a sequence classifier with the Trainer (Sun et al. 2019 recipe).
+
+lr 2e-5, warmup ratio 0.1 then linear decay, layer-wise lr decay, AdamW without weight
+decay on biases and LayerNorm weights, length-grouped batches with dynamic padding, the
+best epoch on dev kept.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from pipeline.config import Params
+from pipeline.distributed import resolve_precision
+from pipeline.text import special_layout, tokenize_for_classification
+from pipeline.tracking import report_to
+
+# Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
+# ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
+_LAYER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+_EMBED = re.compile(r"embed")
+_NO_DECAY = re.compile(r"(bias$|norm|LayerNorm)", re.IGNORECASE)
+
+
+def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
+    f = params.finetune
+    return ds.map(tokenize_for_classification, batched=True, num_proc=num_proc, desc="tokenize",
+                  fn_kwargs={"tokenizer": tokenizer, "max_length": params.model.max_length,
+                             "mode": f.truncation, "head_tokens": f.head_tokens,
+                             "layout": special_layout(tokenizer)})
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """0 for embeddings, i+1 for encoder layer i, num_layers+1 for everything above (pooler, head)."""
+    match = _LAYER.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if _EMBED.search(name):
+        return 0
+    return num_layers + 1
+
+
+def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: layer i of L gets lr * decay**(L + 1 - id), embeddings the lowest."""
+    num_layers = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        lid = layer_id(name, num_layers)
+        no_decay = bool(_NO_DECAY.search(name)) or param.ndim == 1
+        key = (lid, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr": lr * decay ** (num_layers + 1 - lid),
+                           "weight_decay": 0.0 if no_decay else weight_decay, "layer": lid}
+        groups[key]["params"].append(param)
+    return [groups[k] for k in sorted(groups)]
+
+
+def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
+    f = params.finetune
+    groups = layerwise_param_groups(model, f.lr, f.layer_decay, f.weight_decay)
+    # fused AdamW on CUDA, foreach (multi-tensor) on CPU
+    fused = torch.cuda.is_available()
+    return torch.optim.AdamW(groups, lr=f.lr, fused=fused, foreach=None if fused else True)
+
+
+def compute_metrics(eval_pred) -> dict:
+    """From the Trainer's (predictions, label_ids), which stay paired whatever the sampler order."""
+    preds = np.asarray(eval_pred.predictions).argmax(-1)
+    labels = np.asarray(eval_pred.label_ids)
+    return {"accuracy": accuracy_score(labels, preds), "macro_f1": f1_score(labels, preds, average="macro")}
+
+
+def training_args(params: Params, output_dir: str | Path, **overrides) -> TrainingArguments:
+    f = params.finetune
+    precision = resolve_precision(params.train.precision)
+    kwargs = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=f.epochs,
+        per_device_train_batch_size=f.batch_size,
+        per_device_eval_batch_size=f.eval_batch_size,
+        learning_rate=f.lr,
+        warmup_steps=f.warmup,  # a float < 1 is a ratio in transformers 5
+        weight_decay=f.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_strategy="epoch",
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        report_to=report_to(),
+        bf16=precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=params.seed,
+        data_seed=params.seed,
+        dataloader_num_workers=params.train.num_workers,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path):
+    """Train `model` (in place; the best dev epoch is loaded at the end). Returns (trainer, stats)."""
+    args = training_args(params, work_dir)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                      compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None))
+    start = time.time()
+    result = trainer.train()
+    seconds = time.time() - start
+    evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
+    losses = {h["epoch"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+    curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
+              "dev_loss": h["eval_loss"], "train_loss": losses.get(h["epoch"], float("nan"))} for h in evals]
+    best = max(evals, key=lambda h: h["eval_accuracy"])
+    stats = {"train_seconds": seconds, "train_loss": float(result.training_loss),
+             "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
+             "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
+             "train_examples": len(train), "precision": resolve_precision(params.train.precision)}
+    return trainer, stats, curve

@@ -1,0 +1,100 @@
+"""Atomic outputs and local-or-hub resolution.
+
+A stage writes into a temporary sibling and renames it into place at the end, so a killed
+stage never leaves an output that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pipeline.config import ConfigError
+
+OFFLINE_HELP = (
+    "To run offline, point the params at local files: `task.dataset` at a directory holding "
+    "train.* and test.* (jsonl, jsonl.gz, csv or parquet; e.g. ../shared/data/imdb) and "
+    "`model.name` at a local model directory (e.g. the one ../shared/scripts/offline-model.sh "
+    "prints), e.g. `dvc exp run -S task.dataset=../shared/data/imdb -S model.name=/path/to/model`."
+)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a fresh temporary directory; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def hub_offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """True when the Hugging Face Hub answers; False within `timeout` seconds otherwise."""
+    try:
+        import httpx
+        from huggingface_hub import constants
+
+        httpx.head(constants.ENDPOINT, timeout=timeout, follow_redirects=True)
+        return True
+    except Exception:
+        return False
+
+
+def require_hub(key: str, value: str) -> None:
+    """Fail within seconds, with the way out, when a hub id is asked for and the Hub is unreachable.
+
+    With HF_HUB_OFFLINE set the user asked for the local Hugging Face cache: the loader is
+    tried and its own error is wrapped by the caller.
+    """
+    if not hub_offline_mode() and not hub_reachable():
+        raise ConfigError(
+            f"`{key}` is `{value}`, which is neither a local path nor reachable: the Hugging Face Hub "
+            f"cannot be reached from here (no network, or HF_HUB_OFFLINE is set). {OFFLINE_HELP}"
+        )
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
+    """Rows as CSV with a header (DVC plots read it), written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

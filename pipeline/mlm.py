@@ -1,0 +1,128 @@
+"""Continued MLM pretraining with the transformers Trainer, for an exact token budget.
+
+Documents are tokenised, concatenated and cut into blocks of `pretrain.block_size` (packing,
+as run_mlm's `group_texts`: no padding). The Trainer runs `max_steps` so that every strategy
+trains on the same number of tokens, whatever its corpus size: a small corpus is seen again
+with fresh masks (the collator masks at batch time), a large one was sampled by `collect`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset, concatenate_datasets
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from pipeline.config import ConfigError, Params
+from pipeline.distributed import autocast, resolve_precision, world_size
+from pipeline.tracking import report_to
+
+
+def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None) -> Dataset:
+    """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped)."""
+    def tokenize(batch):
+        return {"input_ids": tokenizer(batch["text"])["input_ids"]}
+
+    def group(batch):
+        ids = [t for seq in batch["input_ids"] for t in seq]
+        n = len(ids) // block_size * block_size
+        return {"input_ids": [ids[i:i + block_size] for i in range(0, n, block_size)]}
+
+    tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
+                          desc="tokenize")
+    return tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc="pack")
+
+
+def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
+    """Optimizer steps that cover `max_tokens` training tokens (rounded up to whole batches)."""
+    return max(1, math.ceil(max_tokens / (block_size * effective_batch)))
+
+
+@torch.no_grad()
+def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size: int = 32) -> dict:
+    """exp(mean masked-token loss) on `blocks`, with masks drawn from a fixed seed.
+
+    The same seed gives the same masks before and after pretraining, so the two figures
+    compare the model, not the masking.
+    """
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=params.pretrain.mlm_probability,
+                                               seed=params.seed)
+    precision = resolve_precision(params.train.precision)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, total_masked = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        rows = blocks[start:start + batch_size]["input_ids"]
+        batch = collator([{"input_ids": ids} for ids in rows])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(precision):
+            loss = model(**batch).loss.float().item()
+        n = int((batch["labels"] != -100).sum())
+        total_loss += loss * n
+        total_masked += n
+    model.train(was_training)
+    mean = total_loss / max(1, total_masked)
+    return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "masked_tokens": total_masked}
+
+
+def heldout_blocks(dev_texts: Dataset, tokenizer, params: Params) -> Dataset:
+    """Dev text (shuffled: prepared splits are in source order) packed, capped at eval_max_tokens."""
+    blocks = pack(dev_texts.shuffle(seed=params.seed).select_columns(["text"]), tokenizer,
+                  params.pretrain.block_size)
+    cap = max(1, params.pretrain.eval_max_tokens // params.pretrain.block_size)
+    return blocks.select(range(min(cap, len(blocks))))
+
+
+def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work_dir: str | Path) -> dict:
+    """Train `model` in place on `corpus` for exactly the budget; return the training stats."""
+    p = params.pretrain
+    num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
+    blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc)
+    effective_batch = p.batch_size * world_size()
+    if len(blocks) == 0:
+        raise ConfigError(f"the corpus holds fewer than pretrain.block_size={p.block_size} tokens; "
+                          f"add text or lower pretrain.block_size.")
+    if len(blocks) < effective_batch:  # too small for one batch: repeat it (fresh masks each time)
+        blocks = concatenate_datasets([blocks] * math.ceil(effective_batch / len(blocks)))
+    steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
+    corpus_epochs = steps * effective_batch / len(blocks)
+    precision = resolve_precision(params.train.precision)
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        max_steps=steps,
+        per_device_train_batch_size=p.batch_size,
+        learning_rate=p.lr,
+        warmup_steps=p.warmup,  # a float < 1 is a ratio in transformers 5
+        weight_decay=p.weight_decay,
+        lr_scheduler_type="linear",
+        logging_steps=max(1, steps // 50),
+        save_strategy="no",
+        report_to=report_to(),
+        bf16=precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=params.seed,
+        data_seed=params.seed,
+        dataloader_drop_last=True,
+        dataloader_num_workers=params.train.num_workers,
+        disable_tqdm=False,
+    )
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
+    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
+                      processing_class=tokenizer)
+    start = time.time()
+    result = trainer.train()
+    seconds = time.time() - start
+    tokens = steps * effective_batch * p.block_size
+    curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    return {
+        "steps": steps, "tokens_trained": tokens, "effective_batch": effective_batch,
+        "per_device_batch": p.batch_size, "world_size": world_size(), "block_size": p.block_size,
+        "corpus_blocks": len(blocks), "corpus_epochs": corpus_epochs, "precision": precision,
+        "train_loss": float(result.training_loss), "train_seconds": seconds,
+        "tokens_per_second": tokens / seconds if seconds else float("nan"), "curve": curve,
+    }
+

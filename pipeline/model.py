@@ -1,0 +1,55 @@
+"""Loading tokenizers and models from a local directory or a hub id, safely.
+
+Only safetensors weights are loaded and `trust_remote_code` stays off unless the user sets
+`model.trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+                          AutoTokenizer)
+
+from pipeline.config import ConfigError, Params
+from pipeline.io import OFFLINE_HELP, require_hub
+
+
+def _resolve(name: str) -> str:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"model.name: `{name}` is not a directory. {OFFLINE_HELP}")
+    require_hub("model.name", name)
+    return name
+
+
+def _load(loader, name: str, params: Params, **kwargs):
+    source = _resolve(name)
+    try:
+        return loader.from_pretrained(source, trust_remote_code=params.model.trust_remote_code, **kwargs)
+    except OSError as exc:
+        raise ConfigError(f"model.name: cannot load `{name}` ({exc}). The model directory needs config.json, "
+                          f"tokenizer files and model.safetensors (pickled .bin weights are refused). "
+                          f"{OFFLINE_HELP}") from exc
+
+
+def load_config(name: str, params: Params):
+    return _load(AutoConfig, name, params)
+
+
+def load_tokenizer(name: str, params: Params):
+    return _load(AutoTokenizer, name, params)
+
+
+def load_mlm(name: str, params: Params):
+    return _load(AutoModelForMaskedLM, name, params, use_safetensors=True)
+
+
+def load_classifier(name: str, params: Params, names: list[str] | None = None):
+    kwargs = {}
+    if names is not None:
+        kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+                  "label2id": {n: i for i, n in enumerate(names)}}
+    return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, **kwargs)

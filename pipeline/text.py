@@ -1,0 +1,52 @@
+"""Truncation on token ids (Sun et al. 2019): head, tail, head+tail, special tokens kept.
+
+Texts are tokenised in full first and cut afterwards, so the cut is exact in tokens. The
+tokenizer's own `truncation=True` only keeps the head; transformers 5 tokenizers no longer
+expose `build_inputs_with_special_tokens`, so the position of the special tokens is read off
+once per tokenizer (`special_layout`) and kept around the cut.
+"""
+
+from __future__ import annotations
+
+
+def special_layout(tokenizer) -> tuple[int, int]:
+    """How many special tokens the tokenizer puts before and after a single text."""
+    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    full = tokenizer("hello")["input_ids"]
+    for lead in range(len(full) - len(plain) + 1):
+        if full[lead:lead + len(plain)] == plain:
+            return lead, len(full) - lead - len(plain)
+    raise ValueError(f"cannot locate the text among the special tokens of {type(tokenizer).__name__}")
+
+
+def truncate_ids(ids: list[int], max_length: int, mode: str = "head", head_tokens: int = 128,
+                 layout: tuple[int, int] = (1, 1)) -> list[int]:
+    """Cut `ids` (with special tokens, as the tokenizer returns them) to `max_length`.
+
+    `head`: the first tokens; `tail`: the last; `head_tail`: `head_tokens` from the start and
+    the rest of the room from the end (128 + 382 for 512 in the paper).
+    """
+    if len(ids) <= max_length:
+        return list(ids)
+    lead, trail = layout
+    body = ids[lead:len(ids) - trail]
+    room = max_length - lead - trail
+    if mode == "head":
+        kept = body[:room]
+    elif mode == "tail":
+        kept = body[len(body) - room:]
+    elif mode == "head_tail":
+        head = min(head_tokens, room)
+        kept = body[:head] + (body[len(body) - (room - head):] if room > head else [])
+    else:
+        raise ValueError(f"unknown truncation mode {mode!r}; use head, tail or head_tail")
+    return list(ids[:lead]) + kept + list(ids[len(ids) - trail:])
+
+
+def tokenize_for_classification(batch: dict, tokenizer, max_length: int, mode: str, head_tokens: int,
+                                layout: tuple[int, int]) -> dict:
+    """Batched `datasets.map` function: full tokenisation, exact truncation, `length` before the cut."""
+    encoded = tokenizer(batch["text"])["input_ids"]
+    ids = [truncate_ids(x, max_length, mode, head_tokens, layout) for x in encoded]
+    return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
+            "length": [len(x) for x in ids], "full_length": [len(x) for x in encoded]}

@@ -1,0 +1,65 @@
+"""Weights & Biases runs (offline unless WANDB_MODE says otherwise) and DVC metric files.
+
+One W&B run per stage: group = the strategy (`pretrain.source`), job type = the stage,
+config = all params, so a dashboard groups seeds and stages by strategy. Only rank 0 logs.
+With WANDB_MODE=disabled, or wandb not importable, nothing is logged and nothing breaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from pipeline.config import Params, to_dict
+from pipeline.distributed import is_main_process
+
+
+def wandb_enabled() -> bool:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    if os.environ["WANDB_MODE"] == "disabled" or not is_main_process():
+        return False
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def report_to() -> list[str]:
+    """The Trainer's `report_to`: it logs into the run that `stage_run` opened."""
+    return ["wandb"] if wandb_enabled() else []
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@contextlib.contextmanager
+def stage_run(params: Params, stage: str):
+    """Open a W&B run for one stage; yields the run or None."""
+    if not wandb_enabled():
+        yield None
+        return
+    import wandb
+
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", params.tracking.wandb_project),
+                     group=params.pretrain.source, job_type=stage,
+                     name=f"{params.pretrain.source}-seed{params.seed}-{stage}",
+                     config=to_dict(params), reinit="finish_previous")
+    try:
+        yield run
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+
+
+def log_summary(run, metrics: dict) -> None:
+    if run is not None:
+        run.summary.update(_flatten(metrics))

@@ -1,0 +1,18 @@
+"""DVC stage `collect`: corpora/<pretrain.source>.yaml -> data/corpus/corpus.parquet + metrics/corpus.json."""
+
+from pipeline.config import check_lengths
+from pipeline.corpus import build_corpus
+from pipeline.model import load_config, load_tokenizer
+from pipeline.stage import run_stage
+
+
+def collect(params):
+    tokenizer = None
+    if params.pretrain.source != "none":
+        check_lengths(params, load_config(params.model.name, params))
+        tokenizer = load_tokenizer(params.model.name, params)
+    return build_corpus(params, tokenizer, task_dir="data/task", out_dir="data/corpus")
+
+
+if __name__ == "__main__":
+    run_stage("collect", collect, "metrics/corpus.json")

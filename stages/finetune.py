@@ -1,0 +1,34 @@
+"""DVC stage `finetune`: classifier on models/pretrained -> models/classifier + metrics/finetune.json."""
+
+import shutil
+
+from pipeline.config import check_lengths
+from pipeline.data import load_prepared
+from pipeline.distributed import is_main_process
+from pipeline.finetune import encode_split, finetune
+from pipeline.io import atomic_dir, read_json, write_csv
+from pipeline.model import load_classifier, load_config, load_tokenizer
+from pipeline.stage import run_stage
+
+BASE, WORK_DIR = "models/pretrained", "models/.finetune-work"
+
+
+def run(params):
+    check_lengths(params, load_config(BASE, params))
+    names = read_json("data/task/labels.json")["names"]
+    tokenizer = load_tokenizer(BASE, params)
+    train = encode_split(load_prepared("train", "data/task"), tokenizer, params)
+    dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params)
+    model = load_classifier(BASE, params, names)
+    trainer, stats, curve = finetune(model, tokenizer, train, dev, params, WORK_DIR)
+    if is_main_process():
+        with atomic_dir("models/classifier") as tmp:
+            trainer.save_model(str(tmp))
+        write_csv("plots/finetune_curve.csv", curve,
+                  ["epoch", "dev_accuracy", "dev_macro_f1", "dev_loss", "train_loss"])
+        shutil.rmtree(WORK_DIR, ignore_errors=True)
+    return stats
+
+
+if __name__ == "__main__":
+    run_stage("finetune", run, "metrics/finetune.json")

@@ -1,0 +1,7 @@
+"""DVC stage `prepare`: task dataset -> data/task/{train,dev,test}.parquet + labels.json."""
+
+from pipeline.data import prepare_task
+from pipeline.stage import run_stage
+
+if __name__ == "__main__":
+    run_stage("prepare", lambda params: prepare_task(params, "data/task"), "metrics/prepare.json")

@@ -1,0 +1,47 @@
+"""DVC stage `pretrain`: continued MLM on data/corpus -> models/pretrained + metrics/pretrain.json."""
+
+import shutil
+
+import torch
+from datasets import Dataset
+
+from pipeline.config import check_lengths
+from pipeline.data import load_prepared
+from pipeline.distributed import is_main_process
+from pipeline.io import atomic_dir, write_csv
+from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity
+from pipeline.model import load_config, load_mlm, load_tokenizer
+from pipeline.stage import run_stage
+
+WORK_DIR = "models/.pretrain-work"
+
+
+def pretrain(params):
+    name = params.model.name
+    check_lengths(params, load_config(name, params))
+    tokenizer = load_tokenizer(name, params)
+    model = load_mlm(name, params)  # seeded: a fresh MLM head is the same on every run
+    if torch.cuda.is_available():
+        model.to("cuda")
+    blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params)
+    before = mlm_perplexity(model, blocks, tokenizer, params)
+    if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
+        after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
+    else:
+        corpus = Dataset.from_parquet("data/corpus/corpus.parquet")
+        stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR)
+        after = mlm_perplexity(model, blocks, tokenizer, params)
+    curve = stats.pop("curve")
+    if is_main_process():
+        with atomic_dir("models/pretrained") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        write_csv("plots/pretrain_loss.csv", curve, ["step", "loss"])
+        shutil.rmtree(WORK_DIR, ignore_errors=True)
+    return {"perplexity_before": before["perplexity"], "perplexity_after": after["perplexity"],
+            "loss_before": before["loss"], "loss_after": after["loss"],
+            "heldout_masked_tokens": before["masked_tokens"], **stats}
+
+
+if __name__ == "__main__":
+    run_stage("pretrain", pretrain, "metrics/pretrain.json")
