@@ -246,3 +246,15 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
     with atomic_dir(out_dir) as tmp:
         corpus.to_parquet(str(tmp / "corpus.parquet"))
     return stats
+
+
+def load_corpus(corpus_dir: str | Path = "data/corpus") -> Dataset:
+    """The corpus `collect` wrote (memory-mapped Arrow); the `none` corpus is empty."""
+    import pyarrow.parquet as pq
+
+    path = Path(corpus_dir) / "corpus.parquet"
+    if not path.exists():
+        raise ConfigError(f"{path}: missing; run the `collect` stage first (dvc repro collect).")
+    if pq.ParquetFile(path).metadata.num_rows == 0:
+        return Dataset.from_dict({"text": [], "source": [], "tokens": []})
+    return Dataset.from_parquet(str(path))

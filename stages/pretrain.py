@@ -3,9 +3,9 @@
 import shutil
 
 import torch
-from datasets import Dataset
 
 from pipeline.config import check_lengths
+from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process
 from pipeline.io import atomic_dir, write_csv
@@ -28,7 +28,7 @@ def pretrain(params):
     if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
     else:
-        corpus = Dataset.from_parquet("data/corpus/corpus.parquet")
+        corpus = load_corpus("data/corpus")
         stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR)
         after = mlm_perplexity(model, blocks, tokenizer, params)
     curve = stats.pop("curve")

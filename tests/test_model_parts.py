@@ -1,0 +1,132 @@
+"""Fine-tuning optimiser groups, prediction order, metrics, MLM budget and perplexity, tracking."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, RobertaConfig,
+                          RobertaForSequenceClassification)
+
+from pipeline import tracking
+from pipeline.config import from_dict
+from pipeline.evaluate import metrics_from_predictions, predict
+from pipeline.finetune import encode_split, layerwise_param_groups
+from pipeline.mlm import budget_steps, heldout_blocks, mlm_perplexity, pack
+from pipeline.model import load_mlm
+
+TINY = dict(vocab_size=100, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=64)
+
+
+@pytest.mark.parametrize("model", [BertForSequenceClassification(BertConfig(**TINY)),
+                                   RobertaForSequenceClassification(RobertaConfig(**TINY, pad_token_id=1))],
+                         ids=["bert", "roberta"])
+def test_layerwise_decay_groups(model):
+    lr, decay, layers = 2e-5, 0.95, 3
+    groups = layerwise_param_groups(model, lr, decay, weight_decay=0.01)
+    by_name = {}
+    for group in groups:
+        for p in group["params"]:
+            by_name[id(p)] = group
+    named = dict(model.named_parameters())
+    prefix = "bert" if "bert.embeddings.word_embeddings.weight" in named else "roberta"
+    expect = {
+        f"{prefix}.embeddings.word_embeddings.weight": (lr * decay ** (layers + 1), 0.01),
+        f"{prefix}.encoder.layer.0.attention.self.query.weight": (lr * decay ** layers, 0.01),
+        f"{prefix}.encoder.layer.2.output.dense.weight": (lr * decay, 0.01),
+        f"{prefix}.encoder.layer.2.output.dense.bias": (lr * decay, 0.0),
+        f"{prefix}.encoder.layer.1.output.LayerNorm.weight": (lr * decay ** 2, 0.0),
+        "classifier.out_proj.weight" if prefix == "roberta" else "classifier.weight": (lr, 0.01),
+    }
+    for name, (want_lr, want_wd) in expect.items():
+        group = by_name[id(named[name])]
+        assert group["lr"] == pytest.approx(want_lr), name
+        assert group["weight_decay"] == want_wd, name
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_predict_returns_rows_in_dataset_order(tiny_model):
+    """Batches are formed over length-sorted rows; the result must come back in dataset order."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig.from_pretrained(tiny_model, num_labels=2)).eval()
+    texts = ["great film " * n for n in (9, 1, 5, 12, 3, 7, 2)]
+    params = from_dict({"model": {"max_length": 64}, "train": {"precision": "fp32"},
+                        "finetune": {"eval_batch_size": 3}})
+    encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * 7}), tokenizer, params)
+    probs = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-predict")
+    with torch.no_grad():
+        for i, text in enumerate(texts):  # one at a time: no padding, no reordering
+            logits = model(**tokenizer(text, return_tensors="pt")).logits
+            assert probs[i] == pytest.approx(torch.softmax(logits, -1)[0].numpy(), abs=1e-5), i
+
+
+def test_metrics_from_known_predictions():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    preds = np.array([0, 0, 1, 1, 1, 1, 0, 1])
+    m = metrics_from_predictions(labels, preds, ["neg", "pos"], lengths=np.array([10, 200, 300, 600] * 2))
+    assert m["accuracy"] == pytest.approx(6 / 8) and m["error_rate"] == pytest.approx(2 / 8)
+    assert m["confusion_matrix"] == [[2, 1], [1, 4]]
+    assert m["per_class"]["pos"]["recall"] == pytest.approx(4 / 5)
+    f1_neg, f1_pos = 2 / 3, 0.8
+    assert m["macro_f1"] == pytest.approx((f1_neg + f1_pos) / 2)
+    assert m["length_buckets"]["<=128"] == {"examples": 2, "accuracy": 1.0}
+    assert m["length_buckets"][">512"] == {"examples": 2, "accuracy": 1.0}
+    assert m["length_buckets"]["257-512"]["accuracy"] == 0.0
+
+
+def test_budget_steps_give_equal_tokens():
+    assert budget_steps(10_000, 128, 32) == math.ceil(10_000 / 4096)
+    for eff in (8, 16, 32):
+        assert budget_steps(65_536, 128, eff) * eff * 128 == 65_536
+
+
+def test_pack_makes_full_blocks(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = Dataset.from_dict({"text": ["great film " * n for n in range(1, 30)]})
+    blocks = pack(texts, tokenizer, 16)
+    total = sum(len(x) for x in tokenizer(list(texts["text"]))["input_ids"])
+    assert len(blocks) == total // 16
+    assert all(len(b) == 16 for b in blocks["input_ids"])
+
+
+def test_heldout_perplexity_is_deterministic(tiny_model):
+    params = from_dict({"model": {"name": str(tiny_model)}, "pretrain": {"block_size": 16, "eval_max_tokens": 256},
+                        "train": {"precision": "fp32"}})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = load_mlm(str(tiny_model), params)
+    blocks = heldout_blocks(Dataset.from_dict({"text": ["great film boring plot " * 20] * 5}), tokenizer, params)
+    assert len(blocks) == 256 // 16
+    a, b = (mlm_perplexity(model, blocks, tokenizer, params) for _ in range(2))
+    assert a == b and a["masked_tokens"] > 0
+    assert 1.0 < a["perplexity"] < 10 * len(tokenizer)  # untrained: about the vocabulary size
+
+
+def test_stage_run_groups_by_strategy(monkeypatch):
+    calls = {}
+
+    class FakeRun:
+        summary = {}
+
+        def finish(self, exit_code=0):
+            calls["exit_code"] = exit_code
+
+    class FakeWandb:
+        @staticmethod
+        def init(**kwargs):
+            calls.update(kwargs)
+            return FakeRun()
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setitem(__import__("sys").modules, "wandb", FakeWandb)
+    params = from_dict({"pretrain": {"source": "in_domain"}, "seed": 3})
+    with tracking.stage_run(params, "pretrain") as run:
+        tracking.log_summary(run, {"a": {"b": 1}})
+    assert calls["group"] == "in_domain" and calls["job_type"] == "pretrain"
+    assert calls["config"]["pretrain"]["source"] == "in_domain" and calls["config"]["seed"] == 3
+    assert run.summary == {"a/b": 1} and calls["exit_code"] == 0
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with tracking.stage_run(params, "pretrain") as run:
+        assert run is None

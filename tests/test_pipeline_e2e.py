@@ -1,0 +1,121 @@
+"""The whole pipeline through DVC on a fixture project, one experiment per strategy.
+
+A tiny BERT (built in the test) is pretrained and fine-tuned on synthetic reviews whose label
+is carried by sentiment words; in-domain text is more reviews (with planted leaks, duplicates
+and noise), cross-domain text is synthetic news.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from fixtures import ROOT, make_project
+from pipeline.corpus import heldout_hashes, load_corpus, normalised_hash
+
+SOURCES = ("none", "task", "in_domain", "cross_domain")
+
+
+def dvc(project, *args, env=None, check=True):
+    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def metrics(project, name):
+    return json.loads((project / "metrics" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """Run `dvc exp run -S pretrain.source=...` for every strategy; keep each one's metrics."""
+    project = make_project(tmp_path_factory.mktemp("e2e"))
+    results = {}
+    for source in SOURCES:
+        dvc(project, "exp", "run", "-n", f"exp-{source}", "-S", f"pretrain.source={source}",
+            env={"WANDB_MODE": "offline"})
+        results[source] = {name: metrics(project, name) for name in ("corpus", "pretrain", "finetune", "eval")}
+        results[source]["predictions"] = list(csv.DictReader((project / "outputs/predictions.csv").open()))
+        corpus = load_corpus(project / "data/corpus")
+        results[source]["corpus_hashes"] = {normalised_hash(t) for t in corpus["text"]}
+    return project, results
+
+
+def test_baseline_passes_the_model_through(grid):
+    _, r = grid
+    assert r["none"]["corpus"]["docs"] == 0 and r["none"]["corpus"]["tokens"] == 0
+    assert r["none"]["pretrain"]["tokens_trained"] == 0
+    assert r["none"]["pretrain"]["perplexity_after"] == r["none"]["pretrain"]["perplexity_before"]
+
+
+def test_same_token_budget_for_every_strategy(grid):
+    _, r = grid
+    trained = {s: r[s]["pretrain"]["tokens_trained"] for s in SOURCES[1:]}
+    assert len(set(trained.values())) == 1, trained
+    assert trained["task"] >= r["task"]["corpus"]["budget_tokens"]
+    for s in SOURCES[1:]:
+        assert r[s]["corpus"]["docs"] > 0
+
+
+def test_review_text_lowers_heldout_perplexity_news_does_not(grid):
+    _, r = grid
+    for s in ("task", "in_domain"):
+        assert r[s]["pretrain"]["perplexity_after"] < r[s]["pretrain"]["perplexity_before"], s
+    # all start from the same base model and the same masks
+    assert len({round(r[s]["pretrain"]["perplexity_before"], 6) for s in SOURCES}) == 1
+    # review text helps on held-out reviews more than news does (news may even hurt)
+    assert r["task"]["pretrain"]["perplexity_after"] < r["cross_domain"]["pretrain"]["perplexity_after"]
+    assert r["in_domain"]["pretrain"]["perplexity_after"] < r["cross_domain"]["pretrain"]["perplexity_after"]
+
+
+def test_classifier_learns_and_metrics_match_predictions(grid):
+    _, r = grid
+    for s in SOURCES:
+        ev, preds = r[s]["eval"], r[s]["predictions"]
+        assert ev["accuracy"] >= 0.8, (s, ev["accuracy"])
+        assert len(preds) == ev["examples"] == 80
+        correct = np.mean([p["label"] == p["pred"] for p in preds])
+        assert ev["accuracy"] == pytest.approx(correct)
+        assert ev["error_rate"] == pytest.approx(1 - ev["accuracy"])
+        assert sum(map(sum, ev["confusion_matrix"])) == 80
+        assert 0 < ev["macro_f1"] <= 1
+        assert r[s]["finetune"]["dev_accuracy"] >= 0.8
+
+
+def test_no_task_dev_or_test_text_in_any_corpus(grid):
+    project, r = grid
+    banned = heldout_hashes(project / "data/task")
+    assert r["in_domain"]["corpus"]["leaked_removed"] == 5  # planted by the fixture
+    for s in SOURCES:
+        assert not banned & r[s]["corpus_hashes"], s
+
+
+def test_experiments_are_recorded_by_dvc(grid):
+    project, _ = grid
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    names = {exp.get("name") for commit in shown for exp in commit.get("experiments") or []}
+    assert {f"exp-{s}" for s in SOURCES} <= names
+    # W&B offline runs, one per stage run (prepare ran once, the rest once per strategy)
+    runs = list((project / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 + 4 * len(SOURCES)
+    assert (project / "plots/confusion.csv").exists() and (project / "plots/pretrain_loss.csv").exists()
+
+
+def test_default_params_without_network_stop_fast_with_the_fix(tmp_path):
+    project = make_project(tmp_path)
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # hub ids for task and model
+    start = time.time()
+    result = dvc(project, "repro", check=False,
+                 env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "WANDB_MODE": "disabled"})
+    elapsed = time.time() - start
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "task.dataset" in output and "model.name" in output and "local" in output
+    assert elapsed < 60, elapsed
