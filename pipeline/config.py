@@ -57,6 +57,14 @@ class Collect:
     corpora_dir: str = "corpora"
     min_chars: int = 20
     num_proc: int = 1
+    # near-duplicates: estimated Jaccard of word shingles at or above which a document is dropped
+    near_dup_threshold: float = 0.8
+    minhash_perm: int = 64  # MinHash permutations (signature length)
+    shingle_words: int = 3  # words per shingle
+    # similarity selection (curated TAPT) from the in_domain pool: none | tfidf
+    select: str = "none"
+    select_pool: int = 100_000  # at most this many in_domain documents are scored
+    select_k: int = 10_000  # the nearest this many are kept
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Pretrain:
     weight_decay: float = 0.01
     mlm_probability: float = 0.15
     eval_max_tokens: int = 100_000
+    masked_only_head: bool = True  # LM head on masked positions only (same loss, less compute)
 
 
 @dataclass
@@ -89,6 +98,7 @@ class Finetune:
 class Train:
     precision: str = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16 instructions)
     num_workers: int = 0
+    compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
 
 
 @dataclass
@@ -187,6 +197,15 @@ def _check_ranges(p: Params, where: str) -> None:
         section, name = key.split(".")
         value = getattr(getattr(p, section), name)
         need(value >= 1, key, value, "at least 1")
+    c = p.collect
+    need(0.5 <= c.near_dup_threshold <= 0.95, "collect.near_dup_threshold", c.near_dup_threshold,
+         "between 0.5 and 0.95 (estimated Jaccard similarity of word shingles)")
+    need(16 <= c.minhash_perm <= 512, "collect.minhash_perm", c.minhash_perm, "between 16 and 512")
+    need(1 <= c.shingle_words <= 10, "collect.shingle_words", c.shingle_words, "between 1 and 10")
+    need(c.select in ("none", "tfidf"), "collect.select", c.select, "one of none, tfidf")
+    need(c.select_pool >= 1, "collect.select_pool", c.select_pool, "at least 1")
+    need(1 <= c.select_k <= c.select_pool, "collect.select_k", c.select_k,
+         f"between 1 and collect.select_pool ({c.select_pool})")
     need(0.0 < p.finetune.layer_decay <= 1.0, "finetune.layer_decay", p.finetune.layer_decay, "in (0, 1]")
     if p.finetune.truncation == "head_tail":
         need(0 < p.finetune.head_tokens < p.model.max_length, "finetune.head_tokens", p.finetune.head_tokens,

@@ -14,17 +14,24 @@ from pipeline.config import Params
 LENGTH_BUCKETS = ((0, 128, "<=128"), (129, 256, "129-256"), (257, 512, "257-512"), (513, 10**9, ">512"))
 
 
-def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir) -> np.ndarray:
+def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir,
+            pad_to: int | None = None) -> np.ndarray:
     """Class probabilities in the dataset's order.
 
     Batches are formed over the dataset sorted by length (little padding); the order is put
     back with the sort permutation, so row i of the result is example i whatever the sampler.
+    `pad_to` pads every batch to that length in dataset order instead (the slow baseline that
+    benchmarks and tests compare against).
     """
-    order = np.argsort(np.asarray(encoded["length"]), kind="stable")
+    if pad_to:
+        order = np.arange(len(encoded))
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
+    else:
+        order = np.argsort(np.asarray(encoded["length"]), kind="stable")
+        collator = DataCollatorWithPadding(tokenizer)
     args = training_args(params, work_dir, train_sampling_strategy="random", report_to=[],
                          eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
-    trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
-                      processing_class=tokenizer)
+    trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     logits = trainer.predict(encoded.select(order).select_columns(columns)).predictions
     probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()

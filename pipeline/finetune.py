@@ -67,9 +67,7 @@ def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) 
 def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
     f = params.finetune
     groups = layerwise_param_groups(model, f.lr, f.layer_decay, f.weight_decay)
-    # fused AdamW on CUDA, foreach (multi-tensor) on CPU
-    fused = torch.cuda.is_available()
-    return torch.optim.AdamW(groups, lr=f.lr, fused=fused, foreach=None if fused else True)
+    return torch.optim.AdamW(groups, lr=f.lr, fused=True)  # one fused kernel (CPU and CUDA)
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -107,6 +105,7 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         seed=params.seed,
         data_seed=params.seed,
         dataloader_num_workers=params.train.num_workers,
+        torch_compile=params.train.compile,
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)

@@ -10,15 +10,62 @@ from __future__ import annotations
 
 import math
 import time
+import types
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers.modeling_outputs import MaskedLMOutput
 
 from pipeline.config import ConfigError, Params
 from pipeline.distributed import autocast, resolve_precision, world_size
 from pipeline.tracking import report_to
+
+
+# The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
+# RoBERTa: lm_head; ALBERT: predictions). Models not listed keep their standard forward.
+HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
+
+
+def _head(model):
+    return next((getattr(model, a) for a in HEAD_ATTRIBUTES if hasattr(model, a)), None)
+
+
+def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    """`XForMaskedLM.forward` with the LM head run on masked positions only.
+
+    The standard forward projects every position onto the vocabulary (for BERT: 128 x 30522
+    logits per sequence) and then ignores the ~85% that are not masked. Here only the masked
+    rows of the encoder output go through the head; the loss is the same mean cross-entropy
+    over masked tokens (tests/test_speed_paths.py checks loss and gradients to 1e-5).
+    """
+    kwargs = {"attention_mask": attention_mask}
+    if token_type_ids is not None:
+        kwargs["token_type_ids"] = token_type_ids
+    hidden = getattr(self, self.base_model_prefix)(input_ids=input_ids, **kwargs).last_hidden_state
+    if labels is None:
+        return MaskedLMOutput(logits=_head(self)(hidden))
+    masked = labels != -100
+    logits = _head(self)(hidden[masked])
+    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels[masked]), logits=logits)
+
+
+def use_masked_only_head(model, enabled: bool = True):
+    """Make `model` compute its MLM loss from masked positions only; returns the model.
+
+    The forward is replaced on this instance, so the model stays a PreTrainedModel: the
+    Trainer, DDP and `save_pretrained` (tied embeddings included) handle it as usual.
+    ModernBERT does the same natively with `config.sparse_prediction`.
+    """
+    if hasattr(model.config, "sparse_prediction"):
+        model.config.sparse_prediction = enabled
+    elif not enabled:
+        model.__dict__.pop("forward", None)
+    elif _head(model) is not None and hasattr(model, getattr(model, "base_model_prefix", "") or "-"):
+        model.forward = types.MethodType(masked_only_forward, model)
+    return model
 
 
 def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None) -> Dataset:
@@ -54,6 +101,7 @@ def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    use_masked_only_head(model, params.pretrain.masked_only_head)
     total_loss, total_masked = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         rows = blocks[start:start + batch_size]["input_ids"]
@@ -108,11 +156,13 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         data_seed=params.seed,
         dataloader_drop_last=True,
         dataloader_num_workers=params.train.num_workers,
+        optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)
+        torch_compile=params.train.compile,
         disable_tqdm=False,
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
-    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
-                      processing_class=tokenizer)
+    trainer = Trainer(model=use_masked_only_head(model, p.masked_only_head), args=args, train_dataset=blocks,
+                      data_collator=collator, processing_class=tokenizer)
     start = time.time()
     result = trainer.train()
     seconds = time.time() - start

@@ -1,0 +1,84 @@
+"""Fine-tune and eval examples/s on IMDB's real length distribution: length-grouped batches with
+dynamic padding (the pipeline) vs padding every text to max_length, in one process.
+
+Both run the pipeline's own code (`pipeline.finetune.training_args` + the Trainer for training,
+`pipeline.evaluate.predict` for evaluation), the same model, precision, data and batch size;
+only the batching differs.
+
+    python bench/bench_finetune.py [--model DIR] [--train 128 --eval 256 --max-length 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, Trainer
+
+from common import machine, minilm_config
+from imdb_sample import OFFLINE_MODEL, imdb_texts
+from pipeline.config import from_dict
+from pipeline.distributed import resolve_precision
+from pipeline.evaluate import predict
+from pipeline.finetune import encode_split, training_args
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(OFFLINE_MODEL), help="tokenizer (and weights) directory")
+    ap.add_argument("--train", type=int, default=128)
+    ap.add_argument("--eval", type=int, default=256)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    texts, source = imdb_texts(args.train + args.eval)
+    params = from_dict({"model": {"max_length": args.max_length},
+                        "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
+    data = encode_split(Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(len(texts))]}),
+                        tokenizer, params)
+    train, evals = data.select(range(args.train)), data.select(range(args.train, len(data)))
+    lengths = np.asarray(data["length"])
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(minilm_config(num_labels=2)).state_dict()
+    work = tempfile.mkdtemp()
+    results = {}
+    for name, padded in (("pad to max_length", True), ("length-grouped, dynamic padding", False)):
+        model = BertForSequenceClassification(minilm_config(num_labels=2))
+        model.load_state_dict(base)
+        collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)
+                    if padded else DataCollatorWithPadding(tokenizer))
+        targs = training_args(params, work, max_steps=args.train // args.batch, eval_strategy="no",
+                              save_strategy="no", load_best_model_at_end=False, report_to=[],
+                              logging_strategy="no", disable_tqdm=True,
+                              train_sampling_strategy="random" if padded else "group_by_length")
+        trainer = Trainer(model=model, args=targs, train_dataset=train.select_columns(
+            ["input_ids", "attention_mask", "label", "length"]), data_collator=collator)
+        start = time.perf_counter()
+        trainer.train()
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        predict(model, tokenizer, evals, params, work, pad_to=args.max_length if padded else None)
+        eval_s = time.perf_counter() - start
+        results[name] = (args.train / train_s, args.eval / eval_s, (args.train + args.eval) / (train_s + eval_s))
+    shutil.rmtree(work, ignore_errors=True)
+    base_name = "pad to max_length"
+    print(f"## Fine-tune + eval, examples/s ({source}; {args.train} train / {args.eval} eval examples, "
+          f"max_length {args.max_length}, batch {args.batch}, {resolve_precision('auto')}, MiniLM-L6-H384 shape)")
+    print(f"machine: {machine()}")
+    print(f"lengths after truncation: mean {lengths.mean():.0f}, median {np.median(lengths):.0f}, "
+          f"{(np.asarray(data['full_length']) > args.max_length).mean():.1%} truncated\n")
+    print("| path | train ex/s | eval ex/s | train+eval ex/s | ratio vs padding |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (tr, ev, both) in results.items():
+        print(f"| {name} | {tr:.2f} | {ev:.2f} | {both:.2f} | {both / results[base_name][2]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""MLM training tokens/s: the run_mlm-equivalent step vs the pipeline's step, in one process.
+
+Baseline (what run_mlm does): `BertForMaskedLM(labels=...)` in fp32 (the LM head projects every
+position onto the vocabulary), torch AdamW with its default (foreach) implementation.
+Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only), bf16 autocast via
+`pipeline.distributed.autocast` where the device has bf16, fused AdamW; optionally
+torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
+
+    python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+from transformers import BertForMaskedLM
+
+from common import alternate, minilm_config, report
+from pipeline.distributed import autocast, resolve_precision
+from pipeline.mlm import use_masked_only_head
+
+
+def masked_batch(batch: int, seq: int, vocab: int, device, generator) -> dict:
+    ids = torch.randint(1000, vocab, (batch, seq), generator=generator)
+    labels = torch.full_like(ids, -100)
+    mask = torch.rand(ids.shape, generator=generator) < 0.15
+    labels[mask] = ids[mask]
+    ids = ids.masked_fill(mask, 103)
+    return {"input_ids": ids.to(device), "labels": labels.to(device)}
+
+
+def make_step(module, optimizer, batch, precision: str):
+    def step():
+        with autocast(precision):
+            out = module(**batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=6, help="steps per timed round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--compile", action="store_true", help="also time the pipeline path under torch.compile")
+    ap.add_argument("--components", action="store_true", help="also time masked-only and bf16 alone")
+    args = ap.parse_args()
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = resolve_precision("auto")
+    torch.manual_seed(0)
+    config = minilm_config(num_hidden_layers=args.layers, hidden_size=args.hidden,
+                           num_attention_heads=max(1, args.hidden // 32), intermediate_size=4 * args.hidden)
+    base = BertForMaskedLM(config).to(device)
+    batch = masked_batch(args.batch, args.seq, config.vocab_size, device, torch.Generator().manual_seed(0))
+
+    def build(masked_only: bool, prec: str, fused: bool, compile_: bool = False):
+        model = copy.deepcopy(base).train()
+        module = use_masked_only_head(model, enabled=masked_only)
+        if compile_:
+            module = torch.compile(module)
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused or None)
+        return make_step(module, opt, batch, prec)
+
+    candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False)}
+    if args.components:
+        candidates["masked-only head, fp32"] = build(True, "fp32", True)
+        candidates[f"full head, {precision}"] = build(False, precision, True)
+    candidates[f"pipeline (masked-only head, {precision}, fused AdamW)"] = build(True, precision, True)
+    if args.compile:
+        candidates["pipeline + torch.compile"] = build(True, precision, True, compile_=True)
+    tokens = args.batch * args.seq
+    results = alternate(candidates, tokens, args.steps, args.rounds, warmup=2)
+    report(f"MLM training, tokens/s (batch {args.batch}, seq {args.seq}, {args.layers} layers, "
+           f"hidden {args.hidden})", results, next(iter(candidates)), "tokens/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Shared bench helpers: the MiniLM-L6-H384 shape, timing that alternates baseline and ours."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+from transformers import BertConfig
+
+MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+              intermediate_size=1536, max_position_embeddings=512)
+
+
+def minilm_config(**overrides) -> BertConfig:
+    return BertConfig(**{**MINILM, **overrides})
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}"
+
+
+def timed(fn, repeats: int) -> float:
+    """Seconds for `repeats` calls of fn (CUDA synchronised)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def alternate(candidates: dict, work_per_call: float, calls: int, rounds: int, warmup: int = 1) -> dict:
+    """Throughput (work units / s) of each candidate, best of `rounds` rounds run in turn,
+    so that a load change on the machine hits every candidate alike."""
+    for fn in candidates.values():
+        timed(fn, warmup)
+    best = {name: 0.0 for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            best[name] = max(best[name], work_per_call * calls / timed(fn, calls))
+    return best
+
+
+def report(title: str, results: dict, baseline: str, unit: str) -> str:
+    lines = [f"## {title}", f"machine: {machine()}", "", f"| path | {unit} | ratio vs {baseline} |", "|---|---:|---:|"]
+    for name, value in results.items():
+        lines.append(f"| {name} | {value:,.0f} | {value / results[baseline]:.2f}x |")
+    text = "\n".join(lines)
+    print(text)
+    return text
