@@ -1,9 +1,23 @@
-"""MLM corpora: sources from `corpora/*.yaml`, cleaning, dedup, leakage guard, equal token budget.
+"""MLM corpora: sources from `corpora/*.yaml`, cleaning, dedup, leakage guard, selection, equal token budget.
 
 The strategies differ only in the corpus, so everything that makes them comparable lives
-here: the same cleaning for every source, no dev/test text of the task in any corpus, and
-the same number of tokens offered to `pretrain` (which then trains on exactly
-`pretrain.max_tokens` tokens, repeating a small corpus with fresh masking).
+here: the same cleaning for every source, no dev/test text of the task in any corpus (exact
+or near copies), no near-duplicates inside a corpus, and the same number of tokens offered to
+`pretrain` (which then trains on exactly `pretrain.max_tokens` tokens, repeating a small
+corpus with fresh masking).
+
+How a corpus is built, with memory that does not grow with the pool's text:
+1. every source is cleaned in a batched `datasets.map` (`collect.num_proc` processes) that also
+   writes each document's normalised-hash key and MinHash signature (datasketch) to Arrow files
+   on disk;
+2. one screening pass over those Arrow columns drops the cleaning rules, exact and near copies
+   of the task's dev/test text (a datasketch MinHashLSH over the held-out text, bounded by the
+   task's size) and exact duplicates (numpy over 8-byte keys);
+3. optionally (`collect.select: tfidf`, in_domain only) the documents nearest to the task's
+   train text are selected from the pool (scikit-learn TF-IDF + nearest neighbours);
+4. documents are drawn in seeded random order, by source weight, until each source's share of
+   the budget is met; a drawn document that is a near-duplicate of one already in the corpus
+   (MinHashLSH over the corpus, so its size follows the budget, not the pool) is dropped.
 """
 
 from __future__ import annotations
@@ -11,14 +25,18 @@ from __future__ import annotations
 import glob
 import hashlib
 import html
+import itertools
 import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import xxhash  # a dependency of `datasets`; 2.5x faster than datasketch's default sha1 for shingles
 import yaml
-from datasets import Dataset, concatenate_datasets, load_dataset
+from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
+from datasets.utils.tqdm import tqdm
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from pipeline.config import ConfigError, Params
 from pipeline.data import LOCAL_FORMATS, load_prepared
@@ -30,7 +48,20 @@ _TAG = re.compile(r"<[^>]{0,200}>")
 _BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n+")
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (NFKC already applied)
+
+# Screening outcome per document; `near_duplicate` is decided while drawing (see module doc).
+RULES = ("kept", "empty", "too_short", "too_long", "leaked", "leaked_near", "duplicate")
+_CODE = {rule: i for i, rule in enumerate(RULES)}
+DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "duplicate", "near_duplicate")
+MINHASH_SEED = 1
+MINHASH_SCHEME = "affine32"
+# MinHashLSH banding tuned to favour recall (few missed near-duplicates): every candidate is
+# confirmed with the signatures' estimated Jaccard, so a false candidate costs only time.
+LSH_WEIGHTS = (0.1, 0.9)
+BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
+MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
+DRAW_CHUNK = 512  # documents tokenised at a time while drawing
 
 
 # ---------------------------------------------------------------------------- spec
@@ -41,8 +72,11 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
         raise ConfigError(f"{path}: corpus definition for pretrain.source `{source}` not found; create it or "
                           f"set collect.corpora_dir to the folder that has it.")
     with path.open(encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh) or {}
-    sources = spec.get("sources")
+        try:
+            spec = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    sources = spec.get("sources") if isinstance(spec, dict) else None
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{path}: `sources` must be a non-empty list of sources (each with `path`).")
     for i, src in enumerate(sources):
@@ -53,12 +87,19 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(SOURCE_KEYS)}.")
         weight = src.setdefault("weight", 1.0)
-        if not isinstance(weight, (int, float)) or weight <= 0:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
             raise ConfigError(f"{where}: `weight` must be a positive number, got {weight!r}.")
         src.setdefault("name", Path(str(src["path"]).rstrip("/")).name.split(".")[0] or f"source{i}")
         src.setdefault("split", "train")
-        src.setdefault("text_field", "text")
+        field = src.setdefault("text_field", "text")
+        if not (isinstance(field, str) or (isinstance(field, list) and field
+                                           and all(isinstance(f, str) for f in field))):
+            raise ConfigError(f"{where}: `text_field` must be a field name or a list of field names "
+                              f"(joined with newlines), got {field!r}.")
         src["where"] = where
+    names = [s["name"] for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: source names must be unique, got {names}; set `name` on each source.")
     spec["path"] = str(path)
     return spec
 
@@ -74,6 +115,43 @@ def _local_files(path: str) -> list[Path]:
 
 def _is_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).expanduser().exists() or any(c in path for c in "*?[")
+
+
+def check_sources(spec: dict, params: Params) -> None:
+    """Refuse, before loading anything, a corpus that would hold the task's text where it must not.
+
+    `task:train` belongs in task.yaml only, and no source may be the task's test split: the
+    same hub id and config with the test split, or a local file that is the task directory's
+    test file (the leakage guard would drop every document, but the corpus would be empty or
+    silently different, so it is an error in the YAML instead).
+    """
+    task = params.task
+    task_dir = Path(task.dataset).expanduser()
+    test_files = ({(task_dir / f"{task.test_split}{ext}").resolve() for ext in LOCAL_FORMATS}
+                  if task_dir.is_dir() else set())
+    for src in spec["sources"]:
+        path, where = str(src["path"]), f"{src['where']} (`{src['name']}`)"
+        if path == TASK_SOURCE:
+            if params.pretrain.source != "task":
+                raise ConfigError(f"{where}: `{TASK_SOURCE}` belongs in task.yaml only; other strategies "
+                                  f"must not see the task's text. Remove this source from {spec['path']}.")
+            continue
+        fix = (f"test text never enters an MLM corpus. Remove this source from {spec['path']} "
+               f"or point it at other text.")
+        if _is_local(path):
+            hit = next((f for f in _local_files(path) if f.resolve() in test_files), None)
+            if hit is not None:
+                raise ConfigError(f"{where}: `{path}` includes {hit}, the task's test split "
+                                  f"(task.dataset + task.test_split); {fix}")
+        elif path == task.dataset and (src.get("config") or None) == (task.config or None) \
+                and str(src["split"]).split("[")[0].strip() == task.test_split:
+            raise ConfigError(f"{where}: `{path}` split `{src['split']}` is the task's test split "
+                              f"(task.dataset + task.test_split); {fix}")
+
+
+def _join_fields(batch: dict, fields: list[str]) -> dict:
+    rows = zip(*(batch[f] for f in fields))
+    return {"text": ["\n".join(str(v) for v in row if v) for row in rows]}
 
 
 def load_source(src: dict, task_dir: str | Path) -> Dataset:
@@ -104,9 +182,15 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
         except Exception as exc:
             raise ConfigError(f"{where}: loading `{path}` from the Hub failed ({type(exc).__name__}: {exc}). "
                               f"Point `path` at local files instead. {OFFLINE_HELP}") from exc
-    if field not in ds.column_names:
-        raise ConfigError(f"{where}: no field `{field}` in `{path}`; it has {', '.join(ds.column_names)}. "
+    fields = field if isinstance(field, list) else [field]
+    missing = [f for f in fields if f not in ds.column_names]
+    if missing:
+        raise ConfigError(f"{where}: no field `{missing[0]}` in `{path}`; it has {', '.join(ds.column_names)}. "
                           f"Set `text_field`.")
+    if len(fields) > 1:
+        return ds.map(_join_fields, batched=True, fn_kwargs={"fields": fields}, remove_columns=ds.column_names,
+                      desc=f"join {src['name']} fields")
+    field = fields[0]
     return ds.select_columns([field]).rename_column(field, "text") if field != "text" else ds.select_columns(["text"])
 
 
@@ -124,13 +208,37 @@ def clean_text(text: str | None) -> str:
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
 def normalised_hash(text: str) -> str:
-    """Hash of the text lower-cased with only [a-z0-9] kept: catches copies that differ in markup."""
-    return hashlib.blake2b("".join(_WORD.findall(text.lower())).encode(), digest_size=16).hexdigest()
+    """Hash of the text lower-cased with only letters and digits kept: catches copies that differ in markup."""
+    return hashlib.blake2b("".join(_words(text)).encode(), digest_size=16).hexdigest()
 
 
-def _clean_batch(batch: dict, min_chars: int, max_chars: int | None) -> dict:
-    out = {"text": [], "hash": [], "rule": []}
+def _key(words: list[str]) -> int:
+    """The normalised hash as a signed 64-bit integer: 8 bytes a document for exact dedup."""
+    digest = hashlib.blake2b("".join(words).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _shingles(words: list[str], n: int) -> set[bytes]:
+    if len(words) <= n:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
+
+
+def _features(num_perm: int) -> Features:
+    return Features({"text": Value("string"), "key": Value("int64"), "rule": Value("string"),
+                     "minhash": List(Value("uint32"), length=num_perm)})
+
+
+def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_words: int,
+                   num_perm: int) -> dict:
+    """Clean, apply the length rules, and compute the exact-dedup key and the MinHash signature."""
+    out = {"text": [], "key": [], "rule": []}
+    shingles = []
     for raw in batch["text"]:
         text = clean_text(raw)
         rule = ""
@@ -140,10 +248,26 @@ def _clean_batch(batch: dict, min_chars: int, max_chars: int | None) -> dict:
             rule = "too_short"
         elif max_chars and len(text) > max_chars:
             rule = "too_long"
+        words = _words(text)
         out["text"].append(text)
-        out["hash"].append(normalised_hash(text))
+        out["key"].append(_key(words))
         out["rule"].append(rule)
+        shingles.append(_shingles(words, shingle_words))
+    minhashes = MinHash.bulk(shingles, num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME,
+                             hashfunc=xxhash.xxh32_intdigest)
+    out["minhash"] = [m.hashvalues for m in minhashes]
     return out
+
+
+def prepare_texts(ds: Dataset, params: Params, min_chars: int, max_chars: int | None = None,
+                  desc: str = "clean") -> Dataset:
+    """`text` -> cleaned `text`, `key`, `rule` (why it is dropped, or ""), `minhash`; Arrow on disk."""
+    c = params.collect
+    return ds.map(_prepare_batch, batched=True, num_proc=c.num_proc if c.num_proc > 1 else None,
+                  remove_columns=ds.column_names, features=_features(c.minhash_perm),
+                  fn_kwargs={"min_chars": min_chars, "max_chars": max_chars,
+                             "shingle_words": c.shingle_words, "num_perm": c.minhash_perm},
+                  desc=desc)
 
 
 def heldout_hashes(task_dir: str | Path) -> set[str]:
@@ -157,90 +281,289 @@ def heldout_hashes(task_dir: str | Path) -> set[str]:
 def top_unigrams(texts, k: int = 10_000) -> set[str]:
     counts = Counter()
     for text in texts:
-        counts.update(_WORD.findall(text.lower()))
+        counts.update(_words(text))
     return {w for w, _ in counts.most_common(k)}
+
+
+# ---------------------------------------------------------------------------- near duplicates
+class NearIndex:
+    """Near-duplicate lookup: datasketch MinHashLSH for candidates, confirmed by estimated Jaccard.
+
+    The signatures are kept beside the index (4 bytes x num_perm a document) so each LSH
+    candidate is confirmed with the fraction of equal MinHash values (`MinHash.jaccard`,
+    vectorised over the candidates).
+    """
+
+    def __init__(self, params: Params):
+        c = params.collect
+        try:
+            self.lsh = MinHashLSH(threshold=c.near_dup_threshold, num_perm=c.minhash_perm, weights=LSH_WEIGHTS)
+        except ValueError as exc:
+            raise ConfigError(f"collect.near_dup_threshold={c.near_dup_threshold} with collect.minhash_perm="
+                              f"{c.minhash_perm} gives no usable LSH banding ({exc}); raise minhash_perm or "
+                              f"lower the threshold.") from exc
+        self.threshold = c.near_dup_threshold
+        self.sigs = np.empty((256, c.minhash_perm), dtype=np.uint32)
+        self.n = 0
+
+    @staticmethod
+    def _lean(sig: np.ndarray) -> LeanMinHash:
+        return LeanMinHash(seed=MINHASH_SEED, hashvalues=sig, scheme=MINHASH_SCHEME)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, sig: np.ndarray) -> None:
+        if self.n == len(self.sigs):
+            self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
+        self.sigs[self.n] = sig
+        self.lsh.insert(self.n, self._lean(sig), check_duplication=False)
+        self.n += 1
+
+    def contains(self, sig: np.ndarray) -> bool:
+        """True when a document whose estimated Jaccard with `sig` is >= the threshold was added."""
+        if not self.n:
+            return False
+        candidates = self.lsh.query(self._lean(sig))
+        if not candidates:
+            return False
+        estimated = (self.sigs[candidates] == sig).mean(axis=1)
+        return bool((estimated >= self.threshold).any())
+
+
+def heldout_index(params: Params, task_dir: str | Path) -> tuple[np.ndarray, NearIndex]:
+    """Exact keys (sorted) and the near-duplicate index of the task's dev and test text."""
+    texts = concatenate_datasets([load_prepared(s, task_dir).select_columns(["text"]) for s in ("dev", "test")])
+    prepared = prepare_texts(texts, params, min_chars=0, desc="hash task dev+test")
+    index = NearIndex(params)
+    view = prepared.select_columns(["rule", "minhash"]).with_format("numpy")
+    for batch in view.iter(batch_size=1000):
+        for rule, sig in zip(batch["rule"], batch["minhash"].astype(np.uint32)):
+            if rule != "empty":
+                index.add(sig)
+    return np.unique(np.asarray(prepared["key"], dtype=np.int64)), index
+
+
+# ---------------------------------------------------------------------------- screening and drawing
+def screen(prepared: Dataset, banned_keys: np.ndarray, banned_near: NearIndex, prior_keys: np.ndarray,
+           desc: str = "screen") -> tuple[np.ndarray, np.ndarray]:
+    """One pass over a prepared source: a code from RULES per document (0 = kept), and the kept keys.
+
+    Order of the rules: cleaning (empty, too short/long), exact copy of dev/test text, near copy
+    of dev/test text, exact duplicate of an earlier document (this source or `prior_keys`).
+    """
+    n = len(prepared)
+    codes = np.zeros(n, dtype=np.int8)
+    keys = np.zeros(n, dtype=np.int64)
+    view = prepared.select_columns(["rule", "key", "minhash"]).with_format("numpy")
+    pos = 0
+    with tqdm(total=n, desc=desc, unit="doc") as bar:
+        for batch in view.iter(batch_size=2000):
+            m = len(batch["key"])
+            part = codes[pos:pos + m]  # a view: writes land in `codes`
+            part[:] = [_CODE[r or "kept"] for r in batch["rule"]]
+            keys[pos:pos + m] = batch["key"]
+            ok = part == 0
+            leaked = ok & np.isin(batch["key"], banned_keys)
+            part[leaked] = _CODE["leaked"]
+            sigs = batch["minhash"].astype(np.uint32)
+            for j in np.flatnonzero(ok & ~leaked):
+                if banned_near.contains(sigs[j]):
+                    part[j] = _CODE["leaked_near"]
+            pos += m
+            bar.update(m)
+    # Exact duplicates, vectorised over 8-byte keys: the first copy in source order is kept.
+    ok = np.flatnonzero(codes == 0)
+    _, first = np.unique(keys[ok], return_index=True)
+    later = np.ones(len(ok), dtype=bool)
+    later[first] = False
+    codes[ok[later | np.isin(keys[ok], prior_keys)]] = _CODE["duplicate"]
+    return codes, keys[codes == 0]
+
+
+def draw(ds: Dataset, rows: np.ndarray, target: float, tokenizer, corpus_index: NearIndex,
+         rng: np.random.Generator, desc: str = "draw") -> tuple[list[int], list[int], int]:
+    """Draw rows of `ds` in seeded random order until `target` tokens; return rows, tokens, near dups.
+
+    A document that does not fit in what is left of the target is passed over (so the total
+    stays at or just below the target, with whole documents), and one that is a near-duplicate
+    of a document already in the corpus is dropped. Only drawn documents are tokenised and
+    indexed, so the work and memory follow the budget, not the size of the pool.
+    """
+    order = rows[rng.permutation(len(rows))]
+    view = ds.with_format("numpy", columns=["minhash"], output_all_columns=True)
+    taken, tokens, near, misfits = [], [], 0, 0
+    remaining, tolerance = float(target), BUDGET_TOLERANCE * target
+    with tqdm(total=int(target), desc=desc, unit="tok") as bar:
+        for start in range(0, len(order), DRAW_CHUNK):
+            if remaining <= tolerance or misfits >= MAX_MISFITS:
+                break
+            idx = order[start:start + DRAW_CHUNK]
+            batch = view[idx.tolist()]
+            lengths = [len(ids) for ids in tokenizer(batch["text"], verbose=False)["input_ids"]]
+            sigs = batch["minhash"].astype(np.uint32)
+            # A loop, not a vectorised cut: each decision depends on what was taken before it.
+            for j, length in enumerate(lengths):
+                if remaining <= tolerance or misfits >= MAX_MISFITS:
+                    break
+                if length > remaining:
+                    misfits += 1
+                    continue
+                if corpus_index.contains(sigs[j]):
+                    near += 1
+                    continue
+                corpus_index.add(sigs[j])
+                taken.append(int(idx[j]))
+                tokens.append(length)
+                remaining -= length
+                misfits = 0
+                bar.update(length)
+    return taken, tokens, near
+
+
+def select_nearest(pool: Dataset, task_texts: list[str], k: int, num_proc: int) -> tuple[np.ndarray, dict]:
+    """Rows of `pool` whose TF-IDF cosine similarity to their nearest task train text is highest.
+
+    Curated TAPT (Gururangan et al. 2020, section 5): the in-domain documents nearest to the
+    task's own text. One TF-IDF space is fitted on the task text and the pool; each pool
+    document is scored by the cosine similarity of its nearest task document.
+    """
+    from sklearn import config_context
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.neighbors import NearestNeighbors
+
+    pool_texts = (t for batch in pool.select_columns(["text"]).iter(batch_size=1000) for t in batch["text"])
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32)
+    matrix = vectorizer.fit_transform(itertools.chain(task_texts, tqdm(pool_texts, total=len(pool),
+                                                                        desc="tf-idf pool", unit="doc")))
+    task_matrix, pool_matrix = matrix[:len(task_texts)], matrix[len(task_texts):]
+    with config_context(working_memory=256):  # MiB per chunk of the distance matrix
+        nn = NearestNeighbors(n_neighbors=1, metric="cosine", algorithm="brute", n_jobs=num_proc)
+        distance, _ = nn.fit(task_matrix).kneighbors(pool_matrix)
+    similarity = 1.0 - distance[:, 0]
+    chosen = np.sort(np.argsort(-similarity, kind="stable")[:k])
+    return chosen, {"method": "tfidf", "pool": len(pool), "k": k, "selected": int(len(chosen)),
+                    "similarity_pool_mean": float(similarity.mean()),
+                    "similarity_selected_mean": float(similarity[chosen].mean()) if len(chosen) else 0.0,
+                    "similarity_selected_min": float(similarity[chosen].min()) if len(chosen) else 0.0}
 
 
 # ---------------------------------------------------------------------------- build
 def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
                  out_dir: str | Path = "data/corpus") -> dict:
     """Write `out_dir/corpus.parquet` (text, source, tokens) for `pretrain.source`; return the stats."""
-    source = params.pretrain.source
+    source, c = params.pretrain.source, params.collect
     stats: dict = {"source": source, "budget_tokens": params.pretrain.max_tokens}
     if source == "none":
         with atomic_dir(out_dir) as tmp:
             Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
-        return {**stats, "docs": 0, "tokens": 0, "sources": {}}
+        return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
+                "leaked_removed": 0, "sources": {}}
 
-    spec = load_spec(params.collect.corpora_dir, source)
-    if source != "task" and any(str(s["path"]) == TASK_SOURCE for s in spec["sources"]):
-        raise ConfigError(f"{spec['path']}: `{TASK_SOURCE}` belongs in task.yaml only; other strategies "
-                          f"must not see the task's text.")
-    for src in spec["sources"]:
-        if str(src["path"]) not in (TASK_SOURCE,) and src.get("split") == params.task.test_split \
-                and str(src["path"]) == params.task.dataset:
-            raise ConfigError(f"{src['where']}: this source is the task's test split; test text never "
-                              f"enters an MLM corpus. Remove it.")
-    banned = heldout_hashes(task_dir)
-    num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
+    spec = load_spec(c.corpora_dir, source)
+    check_sources(spec, params)
+    banned_keys, banned_near = heldout_index(params, task_dir)
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
     rng = np.random.default_rng(params.seed)
-    seen: set[str] = set()
-    dropped = Counter()
-    parts, per_source = [], {}
+
+    # Clean and screen every document of every source (see the module doc).
+    prepared, eligible, per_source = [], [], {}
+    prior_keys = np.zeros(0, dtype=np.int64)
     for src in spec["sources"]:
         raw = load_source(src, task_dir)
-        docs_in = len(raw)
-        cleaned = raw.map(_clean_batch, batched=True, num_proc=num_proc,
-                          fn_kwargs={"min_chars": int(src.get("min_chars", params.collect.min_chars)),
-                                     "max_chars": src.get("max_chars")},
-                          desc=f"clean {src['name']}")
-        rules, hashes = cleaned["rule"], cleaned["hash"]
-        keep = []
-        for i, (rule, h) in enumerate(zip(rules, hashes)):
-            if rule:
-                dropped[rule] += 1
-            elif h in banned:
-                dropped["leaked"] += 1
-            elif h in seen:
-                dropped["duplicate"] += 1
-            else:
-                seen.add(h)
-                keep.append(i)
-        kept = cleaned.select(keep).select_columns(["text"])
-        kept = kept.map(lambda b: {"tokens": [len(x) for x in tokenizer(b["text"])["input_ids"]]},
-                        batched=True, num_proc=num_proc, desc=f"count tokens {src['name']}")
-        # Sample by weight: shuffle with the seed, then take documents until this source's
-        # share of the budget is met (a source that runs short gives what it has).
-        share = params.pretrain.max_tokens * float(src["weight"]) / total_weight
-        order = rng.permutation(len(kept))
-        cum = np.cumsum(np.asarray(kept["tokens"], dtype=np.int64)[order]) if len(kept) else np.zeros(0)
-        n_take = int(np.searchsorted(cum, share, side="left") + 1) if len(kept) else 0
-        n_take = min(n_take, len(kept))
-        taken = kept.select(np.sort(order[:n_take]))
-        taken = taken.add_column("source", [src["name"]] * len(taken))
-        parts.append(taken)
-        tokens = int(sum(taken["tokens"]))
-        per_source[src["name"]] = {"docs_in": docs_in, "docs_kept": len(kept), "docs": len(taken),
-                                   "tokens": tokens, "weight": float(src["weight"]) / total_weight,
-                                   "licence": src.get("licence", "")}
+        ds = prepare_texts(raw, params, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
+                           desc=f"clean {src['name']}")
+        codes, kept_keys = screen(ds, banned_keys, banned_near, prior_keys, desc=f"screen {src['name']}")
+        rows = np.flatnonzero(codes == 0)
+        prior_keys = np.concatenate([prior_keys, kept_keys])
+        counts = np.bincount(codes, minlength=len(RULES))
+        prepared.append(ds)
+        eligible.append(rows)
+        per_source[src["name"]] = {
+            "docs_in": len(raw), "docs_kept": len(rows),
+            "dropped": {rule: int(counts[_CODE[rule]]) for rule in RULES[1:]} | {"near_duplicate": 0},
+            "weight": float(src["weight"]) / total_weight, "licence": src.get("licence", ""),
+        }
+
+    # Groups to draw from: one per source by weight, or the selected documents as one group.
+    corpus_index = NearIndex(params)
+    groups = []  # (dataset, rows, target tokens, source name or None when `ds` has a source column)
+    selection = {"method": c.select}
+    if c.select != "none" and source != "in_domain":
+        selection = {"method": "none", "note": f"collect.select={c.select} applies to in_domain only"}
+    if c.select == "tfidf" and source == "in_domain":
+        pool_parts = []
+        n_eligible = sum(len(r) for r in eligible)
+        pool_ids = np.sort(rng.choice(n_eligible, size=min(c.select_pool, n_eligible), replace=False))
+        offsets = np.cumsum([0] + [len(r) for r in eligible])
+        for i, (ds, rows, src) in enumerate(zip(prepared, eligible, spec["sources"])):
+            mine = pool_ids[(pool_ids >= offsets[i]) & (pool_ids < offsets[i + 1])] - offsets[i]
+            if len(mine):
+                part = ds.select(rows[mine]).flatten_indices()
+                pool_parts.append(part.add_column("source", [src["name"]] * len(part)))
+        if not pool_parts:
+            raise ConfigError(f"{spec['path']}: nothing left to select from after cleaning, dedup and the "
+                              f"leakage guard; add sources or lower collect.min_chars.")
+        pool = concatenate_datasets(pool_parts)
+        task_texts = [clean_text(t) for t in load_prepared("train", task_dir)["text"]]
+        chosen, selection = select_nearest(pool, task_texts, c.select_k, c.num_proc)
+        selection["weights_applied"] = False
+        selection["per_source"] = dict(Counter(pool.select(chosen)["source"]))
+        groups.append((pool, chosen, float(params.pretrain.max_tokens), None))
+    else:
+        for ds, rows, src in zip(prepared, eligible, spec["sources"]):
+            target = params.pretrain.max_tokens * float(src["weight"]) / total_weight
+            per_source[src["name"]]["target_tokens"] = round(target, 1)
+            groups.append((ds, rows, target, src["name"]))
+
+    parts = []
+    for ds, rows, target, name in groups:
+        taken, tokens, near = draw(ds, rows, target, tokenizer, corpus_index, rng, desc=f"draw {name or 'selected'}")
+        order = np.argsort(taken, kind="stable")
+        part = ds.select(np.asarray(taken, dtype=np.int64)[order])
+        part = part.select_columns(["text"] + (["source"] if name is None else []))
+        if name is not None:
+            part = part.add_column("source", [name] * len(part))
+            per_source[name]["dropped"]["near_duplicate"] += near
+        else:  # selected documents: attribute the near duplicates to no source, report them in total
+            selection["near_duplicates"] = near
+        parts.append(part.add_column("tokens", [tokens[i] for i in order]))
     corpus = concatenate_datasets(parts).shuffle(seed=params.seed).flatten_indices()
     if len(corpus) == 0:
+        dropped = {k: sum(s["dropped"][k] for s in per_source.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
-                          f"(dropped: {dict(dropped)}); add sources or lower collect.min_chars.")
-    tokens = np.asarray(corpus["tokens"])
+                          f"(dropped: {dropped}); add sources or lower collect.min_chars.")
+
+    tokens = np.asarray(corpus["tokens"], dtype=np.int64)
     total = int(tokens.sum())
-    for entry in per_source.values():
-        entry["share"] = entry["tokens"] / total
-    task_vocab = top_unigrams(load_prepared("train", task_dir)["text"])
+    by_source = Counter()
+    docs_by_source = Counter()
+    for name, n in zip(corpus["source"], tokens):
+        by_source[name] += int(n)
+        docs_by_source[name] += 1
+    for name, entry in per_source.items():
+        entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
+    dropped = {k: sum(s["dropped"][k] for s in per_source.values()) for k in DROP_KEYS}
+    dropped["near_duplicate"] += selection.get("near_duplicates", 0)
+    task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
     corpus_vocab = top_unigrams(corpus["text"])
     stats.update({
         "docs": len(corpus), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
         "budget_coverage": total / params.pretrain.max_tokens,
-        "dropped": {k: int(dropped[k]) for k in ("empty", "too_short", "too_long", "duplicate", "leaked")},
-        "duplicates_removed": int(dropped["duplicate"]), "leaked_removed": int(dropped["leaked"]),
+        "docs_in": sum(s["docs_in"] for s in per_source.values()),
+        "docs_kept": sum(s["docs_kept"] for s in per_source.values()),
+        "dropped": dropped,
+        "duplicates_removed": dropped["duplicate"] + dropped["near_duplicate"],
+        "exact_duplicates_removed": dropped["duplicate"],
+        "near_duplicates_removed": dropped["near_duplicate"],
+        "leaked_removed": dropped["leaked"] + dropped["leaked_near"],
+        "leaked_exact": dropped["leaked"], "leaked_near": dropped["leaked_near"],
         "vocab_overlap": len(task_vocab & corpus_vocab) / max(1, len(task_vocab)),
+        "near_dup": {"threshold": c.near_dup_threshold, "num_perm": c.minhash_perm,
+                     "shingle_words": c.shingle_words, "lsh_bands": corpus_index.lsh.b,
+                     "lsh_rows": corpus_index.lsh.r},
+        "selection": selection,
         "sources": per_source,
     })
     with atomic_dir(out_dir) as tmp:
