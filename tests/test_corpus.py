@@ -249,11 +249,13 @@ def test_selection_applies_to_in_domain_only(setup):
 # ---------------------------------------------------------------------------- specs and params
 def test_text_field_may_join_several_fields(setup, tmp_path):
     build, _, _ = setup
-    rows = [{"title": f"Question {i} about trade", "body": " ".join(random.Random(i).choice(NEWS) for _ in range(30)),
+    rows = [{"title": f"Question {i} about trade",
+             "body": " ".join(random.Random(i).choice(NEWS) for _ in range(30)),
              "answer": None if i % 2 else "The market said so."} for i in range(40)]
     write_jsonl(tmp_path / "corpora_data" / "qa.jsonl", rows)
     (tmp_path / "corpora" / "cross_domain.yaml").write_text(yaml.safe_dump({"sources": [
-        {"name": "qa", "path": str(tmp_path / "corpora_data" / "qa.jsonl"), "text_field": ["title", "body", "answer"]}]}))
+        {"name": "qa", "path": str(tmp_path / "corpora_data" / "qa.jsonl"),
+         "text_field": ["title", "body", "answer"]}]}))
     stats, corpus = build("cross_domain", max_tokens=10**6)
     assert stats["docs"] == 40
     texts = set(corpus["text"])
@@ -262,9 +264,11 @@ def test_text_field_may_join_several_fields(setup, tmp_path):
 
 
 def test_collect_params_are_range_checked():
-    for collect, key in (({"select": "knn"}, "collect.select"), ({"select_k": 10, "select_pool": 5}, "collect.select_k"),
+    for collect, key in (({"select": "knn"}, "collect.select"),
+                         ({"select_k": 10, "select_pool": 5}, "collect.select_k"),
                          ({"near_dup_threshold": 1.0}, "collect.near_dup_threshold"),
-                         ({"minhash_perm": 8}, "collect.minhash_perm"), ({"shingle_words": 0}, "collect.shingle_words")):
+                         ({"minhash_perm": 8}, "collect.minhash_perm"),
+                         ({"shingle_words": 0}, "collect.shingle_words")):
         with pytest.raises(ConfigError, match=f"`{key}` is"):
             from_dict({"collect": collect})
 
