@@ -99,6 +99,7 @@ class Train:
     precision: str = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16 instructions)
     num_workers: int = 0
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
+    checkpoint_steps: int = 200  # save a resumable checkpoint every N optimizer steps; 0: never
 
 
 @dataclass
@@ -206,6 +207,7 @@ def _check_ranges(p: Params, where: str) -> None:
     need(c.select_pool >= 1, "collect.select_pool", c.select_pool, "at least 1")
     need(1 <= c.select_k <= c.select_pool, "collect.select_k", c.select_k,
          f"between 1 and collect.select_pool ({c.select_pool})")
+    need(p.train.checkpoint_steps >= 0, "train.checkpoint_steps", p.train.checkpoint_steps, "0 (off) or more")
     need(0.0 < p.finetune.layer_decay <= 1.0, "finetune.layer_decay", p.finetune.layer_decay, "in (0, 1]")
     if p.finetune.truncation == "head_tail":
         need(0 < p.finetune.head_tokens < p.model.max_length, "finetune.head_tokens", p.finetune.head_tokens,

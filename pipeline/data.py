@@ -32,10 +32,30 @@ def find_split_file(directory: Path, split: str) -> Path:
     return found[0]
 
 
+def check_utf8(path: Path) -> None:
+    """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run."""
+    import codecs
+    import gzip
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk[:exc.start].count(b"\n")
+                raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the file "
+                                  f"as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
+            line += chunk.count(b"\n")
+
+
 def load_local_file(path: Path) -> Dataset:
     builder = next(b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext))
     if path.stat().st_size == 0:
         raise ConfigError(f"{path}: the file is empty; point task.dataset at a directory with data.")
+    if builder != "parquet":
+        check_utf8(path)
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types

@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from datasets import Dataset
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, TrainingArguments
 
 from pipeline.config import Params
 from pipeline.distributed import resolve_precision
 from pipeline.text import special_layout, tokenize_for_classification
 from pipeline.tracking import report_to
+from pipeline.training import CheckedTrainer, KeepBestEpoch, train_with_resume
 
 # Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
 # ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
@@ -90,12 +91,10 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         weight_decay=f.weight_decay,
         lr_scheduler_type="linear",
         eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        save_only_model=True,
-        load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
+        # resumable checkpoints every N steps; the best epoch is kept by KeepBestEpoch
+        save_strategy="steps" if params.train.checkpoint_steps else "no",
+        save_steps=params.train.checkpoint_steps or 500,
+        save_total_limit=1,
         logging_strategy="epoch",
         train_sampling_strategy="group_by_length",
         length_column_name="length",
@@ -111,15 +110,23 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
     return TrainingArguments(**kwargs)
 
 
-def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path):
-    """Train `model` (in place; the best dev epoch is loaded at the end). Returns (trainer, stats)."""
+def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path,
+             run_id: str = ""):
+    """Train `model` in place; the best dev epoch's weights are loaded at the end.
+
+    A rerun with the same `run_id` (params and data) resumes from the last checkpoint in
+    `work_dir`. Returns (trainer, stats, curve).
+    """
     args = training_args(params, work_dir)
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None))
+    keep_best = KeepBestEpoch(work_dir)
+    trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                             compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
+                             callbacks=[keep_best])
     start = time.time()
-    result = trainer.train()
+    result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
+    keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     losses = {h["epoch"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
@@ -128,5 +135,6 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     stats = {"train_seconds": seconds, "train_loss": float(result.training_loss),
              "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
-             "train_examples": len(train), "precision": resolve_precision(params.train.precision)}
+             "train_examples": len(train), "precision": resolve_precision(params.train.precision),
+             "resumed_from_step": resumed_from}
     return trainer, stats, curve

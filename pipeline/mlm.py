@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers import DataCollatorForLanguageModeling, TrainingArguments
 from transformers.modeling_outputs import MaskedLMOutput
 
 from pipeline.config import ConfigError, Params
 from pipeline.distributed import autocast, resolve_precision, world_size
 from pipeline.tracking import report_to
+from pipeline.training import CheckedTrainer, train_with_resume
 
 
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
@@ -125,8 +126,13 @@ def heldout_blocks(dev_texts: Dataset, tokenizer, params: Params) -> Dataset:
     return blocks.select(range(min(cap, len(blocks))))
 
 
-def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work_dir: str | Path) -> dict:
-    """Train `model` in place on `corpus` for exactly the budget; return the training stats."""
+def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work_dir: str | Path,
+                         run_id: str = "") -> dict:
+    """Train `model` in place on `corpus` for exactly the budget; return the training stats.
+
+    Checkpoints go to `work_dir` every `train.checkpoint_steps`; a rerun with the same `run_id`
+    (params and data) resumes from the last one: model, optimizer, scheduler, RNG, data position.
+    """
     p = params.pretrain
     num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
     blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc)
@@ -148,7 +154,9 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         weight_decay=p.weight_decay,
         lr_scheduler_type="linear",
         logging_steps=max(1, steps // 50),
-        save_strategy="no",
+        save_strategy="steps" if params.train.checkpoint_steps else "no",
+        save_steps=params.train.checkpoint_steps or 500,
+        save_total_limit=1,
         report_to=report_to(),
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
@@ -161,10 +169,10 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         disable_tqdm=False,
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
-    trainer = Trainer(model=use_masked_only_head(model, p.masked_only_head), args=args, train_dataset=blocks,
-                      data_collator=collator, processing_class=tokenizer)
+    trainer = CheckedTrainer(model=use_masked_only_head(model, p.masked_only_head), args=args,
+                             train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
     start = time.time()
-    result = trainer.train()
+    result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
     tokens = steps * effective_batch * p.block_size
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
@@ -172,7 +180,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         "steps": steps, "tokens_trained": tokens, "effective_batch": effective_batch,
         "per_device_batch": p.batch_size, "world_size": world_size(), "block_size": p.block_size,
         "corpus_blocks": len(blocks), "corpus_epochs": corpus_epochs, "precision": precision,
-        "train_loss": float(result.training_loss), "train_seconds": seconds,
-        "tokens_per_second": tokens / seconds if seconds else float("nan"), "curve": curve,
+        "train_loss": float(result.training_loss), "train_seconds": seconds, "resumed_from_step": resumed_from,
+        "tokens_per_second": tokens * (1 - resumed_from / steps) / seconds if seconds else float("nan"),
+        "curve": curve,
     }
 

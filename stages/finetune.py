@@ -1,6 +1,7 @@
 """DVC stage `finetune`: classifier on models/pretrained -> models/classifier + metrics/finetune.json."""
 
 import shutil
+from pathlib import Path
 
 from pipeline.config import check_lengths
 from pipeline.data import load_prepared
@@ -9,6 +10,7 @@ from pipeline.finetune import encode_split, finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.model import load_classifier, load_config, load_tokenizer
 from pipeline.stage import run_stage
+from pipeline.training import fingerprint
 
 BASE, WORK_DIR = "models/pretrained", "models/.finetune-work"
 
@@ -20,7 +22,9 @@ def run(params):
     train = encode_split(load_prepared("train", "data/task"), tokenizer, params)
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params)
     model = load_classifier(BASE, params, names)
-    trainer, stats, curve = finetune(model, tokenizer, train, dev, params, WORK_DIR)
+    run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
+                         ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])
+    trainer, stats, curve = finetune(model, tokenizer, train, dev, params, WORK_DIR, run_id)
     if is_main_process():
         with atomic_dir("models/classifier") as tmp:
             trainer.save_model(str(tmp))

@@ -12,6 +12,7 @@ from pipeline.io import atomic_dir, write_csv
 from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity
 from pipeline.model import load_config, load_mlm, load_tokenizer
 from pipeline.stage import run_stage
+from pipeline.training import fingerprint
 
 WORK_DIR = "models/.pretrain-work"
 
@@ -29,7 +30,9 @@ def pretrain(params):
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
     else:
         corpus = load_corpus("data/corpus")
-        stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR)
+        run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "pretrain", "train")},
+                             ["data/corpus/corpus.parquet"])
+        stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
         after = mlm_perplexity(model, blocks, tokenizer, params)
     curve = stats.pop("curve")
     if is_main_process():

@@ -1,0 +1,116 @@
+"""What both training stages share on top of the Trainer: a non-finite-loss stop, resumable
+checkpoints that belong to one set of inputs, and keeping the best epoch across a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from pipeline.distributed import is_main_process
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class CheckedTrainer(Trainer):
+    """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr."""
+
+    last_finite_loss: float | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        value = float(loss)
+        if not math.isfinite(value):
+            lr = self.lr_scheduler.get_last_lr()[0] if self.lr_scheduler is not None else self.args.learning_rate
+            raise NonFiniteLossError(
+                f"loss is {value} at step {self.state.global_step + 1} (lr {lr:.3g}); the last finite loss was "
+                f"{self.last_finite_loss}. Lower the learning rate, check the data, or use "
+                f"train.precision: fp32.")
+        self.last_finite_loss = value
+        return loss
+
+
+def fingerprint(config: dict, files: list[str | Path]) -> str:
+    """Identity of a training run's inputs: the params that shape it and its data files."""
+    h = hashlib.blake2b(json.dumps(config, sort_keys=True, default=str).encode(), digest_size=16)
+    for path in files:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def claim_work_dir(work_dir: str | Path, run_id: str) -> None:
+    """Keep `work_dir` only if it was written for the same inputs (`run_id`), else empty it.
+
+    So a changed experiment never resumes from a stranger's checkpoint. Main process only.
+    """
+    work_dir = Path(work_dir)
+    stamp = work_dir / "run_id"
+    if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != run_id):
+        shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(run_id)
+
+
+class KeepBestEpoch(TrainerCallback):
+    """Save the model of the best dev evaluation to `work_dir/best`, across resumes.
+
+    Used instead of `load_best_model_at_end`, which needs checkpoints and evaluations on the
+    same schedule; here checkpoints come every N steps (for resume) and evaluation every epoch.
+    """
+
+    def __init__(self, work_dir: str | Path, metric: str = "eval_accuracy"):
+        self.dir = Path(work_dir) / "best"
+        self.metric = metric
+
+    def best(self) -> dict | None:
+        path = self.dir / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not state.is_world_process_zero or metrics is None or self.metric not in metrics:
+            return
+        best = self.best()
+        if best is None or metrics[self.metric] > best["value"]:
+            model.save_pretrained(self.dir)
+            (self.dir / "best.json").write_text(json.dumps({"value": metrics[self.metric], "epoch": state.epoch,
+                                                            "step": state.global_step}))
+
+    def load_into(self, model) -> dict | None:
+        """Copy the best weights into `model` (every rank reads the same file)."""
+        best = self.best()
+        if best is not None:
+            from safetensors.torch import load_file
+
+            state = {}
+            for f in sorted(self.dir.glob("*.safetensors")):
+                state.update(load_file(str(f)))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            # tied weights are stored once; anything else missing is a real mismatch
+            tied = set(getattr(model, "_tied_weights_keys", None) or [])
+            if unexpected or [k for k in missing if k not in tied]:
+                raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, "
+                                   f"unexpected {unexpected}")
+        return best
+
+
+def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str):
+    """`trainer.train()`, resumed from the last matching checkpoint in `work_dir` if any.
+    Returns (TrainOutput, the step it resumed from or 0)."""
+    if is_main_process():
+        claim_work_dir(work_dir, run_id)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    checkpoint = get_last_checkpoint(str(work_dir))
+    resumed = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+    return trainer.train(resume_from_checkpoint=checkpoint), resumed

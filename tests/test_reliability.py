@@ -1,0 +1,120 @@
+"""Resume after SIGKILL, determinism, and the non-finite-loss stop."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from datasets import Dataset
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+from fixtures import make_project
+from pipeline.config import from_dict
+from pipeline.finetune import encode_split, finetune
+from pipeline.training import NonFiniteLossError
+
+
+def stage(project, name, check=True):
+    result = subprocess.run([sys.executable, f"stages/{name}.py"], cwd=project, capture_output=True, text=True,
+                            env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", **_env()})
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-4000:])
+    return result
+
+
+def _env():
+    import os
+    return {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE",)}
+
+
+def set_params(project, **changes):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def kill_after_checkpoint(project, name, work_dir):
+    """Start a stage, SIGKILL it as soon as its first checkpoint is on disk."""
+    proc = subprocess.Popen([sys.executable, f"stages/{name}.py"], cwd=project, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**_env(), "WANDB_MODE": "disabled"})
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
+            time.sleep(0.5)  # let the checkpoint finish writing its other files
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"{name} finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def metrics(project, name):
+    return json.loads((project / "metrics" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("reliability"))
+    set_params(project, **{"pretrain.max_tokens": 40_000, "train.checkpoint_steps": 20,
+                           "pretrain.source": "task"})
+    stage(project, "prepare")
+    stage(project, "collect")
+    return project
+
+
+def test_pretrain_resumes_after_sigkill(project):
+    stage(project, "pretrain")
+    reference = metrics(project, "pretrain")
+    assert reference["resumed_from_step"] == 0
+    kill_after_checkpoint(project, "pretrain", "models/.pretrain-work")
+    assert not (project / "models/pretrained/.tmp").exists()
+    stage(project, "pretrain")
+    resumed = metrics(project, "pretrain")
+    assert resumed["resumed_from_step"] >= 20 and resumed["steps"] == reference["steps"]
+    assert resumed["perplexity_after"] == pytest.approx(reference["perplexity_after"], rel=0.05)
+    assert not (project / "models/.pretrain-work").exists()  # cleaned up once complete
+
+
+def test_finetune_resumes_after_sigkill(project):
+    set_params(project, **{"finetune.epochs": 5, "train.checkpoint_steps": 8})
+    stage(project, "finetune")
+    reference = metrics(project, "finetune")
+    kill_after_checkpoint(project, "finetune", "models/.finetune-work")
+    stage(project, "finetune")
+    resumed = metrics(project, "finetune")
+    assert resumed["resumed_from_step"] >= 8 and resumed["steps"] == reference["steps"]
+    assert resumed["dev_accuracy"] == pytest.approx(reference["dev_accuracy"], abs=0.05)
+    assert resumed["train_loss"] == pytest.approx(reference["train_loss"], rel=0.1)
+
+
+def test_same_seed_same_metrics(project):
+    set_params(project, **{"train.checkpoint_steps": 0, "pretrain.max_tokens": 16_000, "finetune.epochs": 2})
+    runs = []
+    for _ in range(2):
+        shutil.rmtree(project / "models", ignore_errors=True)
+        stage(project, "pretrain")
+        stage(project, "finetune")
+        stage(project, "evaluate")
+        runs.append({n: metrics(project, n) for n in ("pretrain", "finetune", "eval")})
+    for name, keys in (("pretrain", ("perplexity_after", "train_loss")),
+                       ("finetune", ("dev_accuracy", "train_loss")), ("eval", ("accuracy", "macro_f1"))):
+        for key in keys:
+            assert runs[0][name][key] == runs[1][name][key], (name, key)
+
+
+def test_nan_loss_stops_with_step_lr_and_last_loss(tiny_model, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    params = from_dict({"model": {"max_length": 32}, "train": {"precision": "fp32", "checkpoint_steps": 0},
+                        "finetune": {"lr": 1e30, "epochs": 3, "batch_size": 4, "warmup": 0.0,
+                                     "layer_decay": 1.0}})
+    data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
+                        tokenizer, params)
+    model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(lr [0-9.e+]+\); the last finite loss was [0-9.]+"):
+        finetune(model, tokenizer, data, data, params, tmp_path / "work")
