@@ -72,7 +72,8 @@ class Pretrain:
     source: str = "task"
     max_tokens: int = 1_000_000
     block_size: int = 128
-    batch_size: int = 32
+    batch_size: int = 32  # per device
+    target_batch: int = 0  # effective batch to reach with gradient accumulation; 0: batch_size x devices
     lr: float = 5e-5
     warmup: float = 0.06
     weight_decay: float = 0.01
@@ -85,8 +86,10 @@ class Pretrain:
 class Finetune:
     lr: float = 2e-5
     epochs: int = 3
-    batch_size: int = 16
+    batch_size: int = 16  # per device
+    target_batch: int = 0  # effective batch to reach with gradient accumulation; 0: batch_size x devices
     eval_batch_size: int = 64
+    group_by_length: bool = True  # length-grouped batches (little padding); false: plain random batches
     warmup: float = 0.1
     weight_decay: float = 0.01
     layer_decay: float = 0.95  # layer-wise lr decay; 1.0 turns it off
@@ -103,6 +106,15 @@ class Train:
 
 
 @dataclass
+class Launch:
+    """How `dvc repro` starts pretrain and finetune: plain python, or torchrun (DDP)."""
+    nproc_per_node: int = 1  # processes (GPUs) per node; > 1 runs torchrun
+    nnodes: int = 1  # nodes; > 1 uses torchrun's rendezvous at rdzv_endpoint
+    rdzv_endpoint: str = "localhost:29500"  # host:port of the rendezvous (node 0) for multi-node
+    rdzv_id: str = "dapt"  # the same on every node of one job
+
+
+@dataclass
 class Tracking:
     wandb_project: str = "dapt-pipeline"
 
@@ -116,6 +128,7 @@ class Params:
     pretrain: Pretrain = field(default_factory=Pretrain)
     finetune: Finetune = field(default_factory=Finetune)
     train: Train = field(default_factory=Train)
+    launch: Launch = field(default_factory=Launch)
     tracking: Tracking = field(default_factory=Tracking)
 
 
@@ -207,6 +220,12 @@ def _check_ranges(p: Params, where: str) -> None:
     need(c.select_pool >= 1, "collect.select_pool", c.select_pool, "at least 1")
     need(1 <= c.select_k <= c.select_pool, "collect.select_k", c.select_k,
          f"between 1 and collect.select_pool ({c.select_pool})")
+    for key in ("launch.nproc_per_node", "launch.nnodes"):
+        value = getattr(p.launch, key.split(".")[1])
+        need(value >= 1, key, value, "at least 1")
+    for key in ("pretrain.target_batch", "finetune.target_batch"):
+        value = getattr(getattr(p, key.split(".")[0]), "target_batch")
+        need(value >= 0, key, value, "0 (no accumulation) or a positive batch size")
     need(p.train.checkpoint_steps >= 0, "train.checkpoint_steps", p.train.checkpoint_steps, "0 (off) or more")
     need(0.0 < p.finetune.layer_decay <= 1.0, "finetune.layer_decay", p.finetune.layer_decay, "in (0, 1]")
     if p.finetune.truncation == "head_tail":

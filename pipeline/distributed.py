@@ -6,7 +6,9 @@ CUDA, gloo on CPU). Plain `python` is world size 1.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +24,56 @@ def rank() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+@contextlib.contextmanager
+def main_process_first():
+    """Rank 0 runs the block first (tokenising into the datasets cache), the others then read
+    the cache instead of tokenising again or racing for the same cache files."""
+    if world_size() == 1:
+        yield
+        return
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        yield
+
+
+def accumulation_steps(per_device: int, target: int, key: str) -> int:
+    """Gradient accumulation that turns per-device batch x processes into `target` (0: none).
+
+    effective batch = per-device batch x processes x accumulation steps.
+    """
+    if not target:
+        return 1
+    per_step = per_device * world_size()
+    if target % per_step:
+        from pipeline.config import ConfigError
+
+        raise ConfigError(f"`{key}.target_batch` is {target}, not a multiple of {key}.batch_size x processes "
+                          f"= {per_device} x {world_size()} = {per_step}; pick a multiple of {per_step}.")
+    return target // per_step
+
+
+def torchrun_command(launch, script: str) -> list[str] | None:
+    """The torchrun command line for `script`, or None when one process is enough."""
+    if launch.nproc_per_node == 1 and launch.nnodes == 1:
+        return None
+    cmd = ["torchrun", f"--nproc_per_node={launch.nproc_per_node}", f"--nnodes={launch.nnodes}"]
+    if launch.nnodes > 1:
+        cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launch.rdzv_endpoint}", f"--rdzv_id={launch.rdzv_id}"]
+    return cmd + [script]
+
+
+def single_device(args):
+    """Never nn.DataParallel: with several GPUs visible to one process (no torchrun), the Trainer
+    would wrap the model in it (memory piles up on GPU 0, the others idle). Use one GPU and
+    say how to use them all."""
+    if args.n_gpu > 1:
+        print(f"[dapt] {args.n_gpu} GPUs visible to one process: using one. Set launch.nproc_per_node="
+              f"{args.n_gpu} to train on all of them with DDP.", file=sys.stderr)
+        args._n_gpu = 1  # what the Trainer reads to decide on DataParallel
+    return args
 
 
 def cpu_has_bf16() -> bool:

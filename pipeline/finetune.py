@@ -18,7 +18,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from pipeline.config import Params
-from pipeline.distributed import resolve_precision
+from pipeline.distributed import (accumulation_steps, main_process_first, resolve_precision, single_device,
+                                  world_size)
 from pipeline.text import special_layout, tokenize_for_classification
 from pipeline.tracking import report_to
 from pipeline.training import CheckedTrainer, KeepBestEpoch, train_with_resume
@@ -32,10 +33,11 @@ _NO_DECAY = re.compile(r"(bias$|norm|LayerNorm)", re.IGNORECASE)
 
 def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
     f = params.finetune
-    return ds.map(tokenize_for_classification, batched=True, num_proc=num_proc, desc="tokenize",
-                  fn_kwargs={"tokenizer": tokenizer, "max_length": params.model.max_length,
-                             "mode": f.truncation, "head_tokens": f.head_tokens,
-                             "layout": special_layout(tokenizer)})
+    with main_process_first():
+        return ds.map(tokenize_for_classification, batched=True, num_proc=num_proc, desc="tokenize",
+                      fn_kwargs={"tokenizer": tokenizer, "max_length": params.model.max_length,
+                                 "mode": f.truncation, "head_tokens": f.head_tokens,
+                                 "layout": special_layout(tokenizer)})
 
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -85,6 +87,7 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         output_dir=str(output_dir),
         num_train_epochs=f.epochs,
         per_device_train_batch_size=f.batch_size,
+        gradient_accumulation_steps=accumulation_steps(f.batch_size, f.target_batch, "finetune"),
         per_device_eval_batch_size=f.eval_batch_size,
         learning_rate=f.lr,
         warmup_steps=f.warmup,  # a float < 1 is a ratio in transformers 5
@@ -96,7 +99,7 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         save_steps=params.train.checkpoint_steps or 500,
         save_total_limit=1,
         logging_strategy="epoch",
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if f.group_by_length else "random",
         length_column_name="length",
         report_to=report_to(),
         bf16=precision == "bf16",
@@ -107,7 +110,7 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         torch_compile=params.train.compile,
     )
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    return single_device(TrainingArguments(**kwargs))
 
 
 def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path,
@@ -118,6 +121,12 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     `work_dir`. Returns (trainer, stats, curve).
     """
     args = training_args(params, work_dir)
+    # Classification heads take **kwargs but ignore `num_items_in_batch`, while transformers 5.24's
+    # Trainer, seeing **kwargs, multiplies the loss by the number of processes (expecting a sum
+    # over items) and skips the gradient-accumulation division: under DDP the gradients would
+    # be `world_size` times too large. Declaring that the model takes no loss kwargs keeps the
+    # mean loss, averaged across processes by DDP, and divided by the accumulation steps.
+    model.accepts_loss_kwargs = False
     keep_best = KeepBestEpoch(work_dir)
     trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                              data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
@@ -126,6 +135,8 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     start = time.time()
     result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # rank 0 has written the best weights
     keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     losses = {h["epoch"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
@@ -136,5 +147,7 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
              "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
              "train_examples": len(train), "precision": resolve_precision(params.train.precision),
-             "resumed_from_step": resumed_from}
+             "resumed_from_step": resumed_from, "per_device_batch": params.finetune.batch_size,
+             "world_size": world_size(), "gradient_accumulation": args.gradient_accumulation_steps,
+             "effective_batch": params.finetune.batch_size * world_size() * args.gradient_accumulation_steps}
     return trainer, stats, curve

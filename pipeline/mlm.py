@@ -20,7 +20,8 @@ from transformers import DataCollatorForLanguageModeling, TrainingArguments
 from transformers.modeling_outputs import MaskedLMOutput
 
 from pipeline.config import ConfigError, Params
-from pipeline.distributed import autocast, resolve_precision, world_size
+from pipeline.distributed import (accumulation_steps, autocast, main_process_first, resolve_precision,
+                                  single_device, world_size)
 from pipeline.tracking import report_to
 from pipeline.training import CheckedTrainer, train_with_resume
 
@@ -79,9 +80,10 @@ def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None
         n = len(ids) // block_size * block_size
         return {"input_ids": [ids[i:i + block_size] for i in range(0, n, block_size)]}
 
-    tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
-                          desc="tokenize")
-    return tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc="pack")
+    with main_process_first():
+        tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
+                              desc="tokenize")
+        return tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc="pack")
 
 
 def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
@@ -136,7 +138,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     p = params.pretrain
     num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
     blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc)
-    effective_batch = p.batch_size * world_size()
+    accumulation = accumulation_steps(p.batch_size, p.target_batch, "pretrain")
+    effective_batch = p.batch_size * world_size() * accumulation
     if len(blocks) == 0:
         raise ConfigError(f"the corpus holds fewer than pretrain.block_size={p.block_size} tokens; "
                           f"add text or lower pretrain.block_size.")
@@ -145,10 +148,11 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
     corpus_epochs = steps * effective_batch / len(blocks)
     precision = resolve_precision(params.train.precision)
-    args = TrainingArguments(
+    args = single_device(TrainingArguments(
         output_dir=str(work_dir),
         max_steps=steps,
         per_device_train_batch_size=p.batch_size,
+        gradient_accumulation_steps=accumulation,
         learning_rate=p.lr,
         warmup_steps=p.warmup,  # a float < 1 is a ratio in transformers 5
         weight_decay=p.weight_decay,
@@ -167,7 +171,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)
         torch_compile=params.train.compile,
         disable_tqdm=False,
-    )
+    ))
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
     trainer = CheckedTrainer(model=use_masked_only_head(model, p.masked_only_head), args=args,
                              train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
@@ -178,7 +182,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     return {
         "steps": steps, "tokens_trained": tokens, "effective_batch": effective_batch,
-        "per_device_batch": p.batch_size, "world_size": world_size(), "block_size": p.block_size,
+        "per_device_batch": p.batch_size, "world_size": world_size(), "gradient_accumulation": accumulation,
+        "block_size": p.block_size,
         "corpus_blocks": len(blocks), "corpus_epochs": corpus_epochs, "precision": precision,
         "train_loss": float(result.training_loss), "train_seconds": seconds, "resumed_from_step": resumed_from,
         "tokens_per_second": tokens * (1 - resumed_from / steps) / seconds if seconds else float("nan"),

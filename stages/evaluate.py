@@ -1,5 +1,7 @@
 """DVC stage `evaluate`: test set -> metrics/eval.json, plots/, outputs/predictions.csv."""
 
+import shutil
+
 import numpy as np
 
 from pipeline.data import load_prepared
@@ -9,7 +11,7 @@ from pipeline.io import read_json, write_csv
 from pipeline.model import load_classifier, load_tokenizer
 from pipeline.stage import run_stage
 
-MODEL = "models/classifier"
+MODEL, WORK_DIR = "models/classifier", "models/.evaluate-work"
 
 
 def run(params):
@@ -17,7 +19,8 @@ def run(params):
     tokenizer = load_tokenizer(MODEL, params)
     model = load_classifier(MODEL, params)
     test = encode_split(load_prepared("test", "data/task"), tokenizer, params)
-    probs = predict(model, tokenizer, test, params, "models/.evaluate-work")
+    probs = predict(model, tokenizer, test, params, WORK_DIR)
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
     preds, labels = probs.argmax(-1), np.asarray(test["label"])
     lengths = np.asarray(test["full_length"])
     metrics = metrics_from_predictions(labels, preds, names, lengths)

@@ -101,7 +101,7 @@ def make_tokenizer(directory: Path):
     return tokenizer
 
 
-def make_tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: int = 0) -> Path:
+def make_tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: int = 0, dropout: float = 0.1) -> Path:
     """A 2-layer, 32-wide BertForMaskedLM with its tokenizer, saved as safetensors (a few hundred KB)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
@@ -110,7 +110,8 @@ def make_tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: in
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=max_position_embeddings,
-                        pad_token_id=tokenizer.pad_token_id)
+                        pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertForMaskedLM(config).save_pretrained(directory)
     return directory
 
@@ -135,12 +136,12 @@ def tiny_params(task_dir: Path, model_dir: Path, corpora_dir: Path, **overrides)
     return params
 
 
-def make_project(root: Path, **overrides) -> Path:
+def make_project(root: Path, dropout: float = 0.1, **overrides) -> Path:
     """A DVC project in `root`: the repo's dvc.yaml, stages and library, fixture data and tiny model."""
     fixtures = root / "fixtures"
     task_dir = make_task(fixtures / "task")
     make_corpora(fixtures / "corpora_data", task_dir)
-    model_dir = make_tiny_bert(fixtures / "model")
+    model_dir = make_tiny_bert(fixtures / "model", dropout=dropout)
     project = root / "project"
     project.mkdir()
     for name in ("stages", "pipeline"):

@@ -1,0 +1,84 @@
+"""DDP on CPU (gloo): the whole pipeline through `dvc repro` with launch.nproc_per_node 2, and
+the 2-process run with batch b against the 1-process run with batch 2b."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from fixtures import make_project
+from pipeline.config import ConfigError, from_dict
+from pipeline.distributed import accumulation_steps, torchrun_command
+
+
+def set_params(project, **changes):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def metrics(project, name):
+    return json.loads((project / "metrics" / f"{name}.json").read_text())
+
+
+def run(cmd, project):
+    result = subprocess.run(cmd, cwd=project, capture_output=True, text=True,
+                            env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_torchrun_command_and_accumulation(monkeypatch):
+    launch = from_dict({}).launch
+    assert torchrun_command(launch, "stages/pretrain.py") is None
+    launch = from_dict({"launch": {"nproc_per_node": 4, "nnodes": 2, "rdzv_endpoint": "node0:29400"}}).launch
+    assert torchrun_command(launch, "s.py") == [
+        "torchrun", "--nproc_per_node=4", "--nnodes=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node0:29400",
+        "--rdzv_id=dapt", "s.py"]
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert accumulation_steps(8, 256, "pretrain") == 8  # 8 x 4 processes x 8 = 256
+    assert accumulation_steps(8, 0, "pretrain") == 1
+    with pytest.raises(ConfigError, match=r"`pretrain.target_batch` is 100, not a multiple of .* = 32"):
+        accumulation_steps(8, 100, "pretrain")
+
+
+@pytest.fixture(scope="module")
+def ddp_project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("ddp"), dropout=0.0)
+    set_params(project, **{"launch.nproc_per_node": 2, "pretrain.batch_size": 8, "finetune.batch_size": 8,
+                           "finetune.group_by_length": False, "finetune.epochs": 2, "pretrain.max_tokens": 16_000,
+                           "train.checkpoint_steps": 0})
+    result = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True,
+                            env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, result.stdout + result.stderr
+
+
+def test_two_process_pipeline_through_dvc(ddp_project):
+    project, log = ddp_project
+    assert "torchrun --nproc_per_node=2" in log
+    pre, fine = metrics(project, "pretrain"), metrics(project, "finetune")
+    assert pre["world_size"] == 2 and pre["effective_batch"] == 16 and pre["per_device_batch"] == 8
+    assert fine["world_size"] == 2 and fine["effective_batch"] == 16
+    assert metrics(project, "eval")["examples"] == 80
+    # one set of outputs, complete, and no temporary leftovers from a second writer
+    for out in ("models/pretrained", "models/classifier"):
+        assert (project / out / "model.safetensors").exists()
+    assert not [p.name for p in (project / "models").iterdir() if p.name.endswith((".tmp", ".old", "-work"))]
+
+
+def test_two_processes_match_one_process_with_double_batch(ddp_project):
+    project, _ = ddp_project
+    two = metrics(project, "finetune")
+    set_params(project, **{"launch.nproc_per_node": 1, "finetune.batch_size": 16})
+    run([sys.executable, "stages/launch.py", "stages/finetune.py"], project)
+    one = metrics(project, "finetune")
+    assert one["world_size"] == 1 and one["effective_batch"] == two["effective_batch"] == 16
+    assert one["steps"] == two["steps"]
+    # same weights, same examples per step, no dropout: only float summation order differs
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
+    assert two["dev_accuracy"] == pytest.approx(one["dev_accuracy"], abs=0.03)
