@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from fixtures import make_corpora, make_task, make_tiny_bert  # noqa: E402
+from fixtures import make_task, make_tiny_bert  # noqa: E402
 
 
 @pytest.fixture(scope="session")

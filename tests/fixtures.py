@@ -159,3 +159,16 @@ def make_project(root: Path, dropout: float = 0.1, **overrides) -> Path:
     run("git", "add", "-A")
     run("git", "commit", "-qm", "fixture project")
     return project
+
+
+def set_params(project: Path, **changes) -> None:
+    """Edit a fixture project's params.yaml: set_params(p, **{"finetune.epochs": 2})."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def read_metrics(project: Path, name: str) -> dict:
+    return json.loads((project / "metrics" / f"{name}.json").read_text())

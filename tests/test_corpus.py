@@ -2,7 +2,6 @@ import gzip
 import json
 import random
 
-import numpy as np
 import pytest
 import yaml
 from transformers import AutoTokenizer

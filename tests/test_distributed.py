@@ -1,33 +1,24 @@
 """DDP on CPU (gloo): the whole pipeline through `dvc repro` with launch.nproc_per_node 2, and
 the 2-process run with batch b against the 1-process run with batch 2b."""
 
-import json
+import os
 import subprocess
 import sys
 
 import pytest
-import yaml
 
-from fixtures import make_project
+from fixtures import make_project, read_metrics as metrics, set_params
 from pipeline.config import ConfigError, from_dict
 from pipeline.distributed import accumulation_steps, torchrun_command
 
 
-def set_params(project, **changes):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def metrics(project, name):
-    return json.loads((project / "metrics" / f"{name}.json").read_text())
 
 
 def run(cmd, project):
     result = subprocess.run(cmd, cwd=project, capture_output=True, text=True,
-                            env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+                            env={**os.environ, "WANDB_MODE": "disabled"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -53,7 +44,7 @@ def ddp_project(tmp_path_factory):
                            "finetune.group_by_length": False, "finetune.epochs": 2, "pretrain.max_tokens": 16_000,
                            "train.checkpoint_steps": 0})
     result = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True,
-                            env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+                            env={**os.environ, "WANDB_MODE": "disabled"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project, result.stdout + result.stderr
 

@@ -1,6 +1,6 @@
 """Resume after SIGKILL, determinism, and the non-finite-loss stop."""
 
-import json
+import os
 import shutil
 import signal
 import subprocess
@@ -8,11 +8,10 @@ import sys
 import time
 
 import pytest
-import yaml
 from datasets import Dataset
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from fixtures import make_project
+from fixtures import make_project, read_metrics as metrics, set_params
 from pipeline.config import from_dict
 from pipeline.finetune import encode_split, finetune
 from pipeline.training import NonFiniteLossError
@@ -20,29 +19,18 @@ from pipeline.training import NonFiniteLossError
 
 def stage(project, name, check=True):
     result = subprocess.run([sys.executable, f"stages/{name}.py"], cwd=project, capture_output=True, text=True,
-                            env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", **_env()})
+                            env={**os.environ, "WANDB_MODE": "disabled"})
     if check and result.returncode != 0:
         raise AssertionError(result.stderr[-4000:])
     return result
 
 
-def _env():
-    import os
-    return {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE",)}
-
-
-def set_params(project, **changes):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def kill_after_checkpoint(project, name, work_dir):
     """Start a stage, SIGKILL it as soon as its first checkpoint is on disk."""
     proc = subprocess.Popen([sys.executable, f"stages/{name}.py"], cwd=project, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**_env(), "WANDB_MODE": "disabled"})
+                            stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
@@ -54,8 +42,6 @@ def kill_after_checkpoint(project, name, work_dir):
     proc.wait()
 
 
-def metrics(project, name):
-    return json.loads((project / "metrics" / f"{name}.json").read_text())
 
 
 @pytest.fixture(scope="module")
