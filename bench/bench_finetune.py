@@ -25,7 +25,7 @@ from imdb_sample import OFFLINE_MODEL, imdb_texts
 from pipeline.config import from_dict
 from pipeline.distributed import resolve_precision
 from pipeline.evaluate import predict
-from pipeline.finetune import encode_split, training_args
+from pipeline.finetune import dynamic_padding, encode_split, training_args
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         model = BertForSequenceClassification(minilm_config(num_labels=2))
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)
-                    if padded else DataCollatorWithPadding(tokenizer))
+                    if padded else dynamic_padding(tokenizer))
         targs = training_args(params, work, max_steps=args.train // args.batch, eval_strategy="no",
                               save_strategy="no", load_best_model_at_end=False, report_to=[],
                               logging_strategy="no", disable_tqdm=True,

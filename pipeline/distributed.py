@@ -55,14 +55,14 @@ def accumulation_steps(per_device: int, target: int, key: str) -> int:
     return target // per_step
 
 
-def torchrun_command(launch, script: str) -> list[str] | None:
-    """The torchrun command line for `script`, or None when one process is enough."""
+def torchrun_command(launch, module: str) -> list[str] | None:
+    """The torchrun command line that runs `module` (python -m), or None when one process is enough."""
     if launch.nproc_per_node == 1 and launch.nnodes == 1:
         return None
     cmd = ["torchrun", f"--nproc_per_node={launch.nproc_per_node}", f"--nnodes={launch.nnodes}"]
     if launch.nnodes > 1:
         cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launch.rdzv_endpoint}", f"--rdzv_id={launch.rdzv_id}"]
-    return cmd + [script]
+    return cmd + ["-m", module]
 
 
 def single_device(args):

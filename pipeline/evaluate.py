@@ -8,7 +8,7 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import DataCollatorWithPadding, Trainer
 
-from pipeline.finetune import training_args
+from pipeline.finetune import dynamic_padding, training_args
 from pipeline.config import Params
 
 LENGTH_BUCKETS = ((0, 128, "<=128"), (129, 256, "129-256"), (257, 512, "257-512"), (513, 10**9, ">512"))
@@ -28,7 +28,7 @@ def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir,
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
     else:
         order = np.argsort(np.asarray(encoded["length"]), kind="stable")
-        collator = DataCollatorWithPadding(tokenizer)
+        collator = dynamic_padding(tokenizer)
     args = training_args(params, work_dir, train_sampling_strategy="random", report_to=[],
                          eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)

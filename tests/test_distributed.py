@@ -25,11 +25,11 @@ def run(cmd, project):
 
 def test_torchrun_command_and_accumulation(monkeypatch):
     launch = from_dict({}).launch
-    assert torchrun_command(launch, "stages/pretrain.py") is None
+    assert torchrun_command(launch, "stages.pretrain") is None
     launch = from_dict({"launch": {"nproc_per_node": 4, "nnodes": 2, "rdzv_endpoint": "node0:29400"}}).launch
-    assert torchrun_command(launch, "s.py") == [
+    assert torchrun_command(launch, "stages.pretrain") == [
         "torchrun", "--nproc_per_node=4", "--nnodes=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node0:29400",
-        "--rdzv_id=dapt", "s.py"]
+        "--rdzv_id=dapt", "-m", "stages.pretrain"]
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert accumulation_steps(8, 256, "pretrain") == 8  # 8 x 4 processes x 8 = 256
     assert accumulation_steps(8, 0, "pretrain") == 1
@@ -51,7 +51,7 @@ def ddp_project(tmp_path_factory):
 
 def test_two_process_pipeline_through_dvc(ddp_project):
     project, log = ddp_project
-    assert "torchrun --nproc_per_node=2" in log
+    assert "torchrun --nproc_per_node=2" in log and "-m stages.pretrain" in log
     pre, fine = metrics(project, "pretrain"), metrics(project, "finetune")
     assert pre["world_size"] == 2 and pre["effective_batch"] == 16 and pre["per_device_batch"] == 8
     assert fine["world_size"] == 2 and fine["effective_batch"] == 16
@@ -66,7 +66,7 @@ def test_two_processes_match_one_process_with_double_batch(ddp_project):
     project, _ = ddp_project
     two = metrics(project, "finetune")
     set_params(project, **{"launch.nproc_per_node": 1, "finetune.batch_size": 16})
-    run([sys.executable, "stages/launch.py", "stages/finetune.py"], project)
+    run([sys.executable, "-m", "stages.launch", "stages.finetune"], project)
     one = metrics(project, "finetune")
     assert one["world_size"] == 1 and one["effective_batch"] == two["effective_batch"] == 16
     assert one["steps"] == two["steps"]

@@ -18,7 +18,7 @@ from pipeline.training import NonFiniteLossError
 
 
 def stage(project, name, check=True):
-    result = subprocess.run([sys.executable, f"stages/{name}.py"], cwd=project, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, capture_output=True, text=True,
                             env={**os.environ, "WANDB_MODE": "disabled"})
     if check and result.returncode != 0:
         raise AssertionError(result.stderr[-4000:])
@@ -29,7 +29,7 @@ def stage(project, name, check=True):
 
 def kill_after_checkpoint(project, name, work_dir):
     """Start a stage, SIGKILL it as soon as its first checkpoint is on disk."""
-    proc = subprocess.Popen([sys.executable, f"stages/{name}.py"], cwd=project, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=project, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
