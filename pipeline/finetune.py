@@ -149,7 +149,10 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
               "dev_loss": h["eval_loss"], "train_loss": losses.get(h["epoch"], float("nan"))} for h in evals]
     best = max(evals, key=lambda h: h["eval_accuracy"])
-    stats = {"train_seconds": seconds, "train_loss": float(result.training_loss),
+    # mean of the per-epoch training losses in the (checkpointed) log history: unlike the
+    # Trainer's `training_loss`, it covers the whole run after a resume too
+    train_loss = float(np.mean(list(losses.values()))) if losses else float(result.training_loss)
+    stats = {"train_seconds": seconds, "train_loss": train_loss,
              "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
              "train_examples": len(train), "precision": resolve_precision(params.train.precision),
