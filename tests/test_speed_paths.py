@@ -5,7 +5,8 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification,
-                          DataCollatorForLanguageModeling, RobertaConfig, RobertaForMaskedLM)
+                          DataCollatorForLanguageModeling, DebertaV2Config, DebertaV2ForMaskedLM, RobertaConfig,
+                          RobertaForMaskedLM)
 
 from pipeline.config import from_dict
 from pipeline.evaluate import predict
@@ -17,8 +18,9 @@ TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_h
 
 
 @pytest.mark.parametrize("make", [lambda: BertForMaskedLM(BertConfig(**TINY)),
-                                  lambda: RobertaForMaskedLM(RobertaConfig(**TINY, pad_token_id=1))],
-                         ids=["bert", "roberta"])
+                                  lambda: RobertaForMaskedLM(RobertaConfig(**TINY, pad_token_id=1)),
+                                  lambda: DebertaV2ForMaskedLM(DebertaV2Config(**TINY, pad_token_id=0))],
+                         ids=["bert", "roberta", "deberta-v2"])
 def test_masked_only_loss_and_grads_equal_standard(make):
     torch.manual_seed(0)
     model = make().float()
