@@ -39,7 +39,7 @@ from datasets.utils.tqdm import tqdm
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from pipeline.config import ConfigError, Params
-from pipeline.data import LOCAL_FORMATS, load_prepared
+from pipeline.data import LOCAL_FORMATS, check_utf8, load_prepared
 from pipeline.io import OFFLINE_HELP, atomic_dir, require_hub
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
@@ -170,6 +170,8 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
             builder = next((b for ext, b in LOCAL_FORMATS.items() if f.name.endswith(ext)), None)
             if builder is None:
                 raise ConfigError(f"{where}: {f} has an unknown format; use {', '.join(LOCAL_FORMATS)}.")
+            if builder != "parquet":
+                check_utf8(f)  # Arrow takes bad bytes at load time and fails later, mid-run
             try:
                 parts.append(load_dataset(builder, data_files=str(f), split="train"))
             except Exception as exc:

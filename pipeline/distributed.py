@@ -26,6 +26,12 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def barrier() -> None:
+    """Wait for every process (no-op in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 @contextlib.contextmanager
 def main_process_first():
     """Rank 0 runs the block first (tokenising into the datasets cache), the others then read

@@ -18,11 +18,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from pipeline.config import Params
-from pipeline.distributed import (accumulation_steps, main_process_first, resolve_precision, single_device,
+from pipeline.distributed import (accumulation_steps, barrier, main_process_first, resolve_precision, single_device,
                                   world_size)
 from pipeline.text import special_layout, tokenize_for_classification
 from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, KeepBestEpoch, train_with_resume
+from pipeline.training import CheckedTrainer, KeepBestEpoch, mean_logged_loss, train_with_resume
 
 # Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
 # ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
@@ -141,18 +141,14 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     start = time.time()
     result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # rank 0 has written the best weights
+    barrier()  # rank 0 has written the best weights
     keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     losses = {h["epoch"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
               "dev_loss": h["eval_loss"], "train_loss": losses.get(h["epoch"], float("nan"))} for h in evals]
     best = max(evals, key=lambda h: h["eval_accuracy"])
-    # mean of the per-epoch training losses in the (checkpointed) log history: unlike the
-    # Trainer's `training_loss`, it covers the whole run after a resume too
-    train_loss = float(np.mean(list(losses.values()))) if losses else float(result.training_loss)
-    stats = {"train_seconds": seconds, "train_loss": train_loss,
+    stats = {"train_seconds": seconds, "train_loss": mean_logged_loss(trainer, result),
              "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
              "train_examples": len(train), "precision": resolve_precision(params.train.precision),

@@ -23,7 +23,7 @@ from pipeline.config import ConfigError, Params
 from pipeline.distributed import (accumulation_steps, autocast, main_process_first, resolve_precision,
                                   single_device, world_size)
 from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, train_with_resume
+from pipeline.training import CheckedTrainer, mean_logged_loss, train_with_resume
 
 
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
@@ -185,7 +185,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         "per_device_batch": p.batch_size, "world_size": world_size(), "gradient_accumulation": accumulation,
         "block_size": p.block_size,
         "corpus_blocks": len(blocks), "corpus_epochs": corpus_epochs, "precision": precision,
-        "train_loss": float(result.training_loss), "train_seconds": seconds, "resumed_from_step": resumed_from,
+        "train_loss": mean_logged_loss(trainer, result), "train_seconds": seconds, "resumed_from_step": resumed_from,
         "tokens_per_second": tokens * (1 - resumed_from / steps) / seconds if seconds else float("nan"),
         "curve": curve,
     }

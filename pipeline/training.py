@@ -10,11 +10,11 @@ import math
 import shutil
 from pathlib import Path
 
-import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from pipeline.distributed import is_main_process
+from pipeline.distributed import barrier, is_main_process
+from pipeline.io import atomic_dir
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,6 +37,16 @@ class CheckedTrainer(Trainer):
                 f"train.precision: fp32.")
         self.last_finite_loss = value
         return loss
+
+
+def mean_logged_loss(trainer: Trainer, result) -> float:
+    """Mean of the training losses in the log history.
+
+    The log history is checkpointed, so after a resume this still covers the whole run;
+    the Trainer's own `training_loss` counts only the steps since the resume.
+    """
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return float(sum(losses) / len(losses)) if losses else float(result.training_loss)
 
 
 def fingerprint(config: dict, files: list[str | Path]) -> str:
@@ -82,9 +92,10 @@ class KeepBestEpoch(TrainerCallback):
             return
         best = self.best()
         if best is None or metrics[self.metric] > best["value"]:
-            model.save_pretrained(self.dir)
-            (self.dir / "best.json").write_text(json.dumps({"value": metrics[self.metric], "epoch": state.epoch,
-                                                            "step": state.global_step}))
+            with atomic_dir(self.dir) as tmp:  # a kill mid-save keeps the previous best intact
+                model.save_pretrained(tmp)
+                (tmp / "best.json").write_text(json.dumps({"value": metrics[self.metric], "epoch": state.epoch,
+                                                           "step": state.global_step}))
 
     def load_into(self, model) -> dict | None:
         """Copy the best weights into `model` (every rank reads the same file)."""
@@ -109,8 +120,7 @@ def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str):
     Returns (TrainOutput, the step it resumed from or 0)."""
     if is_main_process():
         claim_work_dir(work_dir, run_id)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    barrier()
     checkpoint = get_last_checkpoint(str(work_dir))
     resumed = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
     return trainer.train(resume_from_checkpoint=checkpoint), resumed

@@ -35,12 +35,14 @@ def kill_after_checkpoint(project, name, work_dir):
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
-            time.sleep(0.5)  # let the checkpoint finish writing its other files
+            time.sleep(0.2)  # the Trainer writes trainer_state.json last; the checkpoint is complete
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"{name} finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the run must have been cut while training, with its checkpoint still there to resume from
+    assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "killed too late: no checkpoint"
 
 
 
@@ -53,7 +55,7 @@ def last_dev_loss(project):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("reliability"))
-    set_params(project, **{"pretrain.max_tokens": 40_000, "train.checkpoint_steps": 20,
+    set_params(project, **{"pretrain.max_tokens": 120_000, "train.checkpoint_steps": 20,
                            "pretrain.source": "task"})
     stage(project, "prepare")
     stage(project, "collect")
