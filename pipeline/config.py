@@ -18,6 +18,8 @@ import yaml
 SOURCES = ("none", "task", "in_domain", "cross_domain")
 TRUNCATIONS = ("head", "tail", "head_tail")
 PRECISIONS = ("auto", "bf16", "fp32")
+FINETUNE_MODELS = ("flat", "hierarchical")
+POOLINGS = ("mean", "max", "attention")
 
 
 class ConfigError(ValueError):
@@ -93,8 +95,12 @@ class Finetune:
     warmup: float = 0.1
     weight_decay: float = 0.01
     layer_decay: float = 0.95  # layer-wise lr decay; 1.0 turns it off
-    truncation: str = "head"
+    truncation: str = "head"  # flat model: head | tail | head_tail
     head_tokens: int = 128
+    model: str = "flat"  # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019)
+    pooling: str = "mean"  # hierarchical: mean | max | attention over the chunks' [CLS] states
+    max_chunks: int = 4  # hierarchical: chunks of model.max_length tokens per text (the head is kept)
+    chunk_overlap: int = 0  # hierarchical: tokens shared by consecutive chunks
 
 
 @dataclass
@@ -228,6 +234,12 @@ def _check_ranges(p: Params, where: str) -> None:
         need(value >= 0, key, value, "0 (no accumulation) or a positive batch size")
     need(p.train.checkpoint_steps >= 0, "train.checkpoint_steps", p.train.checkpoint_steps, "0 (off) or more")
     need(0.0 < p.finetune.layer_decay <= 1.0, "finetune.layer_decay", p.finetune.layer_decay, "in (0, 1]")
+    f = p.finetune
+    need(f.model in FINETUNE_MODELS, "finetune.model", f.model, f"one of {', '.join(FINETUNE_MODELS)}")
+    need(f.pooling in POOLINGS, "finetune.pooling", f.pooling, f"one of {', '.join(POOLINGS)}")
+    need(f.max_chunks >= 1, "finetune.max_chunks", f.max_chunks, "at least 1")
+    need(0 <= f.chunk_overlap <= p.model.max_length // 2, "finetune.chunk_overlap", f.chunk_overlap,
+         f"between 0 and half of model.max_length ({p.model.max_length // 2})")
     if p.finetune.truncation == "head_tail":
         need(0 < p.finetune.head_tokens < p.model.max_length, "finetune.head_tokens", p.finetune.head_tokens,
              f"between 1 and model.max_length - 1 ({p.model.max_length - 1})")

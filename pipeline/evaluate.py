@@ -28,7 +28,7 @@ def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir,
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
     else:
         order = np.argsort(np.asarray(encoded["length"]), kind="stable")
-        collator = dynamic_padding(tokenizer)
+        collator = dynamic_padding(tokenizer, model)
     args = training_args(params, work_dir, train_sampling_strategy="random", report_to=[],
                          eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)

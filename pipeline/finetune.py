@@ -20,7 +20,8 @@ from transformers import DataCollatorWithPadding, TrainingArguments
 from pipeline.config import Params
 from pipeline.distributed import (accumulation_steps, barrier, main_process_first, resolve_precision, single_device,
                                   world_size)
-from pipeline.text import special_layout, tokenize_for_classification
+from pipeline.hierarchical import ChunkCollator
+from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
 from pipeline.tracking import report_to
 from pipeline.training import CheckedTrainer, KeepBestEpoch, mean_logged_loss, train_with_resume
 
@@ -32,12 +33,15 @@ _NO_DECAY = re.compile(r"(bias$|norm|LayerNorm)", re.IGNORECASE)
 
 
 def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
+    """Tokenise in full, then cut (flat) or chunk (hierarchical); cached by datasets' fingerprint."""
     f = params.finetune
+    common = {"tokenizer": tokenizer, "max_length": params.model.max_length, "layout": special_layout(tokenizer)}
+    if f.model == "hierarchical":
+        fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
+    else:
+        fn, kwargs = tokenize_for_classification, {"mode": f.truncation, "head_tokens": f.head_tokens}
     with main_process_first():
-        return ds.map(tokenize_for_classification, batched=True, num_proc=num_proc, desc="tokenize",
-                      fn_kwargs={"tokenizer": tokenizer, "max_length": params.model.max_length,
-                                 "mode": f.truncation, "head_tokens": f.head_tokens,
-                                 "layout": special_layout(tokenizer)})
+        return ds.map(fn, batched=True, num_proc=num_proc, desc="tokenize", fn_kwargs={**common, **kwargs})
 
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -51,7 +55,8 @@ def layer_id(name: str, num_layers: int) -> int:
 
 
 def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) -> list[dict]:
-    """AdamW groups: layer i of L gets lr * decay**(L + 1 - id), embeddings the lowest."""
+    """AdamW groups: layer i of L gets lr * decay**(L + 1 - id), embeddings the lowest; the head
+    (pooler, chunk attention, classifier) gets the full lr."""
     num_layers = model.config.num_hidden_layers
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
@@ -73,9 +78,11 @@ def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=f.lr, fused=True)  # one fused kernel (CPU and CUDA)
 
 
-def dynamic_padding(tokenizer) -> DataCollatorWithPadding:
+def dynamic_padding(tokenizer, model=None):
     """Pad each batch to its longest text, rounded up to a multiple of 8 (aligned shapes suit the
-    bf16 kernels of CPUs and tensor cores alike)."""
+    bf16 kernels of CPUs and tensor cores alike); chunked texts for the hierarchical model."""
+    if getattr(getattr(model, "config", None), "model_type", None) == "dapt_hierarchical":
+        return ChunkCollator(tokenizer.pad_token_id, pad_to_multiple_of=8)
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
 
 
@@ -135,7 +142,7 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     model.accepts_loss_kwargs = False
     keep_best = KeepBestEpoch(work_dir)
     trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                             data_collator=dynamic_padding(tokenizer), processing_class=tokenizer,
+                             data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                              compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
                              callbacks=[keep_best])
     start = time.time()

@@ -12,6 +12,7 @@ from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForSequence
                           AutoTokenizer)
 
 from pipeline.config import ConfigError, Params
+from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
 from pipeline.io import OFFLINE_HELP, require_hub
 
 
@@ -48,8 +49,16 @@ def load_mlm(name: str, params: Params):
 
 
 def load_classifier(name: str, params: Params, names: list[str] | None = None):
+    """With `names`: a new classifier (flat or hierarchical, per `finetune.model`) on the encoder
+    at `name`. Without: a saved classifier, whichever kind it is."""
     kwargs = {}
     if names is not None:
         kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                   "label2id": {n: i for i, n in enumerate(names)}}
+        if params.finetune.model == "hierarchical":
+            f = params.finetune
+            return HierarchicalClassifier.from_encoder(
+                _resolve(name), num_labels=len(names), id2label=dict(enumerate(names)), pooling=f.pooling,
+                max_chunks=f.max_chunks, chunk_overlap=f.chunk_overlap, use_safetensors=True,
+                trust_remote_code=params.model.trust_remote_code)
     return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, **kwargs)

@@ -50,3 +50,33 @@ def tokenize_for_classification(batch: dict, tokenizer, max_length: int, mode: s
     ids = [truncate_ids(x, max_length, mode, head_tokens, layout) for x in encoded]
     return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
             "length": [len(x) for x in ids], "full_length": [len(x) for x in encoded]}
+
+
+def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0,
+              layout: tuple[int, int] = (1, 1)) -> list[list[int]]:
+    """Split `ids` (with special tokens) into at most `max_chunks` chunks of at most `max_length`,
+    each wrapped in the text's special tokens; consecutive chunks share `overlap` tokens.
+
+    Text beyond `max_chunks` chunks is dropped (the head is kept, as in Sun et al. 2019).
+    """
+    lead, trail = layout
+    prefix, suffix = list(ids[:lead]), list(ids[len(ids) - trail:])
+    body = ids[lead:len(ids) - trail]
+    room = max_length - lead - trail
+    if not 0 <= overlap < room:
+        raise ValueError(f"chunk overlap {overlap} must be in [0, {room}) for chunks of {max_length} tokens")
+    chunks, start = [], 0
+    while True:
+        chunks.append(prefix + list(body[start:start + room]) + suffix)
+        start += room - overlap
+        if len(chunks) == max_chunks or start + overlap >= len(body):
+            return chunks
+
+
+def tokenize_for_chunks(batch: dict, tokenizer, max_length: int, max_chunks: int, overlap: int,
+                        layout: tuple[int, int]) -> dict:
+    """Batched `datasets.map` function for the hierarchical model: each text -> a list of chunks."""
+    encoded = tokenizer(batch["text"])["input_ids"]
+    chunks = [chunk_ids(x, max_length, max_chunks, overlap, layout) for x in encoded]
+    return {"input_ids": chunks, "length": [sum(len(c) for c in x) for x in chunks],
+            "chunks": [len(x) for x in chunks], "full_length": [len(x) for x in encoded]}

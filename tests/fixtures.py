@@ -136,12 +136,17 @@ def tiny_params(task_dir: Path, model_dir: Path, corpora_dir: Path, **overrides)
     return params
 
 
-def make_project(root: Path, dropout: float = 0.1, **overrides) -> Path:
-    """A DVC project in `root`: the repo's dvc.yaml, stages and library, fixture data and tiny model."""
+def make_project(root: Path, dropout: float = 0.1, encoder: str = "bert", **overrides) -> Path:
+    """A DVC project in `root`: the repo's dvc.yaml, stages and library, fixture data and tiny model
+    (`encoder`: bert with a WordPiece tokenizer, or deberta with a SentencePiece one)."""
     fixtures = root / "fixtures"
     task_dir = make_task(fixtures / "task")
     make_corpora(fixtures / "corpora_data", task_dir)
-    model_dir = make_tiny_bert(fixtures / "model", dropout=dropout)
+    if encoder == "deberta":
+        texts = [json.loads(line)["text"] for line in (task_dir / "train.jsonl").read_text().splitlines()]
+        model_dir = make_tiny_deberta(fixtures / "model", texts)
+    else:
+        model_dir = make_tiny_bert(fixtures / "model", dropout=dropout)
     project = root / "project"
     project.mkdir()
     for name in ("stages", "pipeline"):
@@ -172,3 +177,35 @@ def set_params(project: Path, **changes) -> None:
 
 def read_metrics(project: Path, name: str) -> dict:
     return json.loads((project / "metrics" / f"{name}.json").read_text())
+
+
+def make_tiny_deberta(directory: Path, texts: list[str], seed: int = 0, vocab_size: int = 120) -> Path:
+    """A 2-layer DeBERTa-v2 MLM whose tokenizer is a SentencePiece unigram model trained here on `texts`.
+
+    transformers 5 ignores `DebertaV2Tokenizer(vocab_file=...)` (it returns a 7-token
+    tokenizer), so the tokenizer is built from the trained model's pieces and scores.
+    """
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2Tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
+                                   model_type="unigram", pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+                                   pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
+                                   user_defined_symbols=["[MASK]"], hard_vocab_limit=False, num_threads=1,
+                                   minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    tokenizer = DebertaV2Tokenizer(vocab=vocab, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]")
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = DebertaV2Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                             relative_attention=True, position_buckets=32, pos_att_type=["p2c", "c2p"])
+    DebertaV2ForMaskedLM(config).save_pretrained(directory)
+    return directory
