@@ -44,6 +44,7 @@ class Task:
     train_split: str = "train"
     test_split: str = "test"
     dev_size: float = 0.1
+    seed: int = 42  # the data split (dev carve-out, demo subsets): fixed across a seeds grid, so every run sees the same test set
     demo: Demo = field(default_factory=Demo)
 
 
@@ -72,6 +73,7 @@ class Collect:
 @dataclass
 class Pretrain:
     source: str = "task"
+    seed: int = 42  # corpus sampling, MLM masks and batch order
     max_tokens: int = 1_000_000
     block_size: int = 128
     batch_size: int = 32  # per device
@@ -127,7 +129,7 @@ class Tracking:
 
 @dataclass
 class Params:
-    seed: int = 42
+    seed: int = 42  # fine-tuning: classifier init, dropout, batch order
     task: Task = field(default_factory=Task)
     model: Model = field(default_factory=Model)
     collect: Collect = field(default_factory=Collect)

@@ -466,7 +466,7 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
     check_sources(spec, params)
     banned_keys, banned_near = heldout_index(params, task_dir)
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
-    rng = np.random.default_rng(params.seed)
+    rng = np.random.default_rng(params.pretrain.seed)
 
     # Clean and screen every document of every source (see the module doc).
     prepared, eligible, per_source = [], [], {}
@@ -530,7 +530,7 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
         else:  # selected documents: attribute the near duplicates to no source, report them in total
             selection["near_duplicates"] = near
         parts.append(part.add_column("tokens", [tokens[i] for i in order]))
-    corpus = concatenate_datasets(parts).shuffle(seed=params.seed).flatten_indices()
+    corpus = concatenate_datasets(parts).shuffle(seed=params.pretrain.seed).flatten_indices()
     if len(corpus) == 0:
         dropped = {k: sum(s["dropped"][k] for s in per_source.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "

@@ -151,10 +151,10 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
                           f"needs at least two. Check `task.label_field`.")
     train = encode(raw["train"][0], task, names, raw["train"][1])
     test = encode(raw["test"][0], task, names, raw["test"][1])
-    train, dev = split_dev(train, task.dev_size, params.seed)
+    train, dev = split_dev(train, task.dev_size, task.seed)
     splits = {"train": train, "dev": dev, "test": test}
     if task.demo.enabled:
-        splits = {s: stratified_take(ds, getattr(task.demo, s), params.seed) for s, ds in splits.items()}
+        splits = {s: stratified_take(ds, getattr(task.demo, s), task.seed) for s, ds in splits.items()}
 
     stats = {"classes": len(names), "demo": task.demo.enabled}
     with atomic_dir(out_dir) as tmp:

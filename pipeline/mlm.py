@@ -95,11 +95,11 @@ def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
 def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size: int = 32) -> dict:
     """exp(mean masked-token loss) on `blocks`, with masks drawn from a fixed seed.
 
-    The same seed gives the same masks before and after pretraining, so the two figures
-    compare the model, not the masking.
+    The masks depend on the data seed only (`task.seed`), so every strategy and seed is measured
+    on the same masked tokens, before and after pretraining: the figures compare models, not masks.
     """
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=params.pretrain.mlm_probability,
-                                               seed=params.seed)
+                                               seed=params.task.seed)
     precision = resolve_precision(params.train.precision)
     device = next(model.parameters()).device
     was_training = model.training
@@ -122,7 +122,7 @@ def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size
 
 def heldout_blocks(dev_texts: Dataset, tokenizer, params: Params) -> Dataset:
     """Dev text (shuffled: prepared splits are in source order) packed, capped at eval_max_tokens."""
-    blocks = pack(dev_texts.shuffle(seed=params.seed).select_columns(["text"]), tokenizer,
+    blocks = pack(dev_texts.shuffle(seed=params.task.seed).select_columns(["text"]), tokenizer,
                   params.pretrain.block_size)
     cap = max(1, params.pretrain.eval_max_tokens // params.pretrain.block_size)
     return blocks.select(range(min(cap, len(blocks))))
@@ -164,8 +164,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         report_to=report_to(),
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
-        seed=params.seed,
-        data_seed=params.seed,
+        seed=params.pretrain.seed,
+        data_seed=params.pretrain.seed,
         dataloader_drop_last=True,
         dataloader_num_workers=params.train.num_workers,
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)

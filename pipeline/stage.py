@@ -21,7 +21,9 @@ from pipeline.io import write_json
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None) -> None:
     try:
         params = load_params("params.yaml")
-        set_seed(params.seed)
+        # each stage draws from the seed that names its randomness (params.yaml says which is which)
+        set_seed({"prepare": params.task.seed, "collect": params.pretrain.seed,
+                  "pretrain": params.pretrain.seed}.get(name, params.seed))
         start = time.time()
         with tracking.stage_run(params, name) as run:
             metrics = work(params)

@@ -30,7 +30,7 @@ def pretrain(params):
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
     else:
         corpus = load_corpus("data/corpus")
-        run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "pretrain", "train")},
+        run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")},
                              ["data/corpus/corpus.parquet"])
         stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
         after = mlm_perplexity(model, blocks, tokenizer, params)
