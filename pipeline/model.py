@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification,
                           AutoTokenizer)
 
@@ -44,8 +46,14 @@ def load_tokenizer(name: str, params: Params):
     return _load(AutoTokenizer, name, params)
 
 
+# Weights are loaded in float32 whatever the checkpoint's dtype: transformers 5 would otherwise keep a
+# bf16 checkpoint in bf16 and AdamW would update bf16 master weights (lr 2e-5 steps round away).
+# Compute still runs in bf16 under autocast where the device has it (train.precision).
+MASTER_DTYPE = torch.float32
+
+
 def load_mlm(name: str, params: Params):
-    return _load(AutoModelForMaskedLM, name, params, use_safetensors=True)
+    return _load(AutoModelForMaskedLM, name, params, use_safetensors=True, dtype=MASTER_DTYPE)
 
 
 def load_classifier(name: str, params: Params, names: list[str] | None = None):
@@ -59,6 +67,7 @@ def load_classifier(name: str, params: Params, names: list[str] | None = None):
             f = params.finetune
             return HierarchicalClassifier.from_encoder(
                 _resolve(name), num_labels=len(names), id2label=dict(enumerate(names)), pooling=f.pooling,
-                max_chunks=f.max_chunks, chunk_overlap=f.chunk_overlap, use_safetensors=True,
+                max_chunks=f.max_chunks, chunk_overlap=f.chunk_overlap, use_safetensors=True, dtype=MASTER_DTYPE,
                 trust_remote_code=params.model.trust_remote_code)
-    return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, **kwargs)
+    return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
+                 **kwargs)

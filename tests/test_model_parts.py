@@ -130,3 +130,18 @@ def test_stage_run_groups_by_strategy(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with tracking.stage_run(params, "pretrain") as run:
         assert run is None
+
+
+@pytest.mark.parametrize("kind", ["flat", "hierarchical"])
+def test_bf16_checkpoint_loads_with_float32_master_weights(tmp_path, tiny_model, kind):
+    """A checkpoint stored in bf16 (common on the Hub) must not be trained in bf16 weights."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from pipeline.model import load_classifier
+
+    AutoModelForMaskedLM.from_pretrained(tiny_model).to(torch.bfloat16).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)
+    params = from_dict({"model": {"name": str(tmp_path)}, "finetune": {"model": kind}})
+    model = load_classifier(str(tmp_path), params, ["neg", "pos"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {p.dtype for p in load_mlm(str(tmp_path), params).parameters()} == {torch.float32}

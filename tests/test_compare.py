@@ -1,0 +1,126 @@
+"""The compare command on fixture runs whose metrics and predictions are known."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import binom
+
+from pipeline.compare import load_run_dir, main, markdown, paired_bootstrap, summarise
+from pipeline.config import ConfigError
+
+N = 200
+LABELS = ["neg" if i % 2 else "pos" for i in range(N)]
+
+
+def write_run(root, name, strategy, seed, correct, ppl=(100.0, 50.0), task_seed=42):
+    """A run folder whose first `correct` test predictions are right and the rest wrong."""
+    run = root / name
+    (run / "metrics").mkdir(parents=True)
+    (run / "outputs").mkdir()
+    preds = [lab if i < correct else ("pos" if lab == "neg" else "neg") for i, lab in enumerate(LABELS)]
+    ids = [f"{task_seed}-{i}" for i in range(N)]
+    rows = ["id,label,pred,correct"] + [f"{i},{lab},{p},{int(lab == p)}" for i, lab, p in zip(ids, LABELS, preds)]
+    (run / "outputs/predictions.csv").write_text("\n".join(rows) + "\n")
+    accuracy = correct / N
+    (run / "metrics/eval.json").write_text(json.dumps({"accuracy": accuracy, "macro_f1": accuracy - 0.01}))
+    (run / "metrics/pretrain.json").write_text(json.dumps(
+        {"perplexity_before": ppl[0], "perplexity_after": ppl[1], "tokens_trained": 0 if strategy == "none" else 1000}))
+    (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "pretrain": {"source": strategy, "seed": 42},
+                                                     "task": {"seed": task_seed}}))
+    return run
+
+
+@pytest.fixture
+def grid(tmp_path):
+    # none: 160, 164, 168 right (80, 82, 84 %); task: 180 right for every seed (90 %)
+    runs = [write_run(tmp_path, f"none-seed{s}", "none", s, 160 + 4 * (s - 1), ppl=(100.0, 100.0)) for s in (1, 2, 3)]
+    runs += [write_run(tmp_path, f"task-seed{s}", "task", s, 180, ppl=(100.0, 40.0 + s)) for s in (1, 2, 3)]
+    return tmp_path, runs
+
+
+def test_table_has_mean_std_and_known_interval(grid):
+    _, dirs = grid
+    summary = summarise([load_run_dir(d) for d in dirs], n_boot=20_000, seed=1)
+    none, task = summary["strategies"]["none"], summary["strategies"]["task"]
+    assert none["accuracy"] == pytest.approx(0.82) and none["accuracy_std"] == pytest.approx(0.02)
+    assert task["accuracy"] == pytest.approx(0.90) and task["accuracy_std"] == 0.0
+    assert task["perplexity_after"] == pytest.approx(42.0) and task["perplexity_after_std"] == pytest.approx(1.0)
+    assert "vs_baseline" not in none
+    vs = task["vs_baseline"]["accuracy"]
+    assert vs["diff"] == pytest.approx(0.08)
+    # Paired per example and averaged over seeds, task beats none by 1/3 on examples 160-163 (none
+    # right in 2 of 3 seeds), 2/3 on 164-167 and 1 on 168-179. A resample's difference is then
+    # (X1/3 + 2*X2/3 + X3) / N with (X1, X2, X3) the multinomial counts of those groups; its
+    # quantiles, simulated independently here, are the interval to expect.
+    rng = np.random.default_rng(0)
+    draws = rng.multinomial(N, [4 / N, 4 / N, 12 / N, (N - 20) / N], size=200_000)
+    ref = (draws[:, 0] * 1 / 3 + draws[:, 1] * 2 / 3 + draws[:, 2] * 1.0) / N
+    low, high = np.quantile(ref, [0.025, 0.975])
+    assert vs["ci_low"] == pytest.approx(low, abs=0.004) and vs["ci_high"] == pytest.approx(high, abs=0.004)
+    assert vs["p_value"] < 0.001
+    assert summary["strategies"]["task"]["vs_baseline"]["paired_seeds"] == [1, 2, 3]
+
+    table = markdown(summary)
+    assert "| `none` | 3 (1, 2, 3) | 82.00 ± 2.00 |" in table
+    assert "| `task` | 3 (1, 2, 3) | 90.00 ± 0.00 |" in table
+    assert f"| +8.00 [{vs['ci_low'] * 100:+.2f}, {vs['ci_high'] * 100:+.2f}] |" in table
+    assert "100 → 42 ± 1" in table
+
+
+def test_single_seed_interval_is_the_binomial_one(tmp_path):
+    dirs = [write_run(tmp_path, "none-seed1", "none", 1, 160), write_run(tmp_path, "task-seed1", "task", 1, 180)]
+    vs = summarise([load_run_dir(d) for d in dirs], n_boot=20_000)["strategies"]["task"]["vs_baseline"]
+    # 20 of 200 examples improve, none get worse: the resampled difference is Binomial(200, 0.1) / 200
+    assert vs["accuracy"]["diff"] == pytest.approx(0.10)
+    assert vs["accuracy"]["ci_low"] == pytest.approx(binom.ppf(0.025, N, 0.1) / N, abs=0.0051)
+    assert vs["accuracy"]["ci_high"] == pytest.approx(binom.ppf(0.975, N, 0.1) / N, abs=0.0051)
+
+
+def test_identical_predictions_give_zero_difference():
+    labels = np.array([0, 1] * 50)
+    preds = np.array([labels.copy()])
+    preds[0, :30] = 1 - preds[0, :30]
+    out = paired_bootstrap(labels, preds, preds.copy(), k=2, n_boot=2000)
+    for metric in ("accuracy", "macro_f1"):
+        assert out[metric]["diff"] == 0.0 and out[metric]["ci_low"] == 0.0 and out[metric]["ci_high"] == 0.0
+        assert out[metric]["p_value"] == 1.0
+
+
+def test_macro_f1_difference_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 300)
+    a = np.where(rng.random(300) < 0.8, labels, rng.integers(0, 3, 300))[None]
+    b = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 3, 300))[None]
+    out = paired_bootstrap(labels, a, b, k=3, n_boot=500)
+    want = f1_score(labels, a[0], average="macro") - f1_score(labels, b[0], average="macro")
+    assert out["macro_f1"]["diff"] == pytest.approx(want, abs=1e-12)
+    assert out["macro_f1"]["ci_low"] < want < out["macro_f1"]["ci_high"]
+
+
+def test_different_test_sets_are_refused(tmp_path):
+    dirs = [write_run(tmp_path, "none-seed1", "none", 1, 160), write_run(tmp_path, "task-seed1", "task", 1, 180,
+                                                                         task_seed=7)]
+    with pytest.raises(ConfigError, match=r"task-seed1.*same test set.*task.seed"):
+        summarise([load_run_dir(d) for d in dirs])
+
+
+def test_cli_writes_table_json_csv_and_png(grid, tmp_path, capsys):
+    root, dirs = grid
+    assert main(["--runs", *map(str, dirs), "--out", str(tmp_path / "reports"), "--bootstrap", "2000"]) == 0
+    out = tmp_path / "reports"
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `task` |" in (out / "compare.md").read_text()
+    csv = (out / "compare.csv").read_text().splitlines()
+    assert csv[0].startswith("strategy,runs,accuracy") and csv[2].startswith("task,3,90.0")
+    assert json.loads((out / "compare.json").read_text())["test_examples"] == N
+    assert "90.00 ± 0.00" in capsys.readouterr().out
+
+
+def test_cli_names_a_missing_file(tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    assert main(["--runs", str(tmp_path / "half"), "--out", str(tmp_path / "r")]) == 2
+    assert "params.yaml" in capsys.readouterr().err
