@@ -31,6 +31,16 @@ def masked_batch(batch: int, seq: int, vocab: int, device, generator) -> dict:
     return {"input_ids": ids.to(device), "labels": labels.to(device)}
 
 
+def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
+    """Matmul FLOPs of one training token (forward + backward = 3 x forward): encoder layers
+    (QKV/O projections, FFN, attention scores and values) plus the LM head (transform and vocabulary
+    projection) on `head_fraction` of the positions."""
+    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size
+    layer = 2 * (4 * h * h + 2 * h * i) + 4 * seq * h
+    head = 2 * h * h + 2 * h * v
+    return 3 * (config.num_hidden_layers * layer + head_fraction * head)
+
+
 def make_step(module, optimizer, batch, precision: str):
     def step():
         with autocast(precision):
@@ -49,6 +59,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--heads", type=int, default=0, help="attention heads (default hidden/32: MiniLM's 12 at 384; "
+                                                         "bert-base: --layers 12 --hidden 768 --heads 12)")
+    ap.add_argument("--peak-tflops", type=float, default=0.0,
+                    help="the card's dense bf16 peak, for model FLOPs utilisation (H100 SXM: 989)")
     ap.add_argument("--compile", action="store_true", help="also time the pipeline path under torch.compile")
     ap.add_argument("--components", action="store_true", help="also time masked-only and bf16 alone")
     args = ap.parse_args()
@@ -57,7 +71,7 @@ def main() -> None:
     precision = resolve_precision("auto")
     torch.manual_seed(0)
     config = minilm_config(num_hidden_layers=args.layers, hidden_size=args.hidden,
-                           num_attention_heads=max(1, args.hidden // 32), intermediate_size=4 * args.hidden)
+                           num_attention_heads=args.heads or max(1, args.hidden // 32), intermediate_size=4 * args.hidden)
     base = BertForMaskedLM(config).to(device)
     batch = masked_batch(args.batch, args.seq, config.vocab_size, device, torch.Generator().manual_seed(0))
 
@@ -80,6 +94,15 @@ def main() -> None:
     results = alternate(candidates, tokens, args.steps, args.rounds, warmup=2)
     report(f"MLM training, tokens/s (batch {args.batch}, seq {args.seq}, {args.layers} layers, "
            f"hidden {args.hidden})", results, next(iter(candidates)), "tokens/s")
+    if args.peak_tflops:
+        masked = float((batch["labels"] != -100).float().mean())
+        print(f"\nModel FLOPs utilisation vs {args.peak_tflops:g} TFLOP/s (each path's own FLOPs: the full head "
+              f"decodes every position, the masked-only head {masked:.1%} of them):")
+        for name, tok_s in results.items():
+            flops = train_flops_per_token(config, args.seq, 1.0 if name.startswith("run_mlm") or "full head" in name
+                                          else masked)
+            print(f"- {name}: {flops / 1e9:.2f} GFLOP/token, {tok_s * flops / 1e12:.1f} TFLOP/s, "
+                  f"MFU {100 * tok_s * flops / (args.peak_tflops * 1e12):.1f}%")
 
 
 if __name__ == "__main__":

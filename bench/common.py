@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import BertConfig
+
+# benches run from a clone without installing it (e.g. on a GPU machine that only has the code)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
               intermediate_size=1536, max_position_embeddings=512)
