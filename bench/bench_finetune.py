@@ -1,11 +1,12 @@
 """Fine-tune and eval examples/s on IMDB's real length distribution: length-grouped batches with
 dynamic padding (the pipeline) vs padding every text to max_length, in one process.
 
-Both run the pipeline's own code (`pipeline.finetune.training_args` + the Trainer for training,
-`pipeline.evaluate.predict` for evaluation), the same model, precision, data and batch size;
-only the batching differs.
+All rows run the pipeline's own code (`pipeline.finetune.training_args` + the Trainer for training,
+`pipeline.evaluate.predict` for evaluation), the same model, data and batch size. Two baselines
+pad every text to max_length: one in fp32 (what run_glue does by default), one at the pipeline's
+precision (bf16 where the device has it), so the gain of length grouping alone is shown too.
 
-    python bench/bench_finetune.py [--model DIR] [--train 128 --eval 256 --max-length 512]
+    python bench/bench_finetune.py [--model DIR] [--data FILE] [--train 128 --eval 256 --max-length 512]
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=256)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--data", default=None, help="texts to use (.parquet or .jsonl[.gz] with `text`); "
+                                                 "default: IMDB train from the shared data folder")
     args = ap.parse_args()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    texts, source = imdb_texts(args.train + args.eval)
+    texts, source = imdb_texts(args.train + args.eval, **({"path": args.data} if args.data else {}))
     params = from_dict({"model": {"max_length": args.max_length},
                         "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
+    fp32 = from_dict({"model": {"max_length": args.max_length}, "train": {"precision": "fp32"},
+                      "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
+    precision = resolve_precision("auto")
     data = encode_split(Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(len(texts))]}),
                         tokenizer, params)
     train, evals = data.select(range(args.train)), data.select(range(args.train, len(data)))
@@ -49,12 +55,15 @@ def main() -> None:
     base = BertForSequenceClassification(minilm_config(num_labels=2)).state_dict()
     work = tempfile.mkdtemp()
     results = {}
-    for name, padded in (("pad to max_length", True), ("length-grouped, dynamic padding", False)):
+    rows = [(f"pad to max_length, {precision}", True, params), (f"length-grouped, dynamic padding, {precision}", False, params)]
+    if precision != "fp32":
+        rows.insert(0, ("pad to max_length, fp32 (run_glue default)", True, fp32))
+    for name, padded, run_params in rows:
         model = BertForSequenceClassification(minilm_config(num_labels=2))
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)
                     if padded else dynamic_padding(tokenizer))
-        targs = training_args(params, work, max_steps=args.train // args.batch, eval_strategy="no",
+        targs = training_args(run_params, work, max_steps=args.train // args.batch, eval_strategy="no",
                               save_strategy="no", load_best_model_at_end=False, report_to=[],
                               logging_strategy="no", disable_tqdm=True,
                               train_sampling_strategy="random" if padded else "group_by_length")
@@ -64,20 +73,21 @@ def main() -> None:
         trainer.train()
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        predict(model, tokenizer, evals, params, work, pad_to=args.max_length if padded else None)
+        predict(model, tokenizer, evals, run_params, work, pad_to=args.max_length if padded else None)
         eval_s = time.perf_counter() - start
         results[name] = (args.train / train_s, args.eval / eval_s, (args.train + args.eval) / (train_s + eval_s))
     shutil.rmtree(work, ignore_errors=True)
-    base_name = "pad to max_length"
+    base_name, first = f"pad to max_length, {precision}", rows[0][0]
     print(f"## Fine-tune + eval, examples/s ({source}; {args.train} train / {args.eval} eval examples, "
-          f"max_length {args.max_length}, batch {args.batch}, {resolve_precision('auto')}, MiniLM-L6-H384 shape)")
+          f"max_length {args.max_length}, batch {args.batch}, MiniLM-L6-H384 shape)")
     print(f"machine: {machine()}")
     print(f"lengths after truncation: mean {lengths.mean():.0f}, median {np.median(lengths):.0f}, "
           f"{(np.asarray(data['full_length']) > args.max_length).mean():.1%} truncated\n")
-    print("| path | train ex/s | eval ex/s | train+eval ex/s | ratio vs padding |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| path | train ex/s | eval ex/s | train+eval ex/s | ratio vs {base_name} | ratio vs {first} |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, (tr, ev, both) in results.items():
-        print(f"| {name} | {tr:.2f} | {ev:.2f} | {both:.2f} | {both / results[base_name][2]:.2f}x |")
+        print(f"| {name} | {tr:.2f} | {ev:.2f} | {both:.2f} | {both / results[base_name][2]:.2f}x | "
+              f"{both / results[first][2]:.2f}x |")
 
 
 if __name__ == "__main__":

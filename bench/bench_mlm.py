@@ -28,7 +28,7 @@ def masked_batch(batch: int, seq: int, vocab: int, device, generator) -> dict:
     mask = torch.rand(ids.shape, generator=generator) < 0.15
     labels[mask] = ids[mask]
     ids = ids.masked_fill(mask, 103)
-    return {"input_ids": ids.to(device), "labels": labels.to(device)}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "masked_count": int(mask.sum())}
 
 
 def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
@@ -75,13 +75,15 @@ def main() -> None:
     base = BertForMaskedLM(config).to(device)
     batch = masked_batch(args.batch, args.seq, config.vocab_size, device, torch.Generator().manual_seed(0))
 
+    full_batch = {k: v for k, v in batch.items() if k != "masked_count"}  # what the standard forward takes
+
     def build(masked_only: bool, prec: str, fused: bool, compile_: bool = False):
         model = copy.deepcopy(base).train()
         module = use_masked_only_head(model, enabled=masked_only)
         if compile_:
             module = torch.compile(module)
         opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused or None)
-        return make_step(module, opt, batch, prec)
+        return make_step(module, opt, batch if masked_only else full_batch, prec)
 
     candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False)}
     if args.components:

@@ -16,9 +16,14 @@ def imdb_texts(n: int, path: str | Path = DEFAULT, seed: int = 0) -> tuple[list[
     rng = random.Random(seed)
     path = Path(path)
     if path.exists():
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            rows = [json.loads(line)["text"] for line in fh]
-        return rng.sample(rows, n), f"IMDB train ({path})"
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        else:
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
+                rows = [json.loads(line)["text"] for line in fh]
+        return rng.sample(rows, min(n, len(rows))), f"IMDB ({path})"
     words = "the film movie plot actor great awful story scene was and it of a to is in".split()
     lengths = [min(2500, int(rng.lognormvariate(5.4, 0.7))) for _ in range(n)]
     return [" ".join(rng.choice(words) for _ in range(k)) for k in lengths], "synthetic IMDB-like lengths"

@@ -35,13 +35,18 @@ def _head(model):
     return next((getattr(model, a) for a in HEAD_ATTRIBUTES if hasattr(model, a)), None)
 
 
-def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                        masked_count: int | None = None):
     """`XForMaskedLM.forward` with the LM head run on masked positions only.
 
     The standard forward projects every position onto the vocabulary (for BERT: 128 x 30522
     logits per sequence) and then ignores the ~85% that are not masked. Here only the masked
     rows of the encoder output go through the head; the loss is the same mean cross-entropy
     over masked tokens (tests/test_speed_paths.py checks loss and gradients to 1e-5).
+
+    `masked_count` (added by `CountMasked` on the host) gives the gather a static size: no
+    device-to-host sync in the middle of the step, which on a GPU stalled the kernel queue and
+    made the masked-only head slower than the full one (bench/bench_mlm.py, BENCHMARKS.md).
     """
     kwargs = {"attention_mask": attention_mask}
     if token_type_ids is not None:
@@ -49,9 +54,27 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
     hidden = getattr(self, self.base_model_prefix)(input_ids=input_ids, **kwargs).last_hidden_state
     if labels is None:
         return MaskedLMOutput(logits=_head(self)(hidden))
-    masked = labels != -100
-    logits = _head(self)(hidden[masked])
-    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels[masked]), logits=logits)
+    masked = (labels != -100).flatten()
+    if masked_count is None:
+        rows = masked.nonzero().squeeze(-1)  # size known only on the device: one sync
+    else:
+        rows = torch.nonzero_static(masked, size=int(masked_count)).squeeze(-1)
+    logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows))
+    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels.flatten().index_select(0, rows)),
+                          logits=logits)
+
+
+class CountMasked:
+    """Wraps an MLM collator: adds `masked_count`, counted on the host before the batch moves to
+    the device, for `masked_only_forward`'s sync-free gather."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        batch["masked_count"] = int((batch["labels"] != -100).sum())
+        return batch
 
 
 def use_masked_only_head(model, enabled: bool = True):
@@ -173,7 +196,10 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         disable_tqdm=False,
     ))
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
-    trainer = CheckedTrainer(model=use_masked_only_head(model, p.masked_only_head), args=args,
+    model = use_masked_only_head(model, p.masked_only_head)
+    if getattr(model.forward, "__func__", None) is masked_only_forward:
+        collator = CountMasked(collator)
+    trainer = CheckedTrainer(model=model, args=args,
                              train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
     start = time.time()
     result, resumed_from = train_with_resume(trainer, work_dir, run_id)

@@ -11,7 +11,7 @@ from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, BertForSeq
 from pipeline.config import from_dict
 from pipeline.evaluate import predict
 from pipeline.finetune import encode_split
-from pipeline.mlm import masked_only_forward, use_masked_only_head
+from pipeline.mlm import CountMasked, masked_only_forward, use_masked_only_head
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -35,21 +35,25 @@ def test_masked_only_loss_and_grads_equal_standard(make):
     model.zero_grad()
     fast = use_masked_only_head(model)
     assert fast.forward.__func__ is masked_only_forward
-    loss = fast(input_ids=input_ids, labels=labels).loss
-    assert loss.item() == pytest.approx(reference.item(), abs=1e-5)
-    loss.backward()
-    for name, grad in ref_grads.items():
-        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-5), name
+    for count in (None, int(masked.sum())):  # device-sized gather, and the static size the collator counts
+        model.zero_grad()
+        loss = fast(input_ids=input_ids, labels=labels, masked_count=count).loss
+        assert loss.item() == pytest.approx(reference.item(), abs=1e-5)
+        loss.backward()
+        for name, grad in ref_grads.items():
+            assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-5), name
 
 
 def test_masked_only_with_collator_batch(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = BertForMaskedLM.from_pretrained(tiny_model).eval()
-    collator = DataCollatorForLanguageModeling(tokenizer, seed=1)
+    collator = CountMasked(DataCollatorForLanguageModeling(tokenizer, seed=1))
     batch = collator([{"input_ids": tokenizer("great film " * 12)["input_ids"]} for _ in range(3)])
+    assert batch["masked_count"] == int((batch["labels"] != -100).sum()) > 0
+    count = batch.pop("masked_count")
     with torch.no_grad():
         reference = model(**batch).loss.item()
-        assert use_masked_only_head(model)(**batch).loss.item() == pytest.approx(reference, abs=1e-5)
+        assert use_masked_only_head(model)(**batch, masked_count=count).loss.item() == pytest.approx(reference, abs=1e-5)
         assert use_masked_only_head(model, enabled=False)(**batch).loss.item() == pytest.approx(reference, abs=1e-6)
 
 
