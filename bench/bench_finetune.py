@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=256)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--only", type=int, default=None, help="run only row N (0-based) of the table: to time each "
+                                                             "path in its own process and check for order effects")
     ap.add_argument("--data", default=None, help="texts to use (.parquet or .jsonl[.gz] with `text`); "
                                                  "default: IMDB train from the shared data folder")
     args = ap.parse_args()
@@ -58,6 +60,8 @@ def main() -> None:
     rows = [(f"pad to max_length, {precision}", True, params), (f"length-grouped, dynamic padding, {precision}", False, params)]
     if precision != "fp32":
         rows.insert(0, ("pad to max_length, fp32 (run_glue default)", True, fp32))
+    if args.only is not None:
+        rows = [rows[args.only]]
     for name, padded, run_params in rows:
         model = BertForSequenceClassification(minilm_config(num_labels=2))
         model.load_state_dict(base)
@@ -77,7 +81,8 @@ def main() -> None:
         eval_s = time.perf_counter() - start
         results[name] = (args.train / train_s, args.eval / eval_s, (args.train + args.eval) / (train_s + eval_s))
     shutil.rmtree(work, ignore_errors=True)
-    base_name, first = f"pad to max_length, {precision}", rows[0][0]
+    first = rows[0][0]
+    base_name = f"pad to max_length, {precision}" if f"pad to max_length, {precision}" in results else first
     print(f"## Fine-tune + eval, examples/s ({source}; {args.train} train / {args.eval} eval examples, "
           f"max_length {args.max_length}, batch {args.batch}, MiniLM-L6-H384 shape)")
     print(f"machine: {machine()}")

@@ -83,8 +83,11 @@ def load_run_dir(path: str | Path) -> Run:
 
 
 def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> list[Run]:
-    """Finished DVC experiments of `repo` (all baselines), read at their own revisions."""
+    """Finished DVC experiments of `repo` (on every baseline commit). Params and metrics come from
+    `dvc exp show --json`, predictions from the DVC cache at the experiment's revision; queued,
+    running and failed experiments (no metrics/eval.json) are skipped."""
     import dvc.api
+    from dvc.exceptions import DvcException
 
     result = subprocess.run(["dvc", "exp", "show", "--json", "-A"], cwd=repo, capture_output=True, text=True)
     if result.returncode != 0:
@@ -94,7 +97,7 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("rev"):
-                    found[rev["name"]] = rev["rev"]
+                    found[rev["name"]] = rev
     if names:
         unknown = [n for n in names if n not in found]
         if unknown:
@@ -102,16 +105,22 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
         found = {n: found[n] for n in names}
     runs = []
     for name, rev in sorted(found.items()):
-        def read(path: str, rev=rev) -> str:
-            return dvc.api.read(path, repo=str(repo), rev=rev)
-
-        try:
-            metrics = {m: json.loads(read(f"metrics/{m}.json")) for m in METRIC_FILES}
-            runs.append(make_run(name, yaml.safe_load(read("params.yaml")), metrics, read("outputs/predictions.csv")))
-        except (FileNotFoundError, OSError) as exc:  # dvc's PathMissingError/OutputNotFound are OSErrors
+        data = rev.get("data") or {}
+        metrics = {m: ((data.get("metrics") or {}).get(f"metrics/{m}.json") or {}).get("data")
+                   for m in METRIC_FILES}
+        metrics = {m: v for m, v in metrics.items() if v}
+        if "eval" not in metrics:
             if names:
-                raise ConfigError(f"{repo}: experiment `{name}` has no results ({exc}); did it finish?") from exc
-            print(f"[compare] skipping experiment `{name}`: no results ({type(exc).__name__})", file=sys.stderr)
+                raise ConfigError(f"{repo}: experiment `{name}` has no metrics/eval.json; did it finish?")
+            print(f"[compare] skipping experiment `{name}`: not finished", file=sys.stderr)
+            continue
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        try:
+            predictions = dvc.api.read("outputs/predictions.csv", repo=str(repo), rev=rev["rev"])
+        except DvcException as exc:
+            raise ConfigError(f"{repo}: experiment `{name}` has no outputs/predictions.csv in the DVC cache "
+                              f"({exc}); rerun it or pull its outputs (`dvc pull`).") from exc
+        runs.append(make_run(name, params, metrics, predictions))
     return runs
 
 
@@ -281,12 +290,15 @@ def plot(summary: dict, runs: list[Run], path: Path) -> None:
     ax.set_xticks(range(len(strategies)), strategies)
     ax.set_ylabel(f"Δ accuracy vs {summary['baseline']} (points, {int(summary['confidence'] * 100)}% CI)")
     ax = axes[2]
+    floor = min((summary["strategies"][s]["perplexity_after"] for s in strategies
+                 if not math.isnan(summary["strategies"][s]["perplexity_after"])), default=1.0)
     for x, s in enumerate(strategies):
         e = summary["strategies"][s]
         if not math.isnan(e["perplexity_after"]):
             ax.bar(x - 0.2, e["perplexity_before"], width=0.4, color="C7", label="before" if x == 0 else None)
             ax.bar(x + 0.2, e["perplexity_after"], width=0.4, color="C3", label="after" if x == 0 else None)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=max(1.0, floor / 2))
     ax.set_xticks(range(len(strategies)), strategies)
     ax.set_ylabel("held-out task MLM perplexity")
     ax.legend()

@@ -145,3 +145,38 @@ def test_bf16_checkpoint_loads_with_float32_master_weights(tmp_path, tiny_model,
     model = load_classifier(str(tmp_path), params, ["neg", "pos"])
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert {p.dtype for p in load_mlm(str(tmp_path), params).parameters()} == {torch.float32}
+
+
+def _deberta():
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+    return DebertaV2ForSequenceClassification(DebertaV2Config(**TINY, relative_attention=True, position_buckets=8,
+                                                              pos_att_type=["p2c", "c2p"]))
+
+
+def _modernbert():
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification
+    return ModernBertForSequenceClassification(ModernBertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, global_attn_every_n_layers=1, pad_token_id=0))
+
+
+@pytest.mark.parametrize("make", [_deberta, _modernbert], ids=["deberta-v2", "modernbert"])
+def test_layerwise_decay_follows_layer_names_of_other_encoders(make):
+    import re
+
+    model, lr, decay, layers = make(), 2e-5, 0.95, 3
+    lr_of = {id(p): g["lr"] for g in layerwise_param_groups(model, lr, decay, 0.01) for p in g["params"]}
+    seen = set()
+    for name, param in model.named_parameters():
+        layer = re.search(r"\.layers?\.(\d+)\.", name)
+        if layer:
+            want = lr * decay ** (layers - int(layer.group(1)))
+        elif "embeddings." in name and "rel_embeddings" not in name:
+            want = lr * decay ** (layers + 1)
+        else:
+            continue
+        assert lr_of[id(param)] == pytest.approx(want), name
+        seen.add(layer.group(1) if layer else "embeddings")
+    assert seen == {"0", "1", "2", "embeddings"}
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    assert head and all(lr_of[id(p)] == pytest.approx(lr) for p in head)

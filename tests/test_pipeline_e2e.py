@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 import subprocess
 import time
 
@@ -119,3 +120,25 @@ def test_default_params_without_network_stop_fast_with_the_fix(tmp_path):
     output = result.stdout + result.stderr
     assert "task.dataset" in output and "model.name" in output and "local" in output
     assert elapsed < 60, elapsed
+
+
+def test_compare_reads_the_dvc_experiments(grid):
+    """`python -m pipeline.compare` on the four experiments: their own metrics, paired intervals."""
+    project, r = grid
+    result = subprocess.run([sys.executable, "-m", "pipeline.compare", "--bootstrap", "500", "--out", "reports"],
+                            cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((project / "reports/compare.json").read_text())
+    assert list(summary["strategies"]) == list(SOURCES)
+    for source in SOURCES:
+        entry = summary["strategies"][source]
+        assert entry["runs"] == [f"exp-{source}"]
+        assert entry["accuracy"] == pytest.approx(r[source]["eval"]["accuracy"])
+        assert entry["perplexity_after"] == pytest.approx(r[source]["pretrain"]["perplexity_after"])
+        if source == "none":
+            assert "vs_baseline" not in entry
+        else:
+            vs = entry["vs_baseline"]["accuracy"]
+            assert vs["diff"] == pytest.approx(entry["accuracy"] - summary["strategies"]["none"]["accuracy"])
+            assert vs["ci_low"] <= vs["diff"] <= vs["ci_high"]
+    assert (project / "reports/compare.png").stat().st_size > 0
