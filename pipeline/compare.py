@@ -224,7 +224,7 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
                                                     confidence)
             entry["vs_baseline"]["paired_seeds"] = common
         table[strategy] = entry
-    return {"baseline": baseline, "confidence": confidence, "bootstrap_resamples": n_boot,
+    return {"baseline": baseline, "order": order, "confidence": confidence, "bootstrap_resamples": n_boot,
             "test_examples": int(labels.shape[0]), "classes": classes, "strategies": table}
 
 

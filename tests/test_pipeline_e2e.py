@@ -129,7 +129,7 @@ def test_compare_reads_the_dvc_experiments(grid):
                             cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((project / "reports/compare.json").read_text())
-    assert list(summary["strategies"]) == list(SOURCES)
+    assert summary["order"] == list(SOURCES)
     for source in SOURCES:
         entry = summary["strategies"][source]
         assert entry["runs"] == [f"exp-{source}"]
