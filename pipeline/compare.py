@@ -33,6 +33,7 @@ from pipeline.config import SOURCES, ConfigError
 from pipeline.io import atomic_write_text, write_csv, write_json
 
 METRIC_FILES = ("eval", "pretrain", "finetune")
+BOOT_CELLS = 20_000_000  # resample counts held at once (160 MB): the bootstrap runs in chunks of this size
 
 
 @dataclass
@@ -167,22 +168,27 @@ def paired_bootstrap(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarra
     """
     n = labels.shape[0]
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # B x N counts
+
+    def f1(preds, w):
+        return np.mean([_macro_f1_weighted(labels, p, w, k) for p in preds], axis=0)
+
+    acc_diff = (preds_a == labels).mean(0) - (preds_b == labels).mean(0)  # per example, over runs
     ones = np.ones((1, n))
+    points = {"accuracy": float(acc_diff.mean()), "macro_f1": float((f1(preds_a, ones) - f1(preds_b, ones))[0])}
+    boots = {"accuracy": [], "macro_f1": []}
+    chunk = max(1, min(n_boot, BOOT_CELLS // max(n, 1)))  # bounded memory whatever the test set size
+    for start in range(0, n_boot, chunk):
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - start)).astype(np.float64)
+        boots["accuracy"].append(weights @ acc_diff / n)
+        boots["macro_f1"].append(f1(preds_a, weights) - f1(preds_b, weights))
+    alpha = (1 - confidence) / 2
     out = {}
-    for metric in ("accuracy", "macro_f1"):
-        if metric == "accuracy":
-            diff = (preds_a == labels).mean(0) - (preds_b == labels).mean(0)  # per example, over runs
-            point, boot = float(diff.mean()), weights @ diff / n
-        else:
-            def f1(preds, w):
-                return np.mean([_macro_f1_weighted(labels, p, w, k) for p in preds], axis=0)
-            point = float((f1(preds_a, ones) - f1(preds_b, ones))[0])
-            boot = f1(preds_a, weights) - f1(preds_b, weights)
-        alpha = (1 - confidence) / 2
+    for metric, parts in boots.items():
+        boot = np.concatenate(parts)
         low, high = np.quantile(boot, [alpha, 1 - alpha])
         p = 2 * min((boot <= 0).mean(), (boot >= 0).mean())
-        out[metric] = {"diff": point, "ci_low": float(low), "ci_high": float(high), "p_value": float(min(1.0, p))}
+        out[metric] = {"diff": points[metric], "ci_low": float(low), "ci_high": float(high),
+                       "p_value": float(min(1.0, p))}
     return out
 
 

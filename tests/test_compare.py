@@ -69,7 +69,9 @@ def test_table_has_mean_std_and_known_interval(grid):
     assert "100 → 42 ± 1" in table
 
 
-def test_single_seed_interval_is_the_binomial_one(tmp_path):
+@pytest.mark.parametrize("cells", [10**9, N * 300], ids=["one-chunk", "chunked"])
+def test_single_seed_interval_is_the_binomial_one(tmp_path, monkeypatch, cells):
+    monkeypatch.setattr("pipeline.compare.BOOT_CELLS", cells)
     dirs = [write_run(tmp_path, "none-seed1", "none", 1, 160), write_run(tmp_path, "task-seed1", "task", 1, 180)]
     vs = summarise([load_run_dir(d) for d in dirs], n_boot=20_000)["strategies"]["task"]["vs_baseline"]
     # 20 of 200 examples improve, none get worse: the resampled difference is Binomial(200, 0.1) / 200
