@@ -3,8 +3,8 @@
 Baseline (what run_mlm does): `BertForMaskedLM(labels=...)` in fp32 (the LM head projects every
 position onto the vocabulary), torch AdamW with its default (foreach) implementation.
 Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only), bf16 autocast via
-`pipeline.distributed.autocast` where the device has bf16, fused AdamW; optionally
-torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
+`pipeline.distributed.autocast` where the device has bf16, fused AdamW, and on CPU
+`pipeline.fast_dropout` (dropout masks from 16 random bits per value); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
 """
@@ -12,6 +12,7 @@ torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence len
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 
 import torch
@@ -19,6 +20,7 @@ from transformers import BertForMaskedLM
 
 from common import alternate, minilm_config, report
 from pipeline.distributed import autocast, resolve_precision
+from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
 
 
@@ -77,8 +79,11 @@ def main() -> None:
 
     full_batch = {k: v for k, v in batch.items() if k != "masked_count"}  # what the standard forward takes
 
-    def build(masked_only: bool, prec: str, fused: bool, compile_: bool = False):
+    keep = contextlib.ExitStack()  # holds the fast-dropout swaps for the whole run
+
+    def build(masked_only: bool, prec: str, fused: bool, compile_: bool = False, fast: bool = False):
         model = copy.deepcopy(base).train()
+        keep.enter_context(fast_dropout(model, enabled=fast))
         module = use_masked_only_head(model, enabled=masked_only)
         if compile_:
             module = torch.compile(module)
@@ -89,9 +94,13 @@ def main() -> None:
     if args.components:
         candidates["masked-only head, fp32"] = build(True, "fp32", True)
         candidates[f"full head, {precision}"] = build(False, precision, True)
-    candidates[f"pipeline (masked-only head, {precision}, fused AdamW)"] = build(True, precision, True)
+    candidates[f"masked-only head, {precision}, fused AdamW"] = build(True, precision, True)
+    on_cpu = device == "cpu"
+    pipeline = f"pipeline (masked-only head, {precision}, fused AdamW{', CPU fast dropout' if on_cpu else ''})"
+    if on_cpu:
+        candidates[pipeline] = build(True, precision, True, fast=True)
     if args.compile:
-        candidates["pipeline + torch.compile"] = build(True, precision, True, compile_=True)
+        candidates["pipeline + torch.compile"] = build(True, precision, True, compile_=True, fast=on_cpu)
     tokens = args.batch * args.seq
     results = alternate(candidates, tokens, args.steps, args.rounds, warmup=2)
     report(f"MLM training, tokens/s (batch {args.batch}, seq {args.seq}, {args.layers} layers, "

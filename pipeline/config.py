@@ -110,6 +110,7 @@ class Train:
     precision: str = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16 instructions)
     num_workers: int = 0
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
+    fast_dropout: bool = True  # on CPU: dropout masks from 16 random bits per value (pipeline/fast_dropout.py)
     checkpoint_steps: int = 200  # save a resumable checkpoint every N optimizer steps; 0: never
 
 

@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, TrainingArguments
 from pipeline.config import Params
 from pipeline.distributed import (accumulation_steps, barrier, main_process_first, resolve_precision, single_device,
                                   world_size)
+from pipeline.fast_dropout import fast_dropout
 from pipeline.hierarchical import ChunkCollator
 from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
 from pipeline.tracking import report_to
@@ -141,12 +142,13 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     # mean loss, averaged across processes by DDP, and divided by the accumulation steps.
     model.accepts_loss_kwargs = False
     keep_best = KeepBestEpoch(work_dir)
-    trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                             data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
-                             compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
-                             callbacks=[keep_best])
     start = time.time()
-    result, resumed_from = train_with_resume(trainer, work_dir, run_id)
+    with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
+        trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                                 data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
+                                 compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
+                                 callbacks=[keep_best])
+        result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights
     keep_best.load_into(model)

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from pipeline.config import ConfigError, Params
 from pipeline.distributed import (accumulation_steps, autocast, main_process_first, resolve_precision,
                                   single_device, world_size)
+from pipeline.fast_dropout import fast_dropout
 from pipeline.tracking import report_to
 from pipeline.training import CheckedTrainer, mean_logged_loss, train_with_resume
 
@@ -199,10 +200,11 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     model = use_masked_only_head(model, p.masked_only_head)
     if getattr(model.forward, "__func__", None) is masked_only_forward:
         collator = CountMasked(collator)
-    trainer = CheckedTrainer(model=model, args=args,
-                             train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
     start = time.time()
-    result, resumed_from = train_with_resume(trainer, work_dir, run_id)
+    with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
+        trainer = CheckedTrainer(model=model, args=args,
+                                 train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
+        result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
     tokens = steps * effective_batch * p.block_size
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]

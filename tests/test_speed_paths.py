@@ -80,3 +80,55 @@ def test_tokenisation_is_cached_by_fingerprint(tiny_model, tmp_path):
     second = encode_split(Dataset.from_parquet(str(tmp_path / "d.parquet")),
                           AutoTokenizer.from_pretrained(tiny_model), params)
     assert first.cache_files and first.cache_files == second.cache_files
+
+
+def test_fast_dropout_mask_rate_and_scaling():
+    from pipeline.fast_dropout import FastDropout, keep_mask
+
+    torch.manual_seed(0)
+    mask = keep_mask((2000, 2000), 0.1)
+    assert mask.dtype == torch.bool and mask.shape == (2000, 2000)
+    assert abs((~mask).float().mean().item() - 0.1) < 0.001  # 4M draws: std of the rate is 0.00015
+    layer = FastDropout(0.25)
+    x = torch.rand(1000, 1000) + 1.0
+    y = layer(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / 0.75) and abs((~kept).float().mean().item() - 0.25) < 0.002
+    assert torch.equal(layer.eval()(x), x)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_fast_dropout_attention_is_sdpa_with_a_mask(monkeypatch, with_mask):
+    """With every value kept, the fast attention equals SDPA without dropout, scaled by 1/(1-p)."""
+    import pipeline.fast_dropout as fd
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8) for _ in range(3))
+    mask = None
+    if with_mask:
+        mask = torch.ones(2, 1, 10, 10, dtype=torch.bool)
+        mask[1, :, :, 7:] = False  # padding in the second sequence
+    module = torch.nn.Module()
+    module.is_causal = False
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=8 ** -0.5)
+    monkeypatch.setattr(fd, "keep_mask", lambda shape, p, device=None: torch.ones(shape, dtype=torch.bool))
+    got, _ = fd.attention(module, q, k, v, mask, dropout=0.1, scaling=8 ** -0.5)
+    assert torch.allclose(got, want / 0.9, atol=1e-5)
+
+
+def test_fast_dropout_is_undone_after_training(tmp_path):
+    from pipeline.fast_dropout import NAME, FastDropout, fast_dropout
+
+    model = BertForMaskedLM(BertConfig(**{**TINY, "hidden_dropout_prob": 0.1,
+                                          "attention_probs_dropout_prob": 0.1})).train()
+    with fast_dropout(model):
+        assert model.config._attn_implementation == NAME
+        assert isinstance(model.bert.encoder.layer[0].output.dropout, FastDropout)
+        loss = model(input_ids=torch.randint(5, 120, (2, 16)), labels=torch.randint(5, 120, (2, 16))).loss
+        loss.backward()
+        assert model.bert.embeddings.word_embeddings.weight.grad is not None
+    assert model.config._attn_implementation == "sdpa"
+    assert type(model.bert.encoder.layer[0].output.dropout) is torch.nn.Dropout
+    model.save_pretrained(tmp_path)
+    assert NAME not in (tmp_path / "config.json").read_text()
