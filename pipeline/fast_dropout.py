@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "dapt_cpu_dropout"
 _INT16_MIN = -32768
@@ -71,6 +72,9 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 
 
 AttentionInterface.register(NAME, attention)
+# transformers builds no attention mask at all for an implementation without a mask function:
+# padding would be attended to. This one takes SDPA's masks.
+AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
 @contextlib.contextmanager

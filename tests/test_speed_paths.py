@@ -132,3 +132,22 @@ def test_fast_dropout_is_undone_after_training(tmp_path):
     assert type(model.bert.encoder.layer[0].output.dropout) is torch.nn.Dropout
     model.save_pretrained(tmp_path)
     assert NAME not in (tmp_path / "config.json").read_text()
+
+
+def test_fast_dropout_model_masks_padding_like_sdpa(tiny_model, monkeypatch):
+    """A padded batch in training mode with the masks forced to keep everything must give the
+    evaluation-mode (SDPA) logits: the padding mask reaches the fast attention."""
+    import pipeline.fast_dropout as fd
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    batch = tokenizer(["great film", "awful boring dull film it was the worst of the plot and the cast"],
+                      padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any()
+    with torch.no_grad():
+        want = model.eval()(**batch).logits
+        monkeypatch.setattr(fd, "drop", lambda x, p: x)
+        with fd.fast_dropout(model.train()):
+            got = model(**batch).logits
+    assert torch.allclose(got, want, atol=1e-5)
