@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from pipeline.config import SOURCES, ConfigError
-from pipeline.io import atomic_write_text, write_csv, write_json
+from pipeline.io import atomic_file, atomic_write_text, write_csv, write_json
 
 METRIC_FILES = ("eval", "pretrain", "finetune")
 BOOT_CELLS = 20_000_000  # resample counts held at once (160 MB): the bootstrap runs in chunks of this size
@@ -309,11 +309,9 @@ def plot(summary: dict, runs: list[Run], path: Path) -> None:
     ax.set_ylabel("held-out task MLM perplexity")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_report(summary: dict, runs: list[Run], out: str | Path) -> dict:

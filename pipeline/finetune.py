@@ -21,7 +21,7 @@ from pipeline.config import Params
 from pipeline.distributed import (accumulation_steps, barrier, main_process_first, resolve_precision, single_device,
                                   world_size)
 from pipeline.fast_dropout import fast_dropout
-from pipeline.hierarchical import ChunkCollator
+from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
 from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
 from pipeline.tracking import report_to
 from pipeline.training import CheckedTrainer, KeepBestEpoch, mean_logged_loss, train_with_resume
@@ -82,7 +82,7 @@ def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
 def dynamic_padding(tokenizer, model=None):
     """Pad each batch to its longest text, rounded up to a multiple of 8 (aligned shapes suit the
     bf16 kernels of CPUs and tensor cores alike); chunked texts for the hierarchical model."""
-    if getattr(getattr(model, "config", None), "model_type", None) == "dapt_hierarchical":
+    if isinstance(model, HierarchicalClassifier):
         return ChunkCollator(tokenizer.pad_token_id, pad_to_multiple_of=8)
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
 

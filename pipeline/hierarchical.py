@@ -20,7 +20,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassificat
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-POOLINGS = ("mean", "max", "attention")
+from pipeline.config import POOLINGS
 
 
 class HierarchicalConfig(PreTrainedConfig):
@@ -65,18 +65,18 @@ class HierarchicalClassifier(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_encoder(cls, path: str, num_labels: int, id2label: dict, pooling: str, max_chunks: int,
-                     chunk_overlap: int = 0, **load_kwargs) -> "HierarchicalClassifier":
-        """A new classifier on the weights of a pretrained encoder (an MLM checkpoint is fine)."""
-        encoder = AutoModel.from_pretrained(path, **load_kwargs)
+    def from_encoder(cls, encoder, pooling: str, max_chunks: int, chunk_overlap: int = 0,
+                     **config_kwargs) -> "HierarchicalClassifier":
+        """A new classifier on a loaded pretrained encoder (`AutoModel`: an MLM checkpoint loads as
+        one); `config_kwargs` are the label fields (num_labels, id2label, label2id)."""
         _drop_pooler(encoder)
         config = HierarchicalConfig(encoder=encoder.config, pooling=pooling, max_chunks=max_chunks,
-                                    chunk_overlap=chunk_overlap, num_labels=num_labels, id2label=id2label,
-                                    label2id={v: k for k, v in id2label.items()})
+                                    chunk_overlap=chunk_overlap, **config_kwargs)
         model = cls(config)
         missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"encoder weights from {path} do not fit: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(f"encoder weights from {encoder.name_or_path} do not fit: missing {missing}, "
+                               f"unexpected {unexpected}")
         return model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,

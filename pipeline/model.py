@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
                           AutoTokenizer)
 
 from pipeline.config import ConfigError, Params
@@ -65,9 +65,7 @@ def load_classifier(name: str, params: Params, names: list[str] | None = None):
                   "label2id": {n: i for i, n in enumerate(names)}}
         if params.finetune.model == "hierarchical":
             f = params.finetune
-            return HierarchicalClassifier.from_encoder(
-                _resolve(name), num_labels=len(names), id2label=dict(enumerate(names)), pooling=f.pooling,
-                max_chunks=f.max_chunks, chunk_overlap=f.chunk_overlap, use_safetensors=True, dtype=MASTER_DTYPE,
-                trust_remote_code=params.model.trust_remote_code)
+            encoder = _load(AutoModel, name, params, use_safetensors=True, dtype=MASTER_DTYPE)
+            return HierarchicalClassifier.from_encoder(encoder, f.pooling, f.max_chunks, f.chunk_overlap, **kwargs)
     return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
                  **kwargs)

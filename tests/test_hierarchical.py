@@ -101,8 +101,8 @@ def test_from_encoder_keeps_pretrained_weights(tmp_path):
     encoder = BertModel(BertConfig(vocab_size=120, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                    intermediate_size=32, max_position_embeddings=32))
     encoder.save_pretrained(tmp_path)
-    model = HierarchicalClassifier.from_encoder(str(tmp_path), num_labels=2, id2label={0: "neg", 1: "pos"},
-                                                pooling="max", max_chunks=2)
+    model = HierarchicalClassifier.from_encoder(BertModel.from_pretrained(tmp_path), "max", max_chunks=2,
+                                                num_labels=2, id2label={0: "neg", 1: "pos"})
     assert torch.equal(model.encoder.encoder.layer[1].output.dense.weight, encoder.encoder.layer[1].output.dense.weight)
     assert model.encoder.pooler is None and model.config.id2label[1] == "pos"
 
