@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The positive-control grid: the four strategies x 3 fine-tuning seeds on IMDB, with the
+# from-scratch news base (`dvc repro` in this folder first), through the project's DVC queue,
+# then `compare`. Run from the project root:
+#     bash experiments/positive_control/grid.sh            # queue, run, compare
+#     SHARED=/path/to/shared bash experiments/positive_control/grid.sh
+# Queued experiments run in temporary copies of the repository, so every local path handed to
+# them is absolute: the task directory, the base model, and a copy of corpora/local with its
+# paths made absolute (written under experiments/positive_control/.grid/, git-ignored).
+set -euo pipefail
+ROOT=$(pwd)
+HERE=$ROOT/experiments/positive_control
+SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
+SEEDS=${SEEDS:-"1 2 3"}
+STRATEGIES=${STRATEGIES:-"none task in_domain cross_domain"}
+PREFIX=${PREFIX:-pc}
+[ -f "$HERE/model/model.safetensors" ] || { echo "no base model: run 'dvc repro' in $HERE first" >&2; exit 2; }
+
+mkdir -p "$HERE/.grid/corpora"
+for f in "$ROOT"/corpora/local/*.yaml; do
+  sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$HERE/.grid/corpora/$(basename "$f")"
+done
+
+# The same recipe for every strategy; only pretrain.source (and the fine-tuning seed) changes.
+COMMON=(
+  -S task.dataset="$SHARED/data/imdb" -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
+  -S model.name="$HERE/model" -S model.max_length=256
+  -S collect.corpora_dir="$HERE/.grid/corpora"
+  -S pretrain.max_tokens=2000000 -S pretrain.lr=5e-4 -S pretrain.eval_max_tokens=50000
+  -S finetune.lr=1e-4 -S finetune.epochs=3
+)
+for seed in $SEEDS; do    # seed-major: the first four results already cover every strategy
+  for s in $STRATEGIES; do
+    dvc exp run --queue -n "$PREFIX-$s-seed$seed" "${COMMON[@]}" -S pretrain.source="$s" -S seed="$seed"
+  done
+done
+start=$(date +%s)
+dvc queue start -j 1
+while dvc queue status | grep -qE "Queued|Running"; do sleep 30; done
+echo "grid wall time: $(( $(date +%s) - start )) s"
+dvc queue status
+names=()
+for s in $STRATEGIES; do for seed in $SEEDS; do names+=("$PREFIX-$s-seed$seed"); done; done
+python -m pipeline.compare --exps "${names[@]}" --out "$HERE/reports"
