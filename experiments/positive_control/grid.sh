@@ -36,7 +36,8 @@ for seed in $SEEDS; do    # seed-major: the first four results already cover eve
 done
 start=$(date +%s)
 dvc queue start -j 1
-while dvc queue status | grep -qE "Queued|Running"; do sleep 30; done
+# (grep without -q reads to the end: -q would close the pipe early and, under pipefail, end the wait)
+while dvc queue status 2>/dev/null | grep -E "Queued|Running" > /dev/null; do sleep 30; done
 echo "grid wall time: $(( $(date +%s) - start )) s"
 dvc queue status
 names=()
