@@ -45,6 +45,17 @@ class Run:
     pretrain_seed: int
     metrics: dict  # {"eval": {...}, "pretrain": {...}, "finetune": {...}}
     predictions: pd.DataFrame = field(repr=False)  # id, label, pred
+    params: dict = field(default_factory=dict, repr=False)  # the run's params.yaml, for --by
+
+    def param(self, dotted: str):
+        """The value of a dotted param key (`pretrain.max_tokens`) in this run's params."""
+        node = self.params
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"run `{self.name}` has no param `{dotted}` in its params.yaml; --by takes a "
+                                  f"dotted key of params.yaml such as pretrain.max_tokens or model.max_length.")
+            node = node[part]
+        return node
 
     @property
     def accuracy(self) -> float:
@@ -53,6 +64,11 @@ class Run:
     @property
     def macro_f1(self) -> float:
         return float(self.metrics["eval"]["macro_f1"])
+
+    @property
+    def minutes(self) -> float:
+        """Wall time of the run's pretrain, finetune and evaluate stages (their metrics' `seconds`)."""
+        return sum(float(m.get("seconds", 0.0)) for m in self.metrics.values()) / 60
 
 
 def make_run(name: str, params: dict, metrics: dict, predictions_csv: str) -> Run:
@@ -67,7 +83,7 @@ def make_run(name: str, params: dict, metrics: dict, predictions_csv: str) -> Ru
     pretrain = params.get("pretrain") or {}
     return Run(name=name, strategy=str(pretrain.get("source", "task")), seed=int(params.get("seed", 42)),
                pretrain_seed=int(pretrain.get("seed", 42)), metrics=metrics,
-               predictions=preds[["id", "label", "pred"]])
+               predictions=preds[["id", "label", "pred"]], params=params)
 
 
 def load_run_dir(path: str | Path) -> Run:
@@ -192,11 +208,12 @@ def paired_bootstrap(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarra
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std; the std is None (no spread measured, shown as "–") for fewer than 2 values."""
     arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if arr.size == 0:
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+        return float("nan"), None
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
 
 
 def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, seed: int = 0,
@@ -214,13 +231,17 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
         group = [runs[i] for i in rows]
         entry = {"runs": [r.name for r in group], "seeds": sorted(r.seed for r in group),
                  "pretrain_seeds": sorted({r.pretrain_seed for r in group})}
+        # pretraining figures once per pretrained model: seeds that share one (same pretrain.seed) do not
+        # make a spread
+        models = list({r.pretrain_seed: r for r in group}.values())
         for key, values in (
                 ("accuracy", [r.accuracy for r in group]),
                 ("macro_f1", [r.macro_f1 for r in group]),
-                ("perplexity_before", [r.metrics.get("pretrain", {}).get("perplexity_before") for r in group]),
-                ("perplexity_after", [r.metrics.get("pretrain", {}).get("perplexity_after") for r in group]),
-                ("tokens_trained", [r.metrics.get("pretrain", {}).get("tokens_trained") for r in group])):
+                ("perplexity_before", [r.metrics.get("pretrain", {}).get("perplexity_before") for r in models]),
+                ("perplexity_after", [r.metrics.get("pretrain", {}).get("perplexity_after") for r in models]),
+                ("tokens_trained", [r.metrics.get("pretrain", {}).get("tokens_trained") for r in models])):
             entry[key], entry[f"{key}_std"] = _mean_std(values)
+        entry["minutes"], entry["minutes_std"] = _mean_std([r.minutes for r in group])
         if strategy != baseline and base_rows:
             # pair seed with seed where both have it; otherwise all runs of each side
             common = sorted({runs[i].seed for i in rows} & {runs[i].seed for i in base_rows})
@@ -234,10 +255,11 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
             "test_examples": int(labels.shape[0]), "classes": classes, "strategies": table}
 
 
-def _pm(mean: float, std: float, scale: float = 100.0, digits: int = 2) -> str:
+def _pm(mean: float, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
     if math.isnan(mean):
         return "–"
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    spread = "–" if std is None else f"{std * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {spread}"
 
 
 def _ci(d: dict, scale: float = 100.0) -> str:
@@ -258,7 +280,8 @@ def markdown(summary: dict) -> str:
         if math.isnan(e["perplexity_after"]):
             ppl = "–"
         else:
-            ppl = f"{e['perplexity_before']:,.0f} → {e['perplexity_after']:,.0f} ± {e['perplexity_after_std']:,.0f}"
+            ppl = (f"{e['perplexity_before']:,.0f} → "
+                   f"{_pm(e['perplexity_after'], e['perplexity_after_std'], scale=1.0, digits=0)}")
         lines.append(f"| `{strategy}` | {len(e['runs'])} ({', '.join(map(str, e['seeds']))}) | "
                      f"{_pm(e['accuracy'], e['accuracy_std'])} | {_pm(e['macro_f1'], e['macro_f1_std'])} | "
                      f"{delta_acc} | {delta_f1} | {p} | {ppl} |")
@@ -280,7 +303,7 @@ def plot(summary: dict, runs: list[Run], path: Path) -> None:
     ax = axes[0]
     for x, s in enumerate(strategies):
         e = summary["strategies"][s]
-        ax.errorbar(x, e["accuracy"] * 100, yerr=e["accuracy_std"] * 100, fmt="o", capsize=6, color="C0")
+        ax.errorbar(x, e["accuracy"] * 100, yerr=(e["accuracy_std"] or 0.0) * 100, fmt="o", capsize=6, color="C0")
         ax.scatter([x] * len(e["runs"]), [r.accuracy * 100 for r in runs if r.strategy == s],
                    color="C1", s=12, zorder=3)
     ax.set_xticks(range(len(strategies)), strategies)
@@ -324,14 +347,135 @@ def write_report(summary: dict, runs: list[Run], out: str | Path) -> dict:
     for s, e in summary["strategies"].items():
         vs = (e.get("vs_baseline") or {}).get("accuracy", {})
         rows.append({"strategy": s, "runs": len(e["runs"]), "accuracy": round(e["accuracy"] * 100, 3),
-                     "accuracy_std": round(e["accuracy_std"] * 100, 3),
+                     "accuracy_std": None if e["accuracy_std"] is None else round(e["accuracy_std"] * 100, 3),
                      "macro_f1": round(e["macro_f1"] * 100, 3),
                      "delta_accuracy": round(vs.get("diff", 0.0) * 100, 3),
                      "ci_low": round(vs.get("ci_low", 0.0) * 100, 3), "ci_high": round(vs.get("ci_high", 0.0) * 100, 3),
                      "perplexity_after": e["perplexity_after"]})
     write_csv(out / "compare.csv", rows, list(rows[0]))
     plot(summary, runs, out / "compare.png")
-    return {"markdown": out / "compare.md", "png": out / "compare.png"}
+    return {"markdown": out / "compare.md", "json": out / "compare.json", "csv": out / "compare.csv",
+            "png": out / "compare.png"}
+
+
+def _sort_key(value):
+    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, str(value))
+
+
+def summarise_by(runs: list[Run], by: str, baseline: str = "none", n_boot: int = 10_000, seed: int = 0,
+                 confidence: float = 0.95) -> dict:
+    """`summarise` at each value of the param `by` (a dotted key such as pretrain.max_tokens).
+
+    At a value with no baseline runs, the baseline runs are borrowed when they all share one value
+    of `by`: a baseline that does not depend on it (`none` trains no MLM, so its budget is moot).
+    Otherwise that value has no comparison with the baseline.
+    """
+    if not runs:
+        raise ConfigError("no finished runs to compare; run the grid first (README: Compare strategies).")
+    at: dict = {}
+    for run in runs:
+        at.setdefault(run.param(by), []).append(run)
+    base_runs = [r for r in runs if r.strategy == baseline]
+    base_values = {repr(r.param(by)) for r in base_runs}
+    groups, borrowed = {}, []
+    for value in sorted(at, key=_sort_key):
+        group = at[value]
+        if base_runs and all(r.strategy != baseline for r in group) and len(base_values) == 1:
+            group = group + base_runs
+            borrowed.append(value)
+        groups[value] = summarise(group, baseline, n_boot, seed, confidence)
+    first = next(iter(groups.values()))
+    return {"by": by, "baseline": baseline, "values": list(groups), "baseline_borrowed_at": borrowed,
+            "confidence": confidence, "bootstrap_resamples": n_boot, "test_examples": first["test_examples"],
+            "groups": groups}
+
+
+def markdown_by(summary: dict) -> str:
+    by, base, conf = summary["by"], summary["baseline"], int(round(summary["confidence"] * 100))
+    lines = [f"| `{by}` | strategy | runs (seeds) | accuracy % | Δ accuracy vs `{base}` [{conf}% CI] | p | "
+             f"held-out MLM ppl after | minutes per run |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for value, group in zip(summary["values"], summary["groups"].values()):
+        for strategy, e in group["strategies"].items():
+            vs = e.get("vs_baseline")
+            ppl = "–" if math.isnan(e["perplexity_after"]) else _pm(e["perplexity_after"], e["perplexity_after_std"],
+                                                                    scale=1.0, digits=0)
+            delta, p = (_ci(vs["accuracy"]), f"{vs['accuracy']['p_value']:.3f}") if vs else ("–", "–")
+            lines.append(f"| {value} | `{strategy}` | {len(e['runs'])} ({', '.join(map(str, e['seeds']))}) | "
+                         f"{_pm(e['accuracy'], e['accuracy_std'])} | {delta} | {p} | {ppl} | "
+                         f"{_pm(e['minutes'], e['minutes_std'], scale=1.0, digits=1)} |")
+    lines.append("")
+    note = (f" The `{base}` runs (one value of `{by}`) serve as the baseline at "
+            f"{', '.join(map(str, summary['baseline_borrowed_at']))}." if summary["baseline_borrowed_at"] else "")
+    lines.append(f"Mean ± sample std over seeds (– : one run). Δ: paired bootstrap over the "
+                 f"{summary['test_examples']} test examples at each value of `{by}`, averaged over the seeds both "
+                 f"strategies have.{note}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_by(summary: dict, path: Path) -> None:
+    """Accuracy against the param's values, a line per strategy; the difference from the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = summary["values"]
+    numeric = all(_sort_key(v)[0] == 0 for v in values)
+    xs = [float(v) for v in values] if numeric else list(range(len(values)))
+    strategies = list(dict.fromkeys(s for g in summary["groups"].values() for s in g["strategies"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, strategy in enumerate(strategies):
+        pts = [(x, g["strategies"][strategy]) for x, g in zip(xs, summary["groups"].values())
+               if strategy in g["strategies"]]
+        style = dict(color=f"C{i}", capsize=4, marker="o", label=strategy,
+                     linestyle="--" if strategy == summary["baseline"] else "-")
+        axes[0].errorbar([x for x, _ in pts], [e["accuracy"] * 100 for _, e in pts],
+                         yerr=[(e["accuracy_std"] or 0.0) * 100 for _, e in pts], **style)
+        vs = [(x, e["vs_baseline"]["accuracy"]) for x, e in pts if e.get("vs_baseline")]
+        if vs:
+            axes[1].errorbar([x for x, _ in vs], [a["diff"] * 100 for _, a in vs],
+                             yerr=[[(a["diff"] - a["ci_low"]) * 100 for _, a in vs],
+                                   [(a["ci_high"] - a["diff"]) * 100 for _, a in vs]], **style)
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[0].set_ylabel("test accuracy % (mean ± std over seeds)")
+    axes[1].set_ylabel(f"Δ accuracy vs {summary['baseline']} (points, {int(summary['confidence'] * 100)}% CI)")
+    for ax in axes:
+        ax.set_xlabel(summary["by"])
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(xs, [str(v) for v in values])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_report_by(summary: dict, out: str | Path) -> dict:
+    """reports/compare-by-<param>.{md,json,csv,png}; the strategy table's files are left as they are."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out / f"compare-by-{summary['by']}.{ext}"
+             for kind, ext in (("markdown", "md"), ("json", "json"), ("csv", "csv"), ("png", "png"))}
+    atomic_write_text(paths["markdown"], markdown_by(summary))
+    write_json(paths["json"], {**summary, "values": [str(v) for v in summary["values"]],
+                                           "groups": {str(k): g for k, g in summary["groups"].items()},
+                                           "baseline_borrowed_at": [str(v) for v in summary["baseline_borrowed_at"]]})
+    rows = []
+    for value, group in zip(summary["values"], summary["groups"].values()):
+        for strategy, e in group["strategies"].items():
+            vs = (e.get("vs_baseline") or {}).get("accuracy", {})
+            rows.append({summary["by"]: value, "strategy": strategy, "runs": len(e["runs"]),
+                         "accuracy": round(e["accuracy"] * 100, 3),
+                         "accuracy_std": None if e["accuracy_std"] is None else round(e["accuracy_std"] * 100, 3),
+                         "delta_accuracy": round(vs["diff"] * 100, 3) if vs else None,
+                         "ci_low": round(vs["ci_low"] * 100, 3) if vs else None,
+                         "ci_high": round(vs["ci_high"] * 100, 3) if vs else None,
+                         "perplexity_after": e["perplexity_after"], "minutes": round(e["minutes"], 2)})
+    write_csv(paths["csv"], rows, list(rows[0]))
+    plot_by(summary, paths["png"])
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,16 +488,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    parser.add_argument("--by", metavar="PARAM", help="one table and plot over this param's values crossed with the "
+                        "strategies (a dotted params.yaml key: pretrain.max_tokens, model.max_length, ...)")
     args = parser.parse_args(argv)
     try:
         runs = [load_run_dir(p) for p in args.runs] if args.runs else dvc_experiments(args.repo, args.exps)
-        summary = summarise(runs, args.baseline, args.bootstrap, args.seed, args.confidence)
+        if args.by:
+            summary = summarise_by(runs, args.by, args.baseline, args.bootstrap, args.seed, args.confidence)
+        else:
+            summary = summarise(runs, args.baseline, args.bootstrap, args.seed, args.confidence)
     except ConfigError as exc:
         print(f"[compare] error: {exc}", file=sys.stderr)
         return 2
-    paths = write_report(summary, runs, args.out)
-    print(markdown(summary))
-    print(f"[compare] wrote {paths['markdown']} and {paths['png']}")
+    if args.by:
+        paths = write_report_by(summary, args.out)
+        print(markdown_by(summary))
+    else:
+        paths = write_report(summary, runs, args.out)
+        print(markdown(summary))
+    print(f"[compare] wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
 

@@ -7,14 +7,14 @@ import pytest
 import yaml
 from scipy.stats import binom
 
-from pipeline.compare import load_run_dir, main, markdown, paired_bootstrap, summarise
+from pipeline.compare import load_run_dir, main, markdown, paired_bootstrap, summarise, summarise_by
 from pipeline.config import ConfigError
 
 N = 200
 LABELS = ["neg" if i % 2 else "pos" for i in range(N)]
 
 
-def write_run(root, name, strategy, seed, correct, ppl=(100.0, 50.0), task_seed=42):
+def write_run(root, name, strategy, seed, correct, ppl=(100.0, 50.0), task_seed=42, pretrain_seed=42, **params):
     """A run folder whose first `correct` test predictions are right and the rest wrong."""
     run = root / name
     (run / "metrics").mkdir(parents=True)
@@ -27,8 +27,11 @@ def write_run(root, name, strategy, seed, correct, ppl=(100.0, 50.0), task_seed=
     (run / "metrics/eval.json").write_text(json.dumps({"accuracy": accuracy, "macro_f1": accuracy - 0.01}))
     (run / "metrics/pretrain.json").write_text(json.dumps(
         {"perplexity_before": ppl[0], "perplexity_after": ppl[1], "tokens_trained": 0 if strategy == "none" else 1000}))
-    (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "pretrain": {"source": strategy, "seed": 42},
-                                                     "task": {"seed": task_seed}}))
+    values = {"seed": seed, "pretrain": {"source": strategy, "seed": pretrain_seed}, "task": {"seed": task_seed}}
+    for dotted, value in params.items():  # e.g. pretrain__max_tokens=1000
+        section, key = dotted.split("__")
+        values.setdefault(section, {})[key] = value
+    (run / "params.yaml").write_text(yaml.safe_dump(values))
     return run
 
 
@@ -36,7 +39,9 @@ def write_run(root, name, strategy, seed, correct, ppl=(100.0, 50.0), task_seed=
 def grid(tmp_path):
     # none: 160, 164, 168 right (80, 82, 84 %); task: 180 right for every seed (90 %)
     runs = [write_run(tmp_path, f"none-seed{s}", "none", s, 160 + 4 * (s - 1), ppl=(100.0, 100.0)) for s in (1, 2, 3)]
-    runs += [write_run(tmp_path, f"task-seed{s}", "task", s, 180, ppl=(100.0, 40.0 + s)) for s in (1, 2, 3)]
+    # each task run with its own pretrained model (pretrain.seed = s): a perplexity spread over 3 models
+    runs += [write_run(tmp_path, f"task-seed{s}", "task", s, 180, ppl=(100.0, 40.0 + s), pretrain_seed=s)
+             for s in (1, 2, 3)]
     return tmp_path, runs
 
 
@@ -119,7 +124,55 @@ def test_cli_writes_table_json_csv_and_png(grid, tmp_path, capsys):
     csv = (out / "compare.csv").read_text().splitlines()
     assert csv[0].startswith("strategy,runs,accuracy") and csv[2].startswith("task,3,90.0")
     assert json.loads((out / "compare.json").read_text())["test_examples"] == N
-    assert "90.00 ± 0.00" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "90.00 ± 0.00" in printed  # three seeds that agree: a measured spread of zero
+    assert "100 → 42 ± 1" in printed  # perplexity spread over the three pretrained models
+    assert "[compare] wrote" in printed and "compare.csv" in printed and "compare.json" in printed
+
+
+def test_a_single_run_has_no_spread(tmp_path):
+    runs = [write_run(tmp_path, "none-seed1", "none", 1, 160, ppl=(100.0, 100.0)),
+            write_run(tmp_path, "task-seed1", "task", 1, 170, ppl=(100.0, 60.0)),
+            write_run(tmp_path, "task-seed2", "task", 2, 174, ppl=(100.0, 60.0))]
+    summary = summarise([load_run_dir(d) for d in runs], n_boot=500)
+    assert summary["strategies"]["none"]["accuracy_std"] is None
+    table = markdown(summary)
+    assert "| 80.00 ± – |" in table and "± 0.00" not in table.split("`none`")[1].split("\n")[0]
+    # two fine-tuning seeds on one pretrained model: one perplexity, no spread
+    assert summary["strategies"]["task"]["perplexity_after_std"] is None and "100 → 60 ± –" in table
+
+
+def test_compare_by_a_param_pairs_each_value_with_the_baseline(tmp_path, capsys):
+    # none trains no MLM: run once (its params say 1M tokens) and borrowed at every budget;
+    # task: 170 right at 1000 tokens, 190 at 4000 (85 %, 95 %) vs none 160 / 164 (80 %, 82 %)
+    runs = [write_run(tmp_path, f"none-seed{s}", "none", s, 160 + 4 * (s - 1), pretrain__max_tokens=1_000_000)
+            for s in (1, 2)]
+    runs += [write_run(tmp_path, f"task-{n}-seed{s}", "task", s, correct, pretrain__max_tokens=n)
+             for n, correct in ((1000, 170), (4000, 190)) for s in (1, 2)]
+    summary = summarise_by([load_run_dir(d) for d in runs], "pretrain.max_tokens", n_boot=2000)
+    assert summary["values"] == [1000, 4000, 1_000_000]
+    assert summary["baseline_borrowed_at"] == [1000, 4000]
+    at = summary["groups"]
+    assert at[1000]["strategies"]["task"]["accuracy"] == pytest.approx(0.85)
+    assert at[1000]["strategies"]["task"]["vs_baseline"]["accuracy"]["diff"] == pytest.approx(0.85 - 0.81)
+    assert at[4000]["strategies"]["task"]["vs_baseline"]["accuracy"]["diff"] == pytest.approx(0.95 - 0.81)
+    assert "vs_baseline" not in at[1_000_000]["strategies"]["none"]
+
+    out = tmp_path / "reports"
+    assert main(["--runs", *map(str, runs), "--by", "pretrain.max_tokens", "--out", str(out), "--bootstrap", "500"]) == 0
+    stem = "compare-by-pretrain.max_tokens"
+    assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    csv = (out / f"{stem}.csv").read_text().splitlines()
+    assert csv[0].startswith("pretrain.max_tokens,strategy,runs,accuracy")
+    assert any(line.startswith("4000,task,2,95.0") for line in csv)
+    assert "| 4000 | `task` | 2 (1, 2) | 95.00 ± 0.00 | +14.00" in capsys.readouterr().out
+    assert not (out / "compare.md").exists()  # the strategy table is not overwritten
+
+
+def test_compare_by_names_a_param_the_runs_lack(tmp_path):
+    runs = [write_run(tmp_path, "none-seed1", "none", 1, 160)]
+    with pytest.raises(ConfigError, match=r"none-seed1.*model\.max_lenght"):
+        summarise_by([load_run_dir(d) for d in runs], "model.max_lenght")
 
 
 def test_cli_names_a_missing_file(tmp_path, capsys):
