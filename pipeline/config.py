@@ -84,6 +84,10 @@ class Pretrain:
     mlm_probability: float = 0.15
     eval_max_tokens: int = 100_000
     masked_only_head: bool = True  # LM head on masked positions only (same loss, less compute)
+    # a head the checkpoint lacks is trained alone first (encoder frozen), on this many tokens of the
+    # strategy's corpus, outside max_tokens; 0: off. A complete head skips it.
+    head_warmup_tokens: int = 200_000
+    head_warmup_lr: float = 1e-3  # the head starts from random: a rate for training from scratch
 
 
 @dataclass
@@ -209,6 +213,10 @@ def _check_ranges(p: Params, where: str) -> None:
     need(0.0 < p.pretrain.mlm_probability < 1.0, "pretrain.mlm_probability", p.pretrain.mlm_probability,
          "a fraction between 0 and 1")
     need(p.pretrain.eval_max_tokens > 0, "pretrain.eval_max_tokens", p.pretrain.eval_max_tokens, "positive")
+    need(p.pretrain.head_warmup_tokens >= 0, "pretrain.head_warmup_tokens", p.pretrain.head_warmup_tokens,
+         "a token count (0: no warm-up)")
+    need(p.pretrain.head_warmup_lr > 0, "pretrain.head_warmup_lr", p.pretrain.head_warmup_lr,
+         "a positive learning rate")
     for key in ("pretrain.lr", "finetune.lr"):
         value = getattr(getattr(p, key.split(".")[0]), "lr")
         need(value > 0, key, value, "a positive learning rate")

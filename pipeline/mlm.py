@@ -8,6 +8,7 @@ with fresh masks (the collator masks at batch time), a large one was sampled by 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import types
@@ -24,7 +25,7 @@ from pipeline.distributed import (accumulation_steps, autocast, main_process_fir
                                   single_device, world_size)
 from pipeline.fast_dropout import fast_dropout
 from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, mean_logged_loss, train_with_resume
+from pipeline.training import CheckedTrainer, mean_logged_loss, resumable_checkpoint, train_with_resume
 
 
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
@@ -218,3 +219,38 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         "curve": curve,
     }
 
+
+
+def warm_up_head(model, tokenizer, corpus: Dataset, params: Params, head: dict, work_dir: str | Path,
+                 main_work_dir: str | Path, run_id: str = "") -> dict:
+    """Train only the MLM head (encoder frozen) on `pretrain.head_warmup_tokens` of `corpus`, when
+    the checkpoint lacked it (`head`: `pipeline.model.head_report`); returns what was done.
+
+    A random head's first gradients flow into the encoder and distort it before the head fits
+    (Kumar et al. 2022 show the same for a random classifier head); training the head alone
+    first removes that. The warm-up is not part of the strategy's `max_tokens` budget: it changes
+    no encoder weight, every strategy gets the same, and `none` (no MLM) needs none. The tied
+    decoder is the word-embedding matrix, so it stays frozen with the encoder.
+    """
+    p = params.pretrain
+    if head["head_complete"]:
+        return {"done": False, "reason": "the checkpoint has a complete MLM head", "tokens": 0}
+    if p.head_warmup_tokens == 0:
+        return {"done": False, "reason": "pretrain.head_warmup_tokens is 0", "tokens": 0}
+    if resumable_checkpoint(main_work_dir, run_id):
+        # the main run's checkpoint holds the warmed-up head: resuming it needs no second warm-up
+        return {"done": True, "reason": "resumed after the warm-up", "tokens": 0}
+    encoder = getattr(model, model.base_model_prefix)
+    frozen = [w for w in encoder.parameters() if w.requires_grad]
+    for w in frozen:
+        w.requires_grad_(False)
+    warm = dataclasses.replace(params, pretrain=dataclasses.replace(
+        p, max_tokens=p.head_warmup_tokens, lr=p.head_warmup_lr))
+    try:
+        stats = continue_pretraining(model, tokenizer, corpus, warm, work_dir, f"head-{run_id}")
+    finally:
+        for w in frozen:
+            w.requires_grad_(True)
+    return {"done": True, "reason": f"newly initialised head weights: {', '.join(head['head_missing_keys'])}",
+            "tokens": stats["tokens_trained"], "steps": stats["steps"], "seconds": stats["train_seconds"],
+            "train_loss": stats["train_loss"]}

@@ -52,8 +52,24 @@ def load_tokenizer(name: str, params: Params):
 MASTER_DTYPE = torch.float32
 
 
-def load_mlm(name: str, params: Params):
-    return _load(AutoModelForMaskedLM, name, params, use_safetensors=True, dtype=MASTER_DTYPE)
+def load_mlm(name: str, params: Params, with_head_report: bool = False):
+    """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head."""
+    model, info = _load(AutoModelForMaskedLM, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
+                        output_loading_info=True)
+    return (model, head_report(model, info)) if with_head_report else model
+
+
+def head_report(model, loading_info: dict) -> dict:
+    """Whether the MLM head came from the checkpoint, from transformers' own loading report.
+
+    The head is every weight outside the encoder (`model.base_model_prefix`); any of them in
+    `missing_keys` was newly initialised (a sentence-transformers model, a distilled encoder
+    saved without its head). Tied weights (the decoder shares the word embeddings) are not
+    reported missing, so a head counts as loaded when its own weights were all found.
+    """
+    encoder = f"{model.base_model_prefix}."
+    missing = sorted(k for k in loading_info.get("missing_keys", ()) if not k.startswith(encoder))
+    return {"head_complete": not missing, "head_missing_keys": missing}
 
 
 def load_classifier(name: str, params: Params, names: list[str] | None = None):

@@ -115,6 +115,14 @@ class KeepBestEpoch(TrainerCallback):
         return best
 
 
+def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
+    """The last checkpoint in `work_dir` if it was written for these inputs (`run_id`), else None."""
+    stamp = Path(work_dir) / "run_id"
+    if not stamp.exists() or stamp.read_text().strip() != run_id:
+        return None
+    return get_last_checkpoint(str(work_dir))
+
+
 def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str):
     """`trainer.train()`, resumed from the last matching checkpoint in `work_dir` if any.
     Returns (TrainOutput, the step it resumed from or 0)."""

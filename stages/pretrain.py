@@ -9,29 +9,36 @@ from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process
 from pipeline.io import atomic_dir, write_csv
-from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity
+from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
-WORK_DIR = "models/.pretrain-work"
+WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 
 
 def pretrain(params):
     name = params.model.name
     check_lengths(params, load_config(name, params))
     tokenizer = load_tokenizer(name, params)
-    model = load_mlm(name, params)  # seeded: a fresh MLM head is the same on every run
+    model, head = load_mlm(name, params, with_head_report=True)  # seeded: a fresh head is the same on every run
     if torch.cuda.is_available():
         model.to("cuda")
     blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params)
     before = mlm_perplexity(model, blocks, tokenizer, params)
+    head_only = None
     if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
+        warmup = {"done": False, "reason": "pretrain.source is none: no MLM training", "tokens": 0}
     else:
         corpus = load_corpus("data/corpus")
         run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")},
                              ["data/corpus/corpus.parquet"])
+        warmup = warm_up_head(model, tokenizer, corpus, params, head, HEAD_WORK_DIR, WORK_DIR, run_id)
+        if warmup["tokens"]:
+            head_only = mlm_perplexity(model, blocks, tokenizer, params)
+            print(f"[pretrain] head warm-up: {warmup['tokens']:,} tokens, encoder frozen; held-out perplexity "
+                  f"{before['perplexity']:,.1f} -> {head_only['perplexity']:,.1f}", flush=True)
         stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
         after = mlm_perplexity(model, blocks, tokenizer, params)
     curve = stats.pop("curve")
@@ -41,8 +48,13 @@ def pretrain(params):
             tokenizer.save_pretrained(tmp)
         write_csv("plots/pretrain_loss.csv", curve, ["step", "loss"])
         shutil.rmtree(WORK_DIR, ignore_errors=True)
-    return {"perplexity_before": before["perplexity"], "perplexity_after": after["perplexity"],
+        shutil.rmtree(HEAD_WORK_DIR, ignore_errors=True)
+    return {"perplexity_before": before["perplexity"],
+            "perplexity_head_only": head_only["perplexity"] if head_only else None,
+            "perplexity_after": after["perplexity"],
             "loss_before": before["loss"], "loss_after": after["loss"],
+            "head_complete": head["head_complete"], "head_missing_keys": head["head_missing_keys"],
+            "head_warmup": warmup,
             "heldout_masked_tokens": before["masked_tokens"], **stats}
 
 

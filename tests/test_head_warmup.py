@@ -1,0 +1,90 @@
+"""Encoders without an MLM head: the head is detected from transformers' loading report, trained
+alone with the encoder frozen, and the pretrain stage reports what the warm-up did."""
+
+import subprocess
+import sys
+
+import torch
+import yaml
+from datasets import Dataset
+from transformers import AutoModel, AutoTokenizer
+
+from fixtures import make_project, read_metrics, set_params
+from pipeline.config import from_dict
+from pipeline.mlm import warm_up_head
+from pipeline.model import load_mlm
+
+
+def headless_copy(model_dir, directory):
+    """The fixture model saved as a bare encoder (BertModel): what sentence-transformers ship."""
+    AutoModel.from_pretrained(model_dir).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(directory)
+    return directory
+
+
+def params_for(model_dir, **pretrain):
+    return from_dict({"model": {"name": str(model_dir)}, "train": {"precision": "fp32", "checkpoint_steps": 0},
+                      "pretrain": {"block_size": 16, "batch_size": 4, "max_tokens": 640, **pretrain}})
+
+
+def test_head_detected_from_the_loading_report(tiny_model, tmp_path):
+    _, complete = load_mlm(str(tiny_model), params_for(tiny_model), with_head_report=True)
+    assert complete == {"head_complete": True, "head_missing_keys": []}
+    headless = headless_copy(tiny_model, tmp_path / "headless")
+    _, missing = load_mlm(str(headless), params_for(headless), with_head_report=True)
+    assert not missing["head_complete"]
+    assert missing["head_missing_keys"] and all(k.startswith("cls.") for k in missing["head_missing_keys"])
+    assert "cls.predictions.transform.dense.weight" in missing["head_missing_keys"]
+
+
+def corpus():
+    return Dataset.from_dict({"text": ["great film boring plot superb acting dull ending " * 8] * 20})
+
+
+def test_warmup_trains_the_head_and_leaves_the_encoder(tiny_model, tmp_path):
+    headless = headless_copy(tiny_model, tmp_path / "headless")
+    params = params_for(headless, head_warmup_tokens=640, head_warmup_lr=1e-2)
+    model, head = load_mlm(str(headless), params, with_head_report=True)
+    tokenizer = AutoTokenizer.from_pretrained(headless)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    done = warm_up_head(model, tokenizer, corpus(), params, head, tmp_path / "head", tmp_path / "main", "r1")
+    assert done["done"] and done["tokens"] >= 640 and done["steps"] > 0
+    after = model.state_dict()
+    encoder = [k for k in before if k.startswith("bert.")]
+    own_head = [k for k in before if k.startswith("cls.") and k != "cls.predictions.decoder.weight"]
+    assert encoder and own_head
+    assert all(torch.equal(before[k], after[k]) for k in encoder), "the warm-up moved encoder weights"
+    # the tied decoder is the word-embedding matrix: frozen with the encoder
+    assert torch.equal(after["cls.predictions.decoder.weight"], after["bert.embeddings.word_embeddings.weight"])
+    changed = [k for k in own_head if not torch.equal(before[k], after[k])]
+    assert "cls.predictions.transform.dense.weight" in changed and "cls.predictions.bias" in changed
+    assert all(p.requires_grad for p in model.parameters()), "the encoder stayed frozen after the warm-up"
+
+
+def test_complete_head_skips_the_warmup(tiny_model, tmp_path):
+    params = params_for(tiny_model, head_warmup_tokens=640)
+    model, head = load_mlm(str(tiny_model), params, with_head_report=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    done = warm_up_head(model, AutoTokenizer.from_pretrained(tiny_model), corpus(), params, head,
+                        tmp_path / "head", tmp_path / "main", "r1")
+    assert done == {"done": False, "reason": "the checkpoint has a complete MLM head", "tokens": 0}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_pretrain_stage_reports_head_only_perplexity(tmp_path):
+    project = make_project(tmp_path)
+    model_dir = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]
+    headless = headless_copy(model_dir, tmp_path / "headless")
+    set_params(project, **{"model.name": str(headless), "pretrain.head_warmup_tokens": 6000,
+                           "pretrain.head_warmup_lr": 1e-2, "train.checkpoint_steps": 0})
+    for name in ("prepare", "collect", "pretrain"):
+        result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    m = read_metrics(project, "pretrain")
+    assert m["head_complete"] is False and m["head_warmup"]["done"] and m["head_warmup"]["tokens"] >= 6000
+    # the split of the drop in perplexity: head fitting first, then encoder adaptation
+    assert m["perplexity_head_only"] < m["perplexity_before"]
+    assert m["perplexity_after"] < m["perplexity_head_only"]
+    assert m["tokens_trained"] >= 24_000  # the strategy's own budget, untouched by the warm-up
+    assert "head warm-up" in result.stdout
+    assert not (project / "models/.pretrain-head-work").exists()
