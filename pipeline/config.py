@@ -84,6 +84,7 @@ class Pretrain:
     mlm_probability: float = 0.15
     eval_max_tokens: int = 100_000
     masked_only_head: bool = True  # LM head on masked positions only (same loss, less compute)
+    whole_word_mask: bool = False  # mask every piece of a chosen word (needs a fast tokenizer); held-out ppl stays per token
     # a head the checkpoint lacks is trained alone first (encoder frozen), on this many tokens of the
     # strategy's corpus, outside max_tokens; 0: off. A complete head skips it.
     head_warmup_tokens: int = 200_000

@@ -95,20 +95,44 @@ def use_masked_only_head(model, enabled: bool = True):
     return model
 
 
-def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None) -> Dataset:
-    """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped)."""
+def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None,
+         offsets: bool = False) -> Dataset:
+    """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped).
+
+    With `offsets`, each block also carries the tokens' character offsets (`offset_mapping`),
+    which the collator's whole-word masking uses to find where words start; offsets restart at
+    each document, so a document boundary always starts a new word.
+    """
+    columns = ["input_ids", "offset_mapping"] if offsets else ["input_ids"]
+
     def tokenize(batch):
-        return {"input_ids": tokenizer(batch["text"])["input_ids"]}
+        encoded = tokenizer(batch["text"], return_offsets_mapping=offsets)
+        return {c: encoded[c] for c in columns}
 
     def group(batch):
-        ids = [t for seq in batch["input_ids"] for t in seq]
-        n = len(ids) // block_size * block_size
-        return {"input_ids": [ids[i:i + block_size] for i in range(0, n, block_size)]}
+        out = {}
+        for c in columns:
+            flat = [t for seq in batch[c] for t in seq]
+            n = len(flat) // block_size * block_size
+            out[c] = [flat[i:i + block_size] for i in range(0, n, block_size)]
+        return out
 
+    if offsets and not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("pretrain.whole_word_mask needs a fast tokenizer (offsets of each token); this model's "
+                          "tokenizer is a slow one. Set pretrain.whole_word_mask: false or use a fast tokenizer.")
     with main_process_first():
         tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
                               desc="tokenize")
         return tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc="pack")
+
+
+def mlm_collator(tokenizer, p) -> DataCollatorForLanguageModeling:
+    """The training collator for `pretrain` params `p`. Whole-word masking is the collator's own
+    (a flag in transformers 5, driven by the blocks' `offset_mapping`); it masks with [MASK] only."""
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability,
+                                           whole_word_mask=p.whole_word_mask,
+                                           mask_replace_prob=1.0 if p.whole_word_mask else 0.8,
+                                           random_replace_prob=0.0 if p.whole_word_mask else 0.1)
 
 
 def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
@@ -162,7 +186,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     """
     p = params.pretrain
     num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
-    blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc)
+    blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc, offsets=p.whole_word_mask)
     accumulation = accumulation_steps(p.batch_size, p.target_batch, "pretrain")
     effective_batch = p.batch_size * world_size() * accumulation
     if len(blocks) == 0:
@@ -192,12 +216,13 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         seed=params.pretrain.seed,
         data_seed=params.pretrain.seed,
         dataloader_drop_last=True,
+        remove_unused_columns=False,  # the blocks hold only what the collator reads (ids, offsets for whole-word masks)
         dataloader_num_workers=params.train.num_workers,
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)
         torch_compile=params.train.compile,
         disable_tqdm=False,
     ))
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=p.mlm_probability)
+    collator = mlm_collator(tokenizer, p)
     model = use_masked_only_head(model, p.masked_only_head)
     if getattr(model.forward, "__func__", None) is masked_only_forward:
         collator = CountMasked(collator)

@@ -1,5 +1,5 @@
-"""Encoders without an MLM head: the head is detected from transformers' loading report, trained
-alone with the encoder frozen, and the pretrain stage reports what the warm-up did."""
+"""MLM options. Encoders without an MLM head: the head is detected from transformers' loading report, trained
+alone with the encoder frozen, and the pretrain stage reports what the warm-up did. Whole-word masking."""
 
 import subprocess
 import sys
@@ -88,3 +88,47 @@ def test_pretrain_stage_reports_head_only_perplexity(tmp_path):
     assert m["tokens_trained"] >= 24_000  # the strategy's own budget, untouched by the warm-up
     assert "head warm-up" in result.stdout
     assert not (project / "models/.pretrain-head-work").exists()
+
+
+def test_whole_word_mask_masks_every_piece_of_a_word(tmp_path):
+    from transformers import BertTokenizer
+
+    from pipeline.mlm import continue_pretraining, mlm_collator, pack
+
+    words = ["unbelievable", "screenplay", "overdramatized", "film", "plot", "everyone"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "film", "plot", "un", "##bel", "##ie", "##vable",
+             "screen", "##play", "over", "##dra", "##mat", "##ized", "every", "##one", "."]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer.is_fast and tokenizer.tokenize("unbelievable") == ["un", "##bel", "##ie", "##vable"]
+    rng = __import__("random").Random(0)
+    texts = Dataset.from_dict({"text": [" ".join(rng.choice(words) for _ in range(30)) + " ." for _ in range(40)]})
+
+    def split_words(p):
+        blocks = pack(texts, tokenizer, 32, offsets=p.whole_word_mask)
+        batch = mlm_collator(tokenizer, p)([blocks[i] for i in range(len(blocks))])
+        masked = batch["labels"] != -100
+        split = 0
+        for row, ids in zip(masked.tolist(), [blocks[i]["input_ids"] for i in range(len(blocks))]):
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            start = 0
+            for j in range(1, len(pieces) + 1):  # a word: a piece and the ## pieces after it
+                if j == len(pieces) or not pieces[j].startswith("##"):
+                    split += len(set(row[start:j])) > 1
+                    start = j
+        return split, int(masked.sum())
+
+    whole = params_for(tmp_path, whole_word_mask=True, mlm_probability=0.2).pretrain
+    token = params_for(tmp_path, whole_word_mask=False, mlm_probability=0.2).pretrain
+    split, n = split_words(whole)
+    assert n > 50 and split == 0
+    split, n = split_words(token)
+    assert n > 50 and split > 5  # per-token masking cuts words: the test can tell them apart
+
+    # and the Trainer keeps the offsets the collator needs (remove_unused_columns would drop them)
+    from transformers import BertConfig, BertForMaskedLM
+
+    model = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
+    params = params_for(tmp_path, whole_word_mask=True, block_size=32, max_tokens=512)
+    stats = continue_pretraining(model, tokenizer, texts, params, tmp_path / "work")
+    assert stats["steps"] == 4 and stats["train_loss"] > 0
