@@ -102,6 +102,7 @@ class Finetune:
     warmup: float = 0.1
     weight_decay: float = 0.01
     layer_decay: float = 0.95  # layer-wise lr decay; 1.0 turns it off
+    patience: int = 0  # stop once dev accuracy has not improved for this many epochs (finetune.epochs is the most); 0: off
     truncation: str = "head"  # flat model: head | tail | head_tail
     head_tokens: int = 128
     model: str = "flat"  # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019)
@@ -214,6 +215,7 @@ def _check_ranges(p: Params, where: str) -> None:
     need(0.0 < p.pretrain.mlm_probability < 1.0, "pretrain.mlm_probability", p.pretrain.mlm_probability,
          "a fraction between 0 and 1")
     need(p.pretrain.eval_max_tokens > 0, "pretrain.eval_max_tokens", p.pretrain.eval_max_tokens, "positive")
+    need(p.finetune.patience >= 0, "finetune.patience", p.finetune.patience, "a number of epochs (0: off)")
     need(p.pretrain.head_warmup_tokens >= 0, "pretrain.head_warmup_tokens", p.pretrain.head_warmup_tokens,
          "a token count (0: no warm-up)")
     need(p.pretrain.head_warmup_lr > 0, "pretrain.head_warmup_lr", p.pretrain.head_warmup_lr,

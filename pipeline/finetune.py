@@ -24,7 +24,7 @@ from pipeline.fast_dropout import fast_dropout
 from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
 from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
 from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, KeepBestEpoch, mean_logged_loss, train_with_resume
+from pipeline.training import CheckedTrainer, KeepBestEpoch, StopWhenDevStalls, mean_logged_loss, train_with_resume
 
 # Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
 # ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
@@ -142,12 +142,13 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     # mean loss, averaged across processes by DDP, and divided by the accumulation steps.
     model.accepts_loss_kwargs = False
     keep_best = KeepBestEpoch(work_dir)
+    stalls = StopWhenDevStalls(params.finetune.patience)
     start = time.time()
     with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
-                                 callbacks=[keep_best])
+                                 callbacks=[keep_best, stalls])
         result, resumed_from = train_with_resume(trainer, work_dir, run_id)
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights
@@ -158,7 +159,8 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
               "dev_loss": h["eval_loss"], "train_loss": losses.get(h["epoch"], float("nan"))} for h in evals]
     best = max(evals, key=lambda h: h["eval_accuracy"])
     stats = {"train_seconds": seconds, "train_loss": mean_logged_loss(trainer, result),
-             "best_epoch": best["epoch"], "dev_accuracy": best["eval_accuracy"],
+             "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,
+             "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
              "train_examples": len(train), "precision": resolve_precision(params.train.precision),
              "resumed_from_step": resumed_from, "per_device_batch": params.finetune.batch_size,

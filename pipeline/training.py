@@ -115,6 +115,29 @@ class KeepBestEpoch(TrainerCallback):
         return best
 
 
+class StopWhenDevStalls(TrainerCallback):
+    """Stop fine-tuning once dev accuracy has not improved for `patience` evaluations (epochs).
+
+    Not transformers' EarlyStoppingCallback: that one needs `load_best_model_at_end`, which needs
+    checkpoints on the evaluation schedule, while here checkpoints come every N steps for resume
+    and KeepBestEpoch keeps the best weights. The decision reads the Trainer's log history, which
+    every rank holds alike and every checkpoint restores, so a resumed run stops where an
+    uninterrupted one does.
+    """
+
+    def __init__(self, patience: int, metric: str = "eval_accuracy"):
+        self.patience, self.metric = patience, metric
+        self.stopped_at: float | None = None
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        scores = [h[self.metric] for h in state.log_history if self.metric in h]
+        if self.patience and scores:
+            best = max(range(len(scores)), key=scores.__getitem__)  # the first of equal bests
+            if len(scores) - 1 - best >= self.patience:
+                control.should_training_stop = True
+                self.stopped_at = state.epoch
+
+
 def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     """The last checkpoint in `work_dir` if it was written for these inputs (`run_id`), else None."""
     stamp = Path(work_dir) / "run_id"

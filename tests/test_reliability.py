@@ -113,3 +113,18 @@ def test_nan_loss_stops_with_step_lr_and_last_loss(tiny_model, tmp_path):
     model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(lr [0-9.e+]+\); the last finite loss was [0-9.]+"):
         finetune(model, tokenizer, data, data, params, tmp_path / "work")
+
+
+@pytest.mark.parametrize("patience, epochs_run", [(2, 3.0), (0, 5.0)])
+def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience, epochs_run):
+    # lr so small that dev accuracy never changes: the first epoch stays the best, so training stops
+    # `patience` epochs after it; with patience 0 every one of finetune.epochs runs
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    params = from_dict({"model": {"max_length": 32}, "train": {"precision": "fp32", "checkpoint_steps": 0},
+                        "finetune": {"lr": 1e-12, "epochs": 5, "batch_size": 8, "patience": patience}})
+    data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
+                        tokenizer, params)
+    model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    _, stats, curve = finetune(model, tokenizer, data, data, params, tmp_path / "work")
+    assert stats["epochs_run"] == epochs_run and len(curve) == int(epochs_run)
+    assert stats["stopped_early"] is (patience > 0) and stats["best_epoch"] == 1.0
