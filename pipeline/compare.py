@@ -270,8 +270,8 @@ def markdown(summary: dict) -> str:
     conf = int(round(summary["confidence"] * 100))
     base = summary["baseline"]
     lines = [f"| strategy | runs (seeds) | accuracy % | macro-F1 % | Δ accuracy vs `{base}` [{conf}% CI] | "
-             f"Δ macro-F1 vs `{base}` [{conf}% CI] | p | held-out MLM ppl before → after |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+             f"Δ macro-F1 vs `{base}` [{conf}% CI] | p | held-out MLM ppl before → after | minutes per run |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for strategy, e in summary["strategies"].items():
         vs = e.get("vs_baseline")
         delta_acc = _ci(vs["accuracy"]) if vs else "–"
@@ -284,11 +284,13 @@ def markdown(summary: dict) -> str:
                    f"{_pm(e['perplexity_after'], e['perplexity_after_std'], scale=1.0, digits=0)}")
         lines.append(f"| `{strategy}` | {len(e['runs'])} ({', '.join(map(str, e['seeds']))}) | "
                      f"{_pm(e['accuracy'], e['accuracy_std'])} | {_pm(e['macro_f1'], e['macro_f1_std'])} | "
-                     f"{delta_acc} | {delta_f1} | {p} | {ppl} |")
+                     f"{delta_acc} | {delta_f1} | {p} | {ppl} | "
+                     f"{_pm(e['minutes'], e['minutes_std'], scale=1.0, digits=1)} |")
     lines.append("")
     lines.append(f"Mean ± sample std over seeds. Δ: paired bootstrap over the {summary['test_examples']} test "
                  f"examples ({summary['bootstrap_resamples']:,} resamples), averaged over the seeds both strategies "
-                 f"have, in accuracy points; p: two-sided bootstrap p-value of no difference in accuracy.")
+                 f"have, in accuracy points; p: two-sided bootstrap p-value of no difference in accuracy. Minutes: "
+                 f"wall time of a run's pretrain, finetune and evaluate stages (their metrics' `seconds`).")
     return "\n".join(lines) + "\n"
 
 
@@ -351,7 +353,7 @@ def write_report(summary: dict, runs: list[Run], out: str | Path) -> dict:
                      "macro_f1": round(e["macro_f1"] * 100, 3),
                      "delta_accuracy": round(vs.get("diff", 0.0) * 100, 3),
                      "ci_low": round(vs.get("ci_low", 0.0) * 100, 3), "ci_high": round(vs.get("ci_high", 0.0) * 100, 3),
-                     "perplexity_after": e["perplexity_after"]})
+                     "perplexity_after": e["perplexity_after"], "minutes": round(e["minutes"], 2)})
     write_csv(out / "compare.csv", rows, list(rows[0]))
     plot(summary, runs, out / "compare.png")
     return {"markdown": out / "compare.md", "json": out / "compare.json", "csv": out / "compare.csv",
