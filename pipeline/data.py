@@ -37,17 +37,38 @@ def check_utf8(path: Path) -> None:
     import codecs
     import gzip
 
+    import zlib
+
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
-    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                line += chunk[:exc.start].count(b"\n")
-                raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the file "
-                                  f"as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
-            line += chunk.count(b"\n")
+    try:
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    line += chunk[:exc.start].count(b"\n")
+                    raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the "
+                                      f"file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
+                line += chunk.count(b"\n")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ConfigError(f"{path}: the gzip data is truncated or corrupt after line {line} ({exc}); copy or "
+                          f"download the file again (`gzip -t {path.name}` checks it).") from exc
+
+
+def first_bad_json_line(path: Path) -> str:
+    """Where a JSON Lines file stops parsing: ' (line N: reason)', or '' if every line parses."""
+    import gzip
+    import json
+
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as exc:
+                    return f" (line {n}: {exc.msg} at column {exc.colno})"
+    return ""
 
 
 def load_local_file(path: Path) -> Dataset:
@@ -59,7 +80,8 @@ def load_local_file(path: Path) -> Dataset:
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types
-        raise ConfigError(f"{path}: cannot be read as {builder} ({type(exc).__name__}: {exc}); "
+        where = first_bad_json_line(path) if builder == "json" and ".jsonl" in path.name else ""
+        raise ConfigError(f"{path}: cannot be read as {builder}{where} ({type(exc).__name__}: {exc}); "
                           f"check the file is UTF-8 {builder}.") from exc
     if len(ds) == 0:
         raise ConfigError(f"{path}: no records; point task.dataset at a directory with data.")
@@ -99,14 +121,17 @@ def label_names(train: Dataset, task: Task) -> list:
     return sorted(set(train[task.label_field]), key=lambda v: (str(type(v)), v))
 
 
-def encode(ds: Dataset, task: Task, names: list, where: str) -> Dataset:
-    """Keep `text`, an integer `label` and the record's index `id`; drop empty texts."""
+def encode(ds: Dataset, task: Task, names: list, where: str) -> tuple[Dataset, int]:
+    """Keep `text`, an integer `label` and the record's index `id`; drop blank or missing texts
+    (returned: how many)."""
     texts, labels = ds[task.text_field], ds[task.label_field]
     feature = ds.features[task.label_field]
     index = {name: i for i, name in enumerate(names)}
     keep_text, keep_label, keep_id, unknown = [], [], [], set()
+    blank = 0
     for i, (text, label) in enumerate(zip(texts, labels)):
         if text is None or not str(text).strip():
+            blank += 1
             continue
         if hasattr(feature, "names"):
             label = feature.names[label]
@@ -121,7 +146,16 @@ def encode(ds: Dataset, task: Task, names: list, where: str) -> Dataset:
                           f"the train split (labels there: {names}); fix the labels or the split.")
     if not keep_text:
         raise ConfigError(f"{where}: every text in `{task.text_field}` is empty; check `task.text_field`.")
-    return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label})
+    return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label}), blank
+
+
+def check_stratifiable(ds: Dataset, names: list, where: str, what: str) -> None:
+    """A stratified split needs two examples of every class (sklearn's own error names neither)."""
+    counts = np.bincount(np.asarray(ds["label"]), minlength=len(names))
+    small = [str(names[k]) for k, c in enumerate(counts) if 0 < c < 2]
+    if small:
+        raise ConfigError(f"{where}: class(es) {small} have a single example, too few for the stratified {what}; "
+                          f"add examples of them or remove them from the data.")
 
 
 def stratified_take(ds: Dataset, n: int, seed: int) -> Dataset:
@@ -149,14 +183,24 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
     if len(names) < 2:
         raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({names}); a classifier "
                           f"needs at least two. Check `task.label_field`.")
-    train = encode(raw["train"][0], task, names, raw["train"][1])
-    test = encode(raw["test"][0], task, names, raw["test"][1])
+    train, blank_train = encode(raw["train"][0], task, names, raw["train"][1])
+    test, blank_test = encode(raw["test"][0], task, names, raw["test"][1])
+    for split, blank, where in (("train", blank_train, raw["train"][1]), ("test", blank_test, raw["test"][1])):
+        if blank:
+            print(f"[prepare] {where}: dropped {blank} record(s) with a blank or missing `{task.text_field}`",
+                  flush=True)
+    check_stratifiable(train, names, raw["train"][1], f"dev split (task.dev_size {task.dev_size})")
     train, dev = split_dev(train, task.dev_size, task.seed)
     splits = {"train": train, "dev": dev, "test": test}
     if task.demo.enabled:
+        for split, ds in splits.items():
+            if getattr(task.demo, split) < len(ds):
+                check_stratifiable(ds, names, f"{raw['train'][1] if split != 'test' else raw['test'][1]} ({split})",
+                                   f"demo subset (task.demo.{split})")
         splits = {s: stratified_take(ds, getattr(task.demo, s), task.seed) for s, ds in splits.items()}
 
-    stats = {"classes": len(names), "demo": task.demo.enabled}
+    stats = {"classes": len(names), "demo": task.demo.enabled,
+             "dropped_blank_text": {"train": blank_train, "test": blank_test}}
     with atomic_dir(out_dir) as tmp:
         for split, ds in splits.items():
             ds.to_parquet(str(tmp / f"{split}.parquet"))

@@ -192,10 +192,16 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     if len(blocks) == 0:
         raise ConfigError(f"the corpus holds fewer than pretrain.block_size={p.block_size} tokens; "
                           f"add text or lower pretrain.block_size.")
+    distinct = len(blocks)  # the real text, before any tiling below
     if len(blocks) < effective_batch:  # too small for one batch: repeat it (fresh masks each time)
         blocks = concatenate_datasets([blocks] * math.ceil(effective_batch / len(blocks)))
     steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
-    corpus_epochs = steps * effective_batch / len(blocks)
+    corpus_epochs = steps * effective_batch / distinct  # passes over the real text
+    if distinct * p.block_size < p.max_tokens:
+        print(f"[pretrain] warning: the corpus holds {distinct * p.block_size:,} tokens ({distinct:,} blocks of "
+              f"{p.block_size}), {distinct * p.block_size / p.max_tokens:.0%} of pretrain.max_tokens "
+              f"{p.max_tokens:,}: each block is trained about {corpus_epochs:.1f} times, with fresh masks.",
+              flush=True)
     precision = resolve_precision(params.train.precision)
     args = single_device(TrainingArguments(
         output_dir=str(work_dir),
@@ -238,7 +244,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         "steps": steps, "tokens_trained": tokens, "effective_batch": effective_batch,
         "per_device_batch": p.batch_size, "world_size": world_size(), "gradient_accumulation": accumulation,
         "block_size": p.block_size,
-        "corpus_blocks": len(blocks), "corpus_epochs": corpus_epochs, "precision": precision,
+        "corpus_blocks": distinct, "corpus_epochs": corpus_epochs, "precision": precision,
         "train_loss": mean_logged_loss(trainer, result), "train_seconds": seconds, "resumed_from_step": resumed_from,
         "tokens_per_second": tokens * (1 - resumed_from / steps) / seconds if seconds else float("nan"),
         "curve": curve,

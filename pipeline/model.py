@@ -18,9 +18,38 @@ from pipeline.hierarchical import HierarchicalClassifier  # also registers it wi
 from pipeline.io import OFFLINE_HELP, require_hub
 
 
+# Files that make a tokenizer, by kind: fast (tokenizer.json), WordPiece, BPE, SentencePiece.
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"), ("spm.model",),
+                   ("spiece.model",), ("sentencepiece.bpe.model",), ("tokenizer.model",))
+
+
+def check_model_dir(path: Path) -> None:
+    """Refuse, before any work, a local model directory that lacks its config, tokenizer or weights.
+
+    Without this, transformers fails late or, worse, not at all: a directory holding only
+    config.json loads a 5-token tokenizer that turns every word into [UNK], and weights without
+    tokenizer files surface as a NaN loss.
+    """
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any(all((path / f).is_file() for f in kind) for kind in TOKENIZER_FILES):
+        missing.append("tokenizer files (tokenizer.json, or vocab.txt, vocab.json + merges.txt, or a "
+                       "SentencePiece .model)")
+    if not any(path.glob("*.safetensors")):
+        pickled = [p.name for p in path.glob("*.bin")]
+        missing.append("model.safetensors" + (f" (found {', '.join(pickled)}: pickled weights are refused; "
+                                              f"convert them to safetensors)" if pickled else ""))
+    if missing:
+        raise ConfigError(f"model.name: `{path}` lacks {'; '.join(missing)}. A model directory needs config.json, "
+                          f"tokenizer files and model.safetensors, as save_pretrained writes them for the model "
+                          f"and its tokenizer.")
+
+
 def _resolve(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
+        check_model_dir(path)
         return str(path)
     if name.startswith((".", "/", "~")):
         raise ConfigError(f"model.name: `{name}` is not a directory. {OFFLINE_HELP}")

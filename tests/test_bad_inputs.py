@@ -62,3 +62,81 @@ def test_corpus_empty_after_cleaning(task_dir, tmp_path, tiny_model):
     with pytest.raises(ConfigError, match=r"in_domain.yaml: the corpus is empty after cleaning.*collect.min_chars"):
         build_corpus(params, AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
     assert not (tmp_path / "corpus").exists()
+
+
+def test_truncated_gzip_names_the_file(task_dir, tmp_path):
+    import gzip
+
+    rows = "".join(f'{{"text": "film number {i} was fine", "label": {i % 2}}}\n' for i in range(3000))
+    data = gzip.compress(rows.encode())
+    (task_dir / "train.jsonl").unlink()
+    (task_dir / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match=r"train.jsonl.gz: the gzip data is truncated or corrupt after line \d+"):
+        prepare_task(task_params(task_dir), tmp_path / "out")
+
+
+def test_broken_json_line_is_named(task_dir, tmp_path):
+    lines = [f'{{"text": "film {i}", "label": {i % 2}}}' for i in range(10)]
+    lines[6] = '{"text": "film 6", "label": 0'
+    (task_dir / "train.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"train.jsonl: cannot be read as json \(line 7: "):
+        prepare_task(task_params(task_dir), tmp_path / "out")
+
+
+def test_blank_texts_are_counted(task_dir, tmp_path, capsys):
+    rows = [{"text": f"a fine film {i}", "label": i % 2} for i in range(40)]
+    rows[3]["text"], rows[5]["text"], rows[8]["text"] = "   ", None, ""
+    write_jsonl(task_dir / "train.jsonl", rows)
+    stats = prepare_task(task_params(task_dir), tmp_path / "out")
+    assert stats["dropped_blank_text"] == {"train": 3, "test": 0}
+    assert stats["train_docs"] + stats["dev_docs"] == 37
+    assert "dropped 3 record(s) with a blank or missing `text`" in capsys.readouterr().out
+
+
+def test_class_with_one_example_is_refused_clearly(task_dir, tmp_path):
+    rows = [{"text": f"film {i}", "label": i % 2} for i in range(30)] + [{"text": "odd one", "label": 2}]
+    write_jsonl(task_dir / "train.jsonl", rows)
+    with pytest.raises(ConfigError, match=r"train.jsonl: class\(es\) \['2'\] have a single example.*dev split"):
+        prepare_task(task_params(task_dir), tmp_path / "out")
+
+
+@pytest.mark.parametrize("keep, lacks", [
+    ((), ["config.json", "tokenizer files", "model.safetensors"]),
+    (("config.json",), ["tokenizer files", "model.safetensors"]),
+    (("config.json", "model.safetensors"), ["tokenizer files"]),
+    (("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"), ["model.safetensors"]),
+])
+def test_incomplete_model_directory_is_refused_before_work(tiny_model, tmp_path, keep, lacks):
+    import shutil
+
+    from pipeline.model import load_config, load_tokenizer
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in keep:
+        if (tiny_model / name).exists():
+            shutil.copy(tiny_model / name, model_dir / name)
+    params = from_dict({"model": {"name": str(model_dir)}})
+    for loader in (load_config, load_tokenizer):
+        with pytest.raises(ConfigError, match=r"model.name: .* lacks") as info:
+            loader(str(model_dir), params)
+        message = str(info.value)
+        assert all(item in message for item in lacks), message
+        assert all(item not in message.split("lacks")[1].split(". A model")[0] for item in
+                   {"config.json", "tokenizer files", "model.safetensors"} - set(lacks)), message
+
+
+def test_small_corpus_warns_and_reports_the_real_blocks(tiny_model, tmp_path, capsys):
+    from datasets import Dataset
+    from transformers import AutoModelForMaskedLM
+
+    from pipeline.mlm import continue_pretraining
+
+    params = from_dict({"train": {"precision": "fp32", "checkpoint_steps": 0},
+                        "pretrain": {"block_size": 16, "batch_size": 8, "max_tokens": 16 * 8 * 5}})
+    one_block = Dataset.from_dict({"text": ["great film boring plot superb acting dull ending " * 2]})  # 1 block
+    stats = continue_pretraining(AutoModelForMaskedLM.from_pretrained(tiny_model),
+                                 AutoTokenizer.from_pretrained(tiny_model), one_block, params, tmp_path / "work")
+    assert stats["steps"] == 5 and stats["corpus_blocks"] == 1 and stats["corpus_epochs"] == 40
+    assert "the corpus holds 16 tokens (1 blocks of 16), 2% of pretrain.max_tokens 640: each block is trained " \
+           "about 40.0 times" in capsys.readouterr().out
