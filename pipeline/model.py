@@ -23,20 +23,21 @@ TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.t
                    ("spiece.model",), ("sentencepiece.bpe.model",), ("tokenizer.model",))
 
 
-def check_model_dir(path: Path) -> None:
-    """Refuse, before any work, a local model directory that lacks its config, tokenizer or weights.
+def check_model_dir(path: Path, needs: tuple[str, ...] = ("config", "tokenizer", "weights")) -> None:
+    """Refuse, before any work, a local model directory that lacks what `needs` names: its config,
+    tokenizer files or weights. `load_config`, the first load of every stage, asks for all three.
 
     Without this, transformers fails late or, worse, not at all: a directory holding only
     config.json loads a 5-token tokenizer that turns every word into [UNK], and weights without
     tokenizer files surface as a NaN loss.
     """
     missing = []
-    if not (path / "config.json").is_file():
+    if "config" in needs and not (path / "config.json").is_file():
         missing.append("config.json")
-    if not any(all((path / f).is_file() for f in kind) for kind in TOKENIZER_FILES):
+    if "tokenizer" in needs and not any(all((path / f).is_file() for f in kind) for kind in TOKENIZER_FILES):
         missing.append("tokenizer files (tokenizer.json, or vocab.txt, vocab.json + merges.txt, or a "
                        "SentencePiece .model)")
-    if not any(path.glob("*.safetensors")):
+    if "weights" in needs and not any(path.glob("*.safetensors")):
         pickled = [p.name for p in path.glob("*.bin")]
         missing.append("model.safetensors" + (f" (found {', '.join(pickled)}: pickled weights are refused; "
                                               f"convert them to safetensors)" if pickled else ""))
@@ -46,10 +47,10 @@ def check_model_dir(path: Path) -> None:
                           f"and its tokenizer.")
 
 
-def _resolve(name: str) -> str:
+def _resolve(name: str, needs: tuple[str, ...]) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
-        check_model_dir(path)
+        check_model_dir(path, needs)
         return str(path)
     if name.startswith((".", "/", "~")):
         raise ConfigError(f"model.name: `{name}` is not a directory. {OFFLINE_HELP}")
@@ -57,8 +58,8 @@ def _resolve(name: str) -> str:
     return name
 
 
-def _load(loader, name: str, params: Params, **kwargs):
-    source = _resolve(name)
+def _load(loader, name: str, params: Params, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
+    source = _resolve(name, needs)
     try:
         return loader.from_pretrained(source, trust_remote_code=params.model.trust_remote_code, **kwargs)
     except OSError as exc:
@@ -68,11 +69,12 @@ def _load(loader, name: str, params: Params, **kwargs):
 
 
 def load_config(name: str, params: Params):
-    return _load(AutoConfig, name, params)
+    # every stage loads the config first: a directory missing anything a later stage needs stops here
+    return _load(AutoConfig, name, params, needs=("config", "tokenizer", "weights"))
 
 
 def load_tokenizer(name: str, params: Params):
-    return _load(AutoTokenizer, name, params)
+    return _load(AutoTokenizer, name, params, needs=("tokenizer",))
 
 
 # Weights are loaded in float32 whatever the checkpoint's dtype: transformers 5 would otherwise keep a
