@@ -32,17 +32,23 @@ def find_split_file(directory: Path, split: str) -> Path:
     return found[0]
 
 
+def open_maybe_gz(path: Path, mode: str, **kwargs):
+    """`open`, or `gzip.open` for a `.gz` file."""
+    import gzip
+
+    return (gzip.open if path.name.endswith(".gz") else open)(path, mode, **kwargs)
+
+
 def check_utf8(path: Path) -> None:
     """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run."""
     import codecs
     import gzip
-
     import zlib
 
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     try:
-        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+        with open_maybe_gz(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 try:
                     decoder.decode(chunk)
@@ -58,10 +64,9 @@ def check_utf8(path: Path) -> None:
 
 def first_bad_json_line(path: Path) -> str:
     """Where a JSON Lines file stops parsing: ' (line N: reason)', or '' if every line parses."""
-    import gzip
     import json
 
-    with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as fh:
+    with open_maybe_gz(path, "rt", encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:

@@ -59,17 +59,22 @@ def fingerprint(config: dict, files: list[str | Path]) -> str:
     return h.hexdigest()
 
 
+def _written_for(work_dir: Path, run_id: str) -> bool:
+    """Whether `work_dir`'s stamp says it was written for these inputs (`run_id`)."""
+    stamp = work_dir / "run_id"
+    return stamp.exists() and stamp.read_text().strip() == run_id
+
+
 def claim_work_dir(work_dir: str | Path, run_id: str) -> None:
     """Keep `work_dir` only if it was written for the same inputs (`run_id`), else empty it.
 
     So a changed experiment never resumes from a stranger's checkpoint. Main process only.
     """
     work_dir = Path(work_dir)
-    stamp = work_dir / "run_id"
-    if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != run_id):
+    if work_dir.exists() and not _written_for(work_dir, run_id):
         shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(run_id)
+    (work_dir / "run_id").write_text(run_id)
 
 
 class KeepBestEpoch(TrainerCallback):
@@ -140,10 +145,7 @@ class StopWhenDevStalls(TrainerCallback):
 
 def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     """The last checkpoint in `work_dir` if it was written for these inputs (`run_id`), else None."""
-    stamp = Path(work_dir) / "run_id"
-    if not stamp.exists() or stamp.read_text().strip() != run_id:
-        return None
-    return get_last_checkpoint(str(work_dir))
+    return get_last_checkpoint(str(work_dir)) if _written_for(Path(work_dir), run_id) else None
 
 
 def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str):
