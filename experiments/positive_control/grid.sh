@@ -11,15 +11,7 @@ set -euo pipefail
 ROOT=$(pwd)
 HERE=$ROOT/experiments/positive_control
 SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
-SEEDS=${SEEDS:-"1 2 3"}
-STRATEGIES=${STRATEGIES:-"none task in_domain cross_domain"}
-PREFIX=${PREFIX:-control}
 [ -f "$HERE/model/model.safetensors" ] || { echo "no base model: run 'dvc repro' in $HERE first" >&2; exit 2; }
-
-mkdir -p "$HERE/.grid/corpora"
-for f in "$ROOT"/corpora/local/*.yaml; do
-  sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$HERE/.grid/corpora/$(basename "$f")"
-done
 
 # The same recipe for every strategy; only pretrain.source (and the fine-tuning seed) changes.
 # Fine-tuning: lr 3e-4 for 6 epochs (best dev epoch kept), chosen on the `none` baseline's dev set
@@ -27,24 +19,9 @@ done
 # it stopped at 57% dev accuracy with the training loss still at 0.65; at 3e-4 `none` reached 69% by
 # epoch 3. Small BERTs take larger rates (Turc et al. 2019 tune 3e-5 to 1e-4 for well-trained ones).
 # MLM adaptation: 2M tokens at lr 5e-4 (the base was trained at a 1e-3 peak).
-COMMON=(
-  -S task.dataset="$SHARED/data/imdb" -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
-  -S model.name="$HERE/model" -S model.max_length=256
-  -S collect.corpora_dir="$HERE/.grid/corpora"
+COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
+  -S model.name=$HERE/model -S model.max_length=256 -S collect.corpora_dir=$HERE/.grid/corpora
   -S pretrain.max_tokens=2000000 -S pretrain.lr=5e-4 -S pretrain.eval_max_tokens=50000
-  -S finetune.lr=3e-4 -S finetune.epochs=6
-)
-for seed in $SEEDS; do    # seed-major: the first four results already cover every strategy
-  for s in $STRATEGIES; do
-    dvc exp run --queue -n "$PREFIX-$s-seed$seed" "${COMMON[@]}" -S pretrain.source="$s" -S seed="$seed"
-  done
-done
-start=$(date +%s)
-dvc queue start -j 1
-# (grep without -q reads to the end: -q would close the pipe early and, under pipefail, end the wait)
-while dvc queue status 2>/dev/null | grep -E "Queued|Running" > /dev/null; do sleep 30; done
-echo "grid wall time: $(( $(date +%s) - start )) s"
-dvc queue status
-names=()
-for s in $STRATEGIES; do for seed in $SEEDS; do names+=("$PREFIX-$s-seed$seed"); done; done
-python -m pipeline.compare --exps "${names[@]}" --out "$HERE/reports"
+  -S finetune.lr=3e-4 -S finetune.epochs=6" \
+PREFIX=${PREFIX:-control} CORPORA_OUT=$HERE/.grid/corpora OUT=${OUT:-$HERE/reports} SHARED=$SHARED \
+  bash "$ROOT/experiments/grid.sh"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run a grid of DVC experiments through the project's queue, then `compare` them.
+# Every experiment gets COMMON_ARGS (the recipe shared by the whole grid), then
+# -S pretrain.source=<strategy> -S seed=<seed> and, when VALUES is set, -S <BY>=<value>.
+# Run from the project root; the caller sets (environment):
+#   PREFIX       experiment name prefix (names are PREFIX-<strategy>[-<BY value>]-seed<seed>)
+#   COMMON_ARGS  the -S options shared by all runs (one string, word-split; no spaces inside values)
+#   STRATEGIES   default "none task in_domain cross_domain";  SEEDS  default "1 2 3"
+#   BY, VALUES   optional: a param crossed with the strategies, e.g. BY=pretrain.max_tokens VALUES="500000 1000000"
+#   OUT          folder for compare's outputs;  EXTRA_EXPS  finished experiments to add to the comparison
+#   SHARED       the shared data folder (default ../shared); CORPORA_OUT  where its corpora/local copy goes
+# Queued experiments run in temporary copies of the repository, so every local path handed to them must be
+# absolute: `local_corpora` writes a copy of corpora/local with absolute paths to CORPORA_OUT.
+set -euo pipefail
+: "${PREFIX:?set PREFIX}" "${COMMON_ARGS:?set COMMON_ARGS}" "${OUT:?set OUT}"
+ROOT=$(pwd)
+SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
+SEEDS=${SEEDS:-"1 2 3"}
+STRATEGIES=${STRATEGIES:-"none task in_domain cross_domain"}
+VALUES=${VALUES:-"-"}
+if [ -n "${CORPORA_OUT:-}" ]; then
+  mkdir -p "$CORPORA_OUT"
+  for f in "$ROOT"/corpora/local/*.yaml; do
+    sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$CORPORA_OUT/$(basename "$f")"
+  done
+fi
+names=()
+for seed in $SEEDS; do    # seed-major: the first results already cover every strategy
+  for v in $VALUES; do
+    for s in $STRATEGIES; do
+      name="$PREFIX-$s-seed$seed"; by=()
+      if [ "$v" != "-" ]; then name="$PREFIX-$s-$v-seed$seed"; by=(-S "$BY=$v"); fi
+      # shellcheck disable=SC2086  # COMMON_ARGS is a word list by design
+      dvc exp run --queue -n "$name" $COMMON_ARGS "${by[@]}" -S pretrain.source="$s" -S seed="$seed"
+      names+=("$name")
+    done
+  done
+done
+start=$(date +%s)
+dvc queue start -j 1
+# (grep without -q reads to the end: -q would close the pipe early and, under pipefail, end the wait)
+while dvc queue status 2>/dev/null | grep -E "Queued|Running" > /dev/null; do sleep 30; done
+echo "grid wall time: $(( $(date +%s) - start )) s"
+dvc queue status
+by_arg=()
+[ "$VALUES" != "-" ] && by_arg=(--by "$BY")
+# shellcheck disable=SC2086
+python -m pipeline.compare --exps "${names[@]}" ${EXTRA_EXPS:-} --out "$OUT" "${by_arg[@]}"
