@@ -46,6 +46,10 @@ class Task:
     dev_size: float = 0.1
     seed: int = 42  # the data split (dev carve-out, demo subsets): fixed across a seeds grid, so every run sees the same test set
     demo: Demo = field(default_factory=Demo)
+    # class names: a list (the i-th names label value i, or the i-th sorted value) or a mapping value -> name
+    label_names: list | dict | None = None
+    # train texts that copy a dev or test text (exact, or near: MinHash Jaccard >= 0.8): report | drop
+    train_overlap: str = "report"
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Collect:
     near_dup_threshold: float = 0.8
     minhash_perm: int = 64  # MinHash permutations (signature length)
     shingle_words: int = 3  # words per shingle
+    # contamination: a document holding this share of one dev/test text's distinct word n-grams is dropped
+    leak_ngram: int = 8
+    leak_containment: float = 0.1
     # similarity selection (curated TAPT) from the in_domain pool: none | tfidf
     select: str = "none"
     select_pool: int = 100_000  # at most this many in_domain documents are scored
@@ -166,6 +173,8 @@ def _coerce(value, typ, key: str, where: str):
         return value
     if bool in allowed and isinstance(value, bool):
         return value
+    if list in allowed and isinstance(value, list) or dict in allowed and isinstance(value, dict):
+        return value
     if str in allowed and isinstance(value, str):
         return value
     names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
@@ -207,6 +216,7 @@ def _check_ranges(p: Params, where: str) -> None:
          f"one of {', '.join(TRUNCATIONS)}")
     need(p.train.precision in PRECISIONS, "train.precision", p.train.precision, f"one of {', '.join(PRECISIONS)}")
     need(0.0 < p.task.dev_size < 1.0, "task.dev_size", p.task.dev_size, "a fraction between 0 and 1")
+    need(p.task.train_overlap in ("report", "drop"), "task.train_overlap", p.task.train_overlap, "report or drop")
     for key in ("train", "dev", "test"):
         need(getattr(p.task.demo, key) > 0, f"task.demo.{key}", getattr(p.task.demo, key), "a positive count")
     need(p.model.max_length >= 8, "model.max_length", p.model.max_length, "at least 8")
@@ -236,6 +246,9 @@ def _check_ranges(p: Params, where: str) -> None:
          "between 0.5 and 0.95 (estimated Jaccard similarity of word shingles)")
     need(16 <= c.minhash_perm <= 512, "collect.minhash_perm", c.minhash_perm, "between 16 and 512")
     need(1 <= c.shingle_words <= 10, "collect.shingle_words", c.shingle_words, "between 1 and 10")
+    need(4 <= c.leak_ngram <= 50, "collect.leak_ngram", c.leak_ngram, "between 4 and 50 words")
+    need(0.0 < c.leak_containment <= 1.0, "collect.leak_containment", c.leak_containment,
+         "in (0, 1]: the share of one dev/test text's n-grams that marks a document as leaked")
     need(c.select in ("none", "tfidf"), "collect.select", c.select, "one of none, tfidf")
     need(c.select_pool >= 1, "collect.select_pool", c.select_pool, "at least 1")
     need(1 <= c.select_k <= c.select_pool, "collect.select_k", c.select_k,

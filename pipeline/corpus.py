@@ -23,42 +23,29 @@ How a corpus is built, with memory that does not grow with the pool's text:
 from __future__ import annotations
 
 import glob
-import hashlib
-import html
 import itertools
-import re
-import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xxhash  # a dependency of `datasets`; 2.5x faster than datasketch's default sha1 for shingles
 import yaml
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
 from datasets.utils.tqdm import tqdm
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from pipeline.config import ConfigError, Params
 from pipeline.data import LOCAL_FORMATS, check_utf8, load_prepared
+from pipeline.dedup import (ContainmentIndex, NearIndex, clean_text, doc_key, minhash_signatures,
+                             normalised_hash, shingles, words)
 from pipeline.io import OFFLINE_HELP, atomic_dir, require_hub
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
 SOURCE_KEYS = {"name", "path", "config", "split", "text_field", "weight", "licence", "min_chars", "max_chars"}
-_TAG = re.compile(r"<[^>]{0,200}>")
-_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-_SPACE = re.compile(r"[ \t\r\f\v]+")
-_BLANKS = re.compile(r"\n\s*\n+")
-_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (NFKC already applied)
 
 # Screening outcome per document; `near_duplicate` is decided while drawing (see module doc).
-RULES = ("kept", "empty", "too_short", "too_long", "leaked", "leaked_near", "duplicate")
+RULES = ("kept", "empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate")
 _CODE = {rule: i for i, rule in enumerate(RULES)}
-DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "duplicate", "near_duplicate")
-MINHASH_SEED = 1
-MINHASH_SCHEME = "affine32"
-# MinHashLSH banding tuned to favour recall (few missed near-duplicates): every candidate is
-# confirmed with the signatures' estimated Jaccard, so a false candidate costs only time.
-LSH_WEIGHTS = (0.1, 0.9)
+DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
 BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
 DRAW_CHUNK = 512  # documents tokenised at a time while drawing
@@ -196,41 +183,6 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
     return ds.select_columns([field]).rename_column(field, "text") if field != "text" else ds.select_columns(["text"])
 
 
-# ---------------------------------------------------------------------------- cleaning
-def clean_text(text: str | None) -> str:
-    """HTML breaks to newlines, tags dropped, entities unescaped, NFKC, whitespace collapsed."""
-    if not text:
-        return ""
-    text = _BREAK.sub("\n", text)
-    text = _TAG.sub(" ", text)
-    text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
-    text = _SPACE.sub(" ", text)
-    text = _BLANKS.sub("\n\n", text)
-    return "\n".join(line.strip() for line in text.split("\n")).strip()
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def normalised_hash(text: str) -> str:
-    """Hash of the text lower-cased with only letters and digits kept: catches copies that differ in markup."""
-    return hashlib.blake2b("".join(_words(text)).encode(), digest_size=16).hexdigest()
-
-
-def _key(words: list[str]) -> int:
-    """The normalised hash as a signed 64-bit integer: 8 bytes a document for exact dedup."""
-    digest = hashlib.blake2b("".join(words).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
-
-
-def _shingles(words: list[str], n: int) -> set[bytes]:
-    if len(words) <= n:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
-
-
 def _features(num_perm: int) -> Features:
     return Features({"text": Value("string"), "key": Value("int64"), "rule": Value("string"),
                      "minhash": List(Value("uint32"), length=num_perm)})
@@ -240,7 +192,7 @@ def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_w
                    num_perm: int) -> dict:
     """Clean, apply the length rules, and compute the exact-dedup key and the MinHash signature."""
     out = {"text": [], "key": [], "rule": []}
-    shingles = []
+    shingle_sets = []
     for raw in batch["text"]:
         text = clean_text(raw)
         rule = ""
@@ -250,14 +202,12 @@ def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_w
             rule = "too_short"
         elif max_chars and len(text) > max_chars:
             rule = "too_long"
-        words = _words(text)
+        tokens = words(text)
         out["text"].append(text)
-        out["key"].append(_key(words))
+        out["key"].append(doc_key(tokens))
         out["rule"].append(rule)
-        shingles.append(_shingles(words, shingle_words))
-    minhashes = MinHash.bulk(shingles, num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME,
-                             hashfunc=xxhash.xxh32_intdigest)
-    out["minhash"] = [m.hashvalues for m in minhashes]
+        shingle_sets.append(shingles(tokens, shingle_words))
+    out["minhash"] = minhash_signatures(shingle_sets, num_perm)
     return out
 
 
@@ -283,81 +233,46 @@ def heldout_hashes(task_dir: str | Path) -> set[str]:
 def top_unigrams(texts, k: int = 10_000) -> set[str]:
     counts = Counter()
     for text in texts:
-        counts.update(_words(text))
+        counts.update(words(text))
     return {w for w, _ in counts.most_common(k)}
 
 
-# ---------------------------------------------------------------------------- near duplicates
-class NearIndex:
-    """Near-duplicate lookup: datasketch MinHashLSH for candidates, confirmed by estimated Jaccard.
-
-    The signatures are kept beside the index (4 bytes x num_perm a document) so each LSH
-    candidate is confirmed with the fraction of equal MinHash values (`MinHash.jaccard`,
-    vectorised over the candidates).
-    """
-
-    def __init__(self, params: Params):
-        c = params.collect
-        try:
-            self.lsh = MinHashLSH(threshold=c.near_dup_threshold, num_perm=c.minhash_perm, weights=LSH_WEIGHTS)
-        except ValueError as exc:
-            raise ConfigError(f"collect.near_dup_threshold={c.near_dup_threshold} with collect.minhash_perm="
-                              f"{c.minhash_perm} gives no usable LSH banding ({exc}); raise minhash_perm or "
-                              f"lower the threshold.") from exc
-        self.threshold = c.near_dup_threshold
-        self.sigs = np.empty((256, c.minhash_perm), dtype=np.uint32)
-        self.n = 0
-
-    @staticmethod
-    def _lean(sig: np.ndarray) -> LeanMinHash:
-        return LeanMinHash(seed=MINHASH_SEED, hashvalues=sig, scheme=MINHASH_SCHEME)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def add(self, sig: np.ndarray) -> None:
-        if self.n == len(self.sigs):
-            self.sigs = np.concatenate([self.sigs, np.empty_like(self.sigs)])
-        self.sigs[self.n] = sig
-        self.lsh.insert(self.n, self._lean(sig), check_duplication=False)
-        self.n += 1
-
-    def contains(self, sig: np.ndarray) -> bool:
-        """True when a document whose estimated Jaccard with `sig` is >= the threshold was added."""
-        if not self.n:
-            return False
-        candidates = self.lsh.query(self._lean(sig))
-        if not candidates:
-            return False
-        estimated = (self.sigs[candidates] == sig).mean(axis=1)
-        return bool((estimated >= self.threshold).any())
+@dataclass
+class Heldout:
+    """What no corpus document may contain of the task's dev and test text: exact copies (sorted
+    normalised keys), near copies (MinHash Jaccard) and long runs (n-gram containment)."""
+    keys: np.ndarray
+    near: NearIndex
+    ngrams: ContainmentIndex
 
 
-def heldout_index(params: Params, task_dir: str | Path) -> tuple[np.ndarray, NearIndex]:
-    """Exact keys (sorted) and the near-duplicate index of the task's dev and test text."""
+def heldout_index(params: Params, task_dir: str | Path) -> Heldout:
+    """The leakage guard's three indexes over the task's dev and test text."""
     texts = concatenate_datasets([load_prepared(s, task_dir).select_columns(["text"]) for s in ("dev", "test")])
     prepared = prepare_texts(texts, params, min_chars=0, desc="hash task dev+test")
-    index = NearIndex(params)
+    index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
     view = prepared.select_columns(["rule", "minhash"]).with_format("numpy")
     for batch in view.iter(batch_size=1000):
         for rule, sig in zip(batch["rule"], batch["minhash"].astype(np.uint32)):
             if rule != "empty":
                 index.add(sig)
-    return np.unique(np.asarray(prepared["key"], dtype=np.int64)), index
+    ngrams = ContainmentIndex(prepared["text"], params.collect.leak_ngram, params.collect.leak_containment)
+    return Heldout(np.unique(np.asarray(prepared["key"], dtype=np.int64)), index, ngrams)
 
 
 # ---------------------------------------------------------------------------- screening and drawing
-def screen(prepared: Dataset, banned_keys: np.ndarray, banned_near: NearIndex, prior_keys: np.ndarray,
+def screen(prepared: Dataset, heldout: Heldout, prior_keys: np.ndarray,
            desc: str = "screen") -> tuple[np.ndarray, np.ndarray]:
     """One pass over a prepared source: a code from RULES per document (0 = kept), and the kept keys.
 
     Order of the rules: cleaning (empty, too short/long), exact copy of dev/test text, near copy
-    of dev/test text, exact duplicate of an earlier document (this source or `prior_keys`).
+    of dev/test text, a long run of dev/test text (n-gram containment), exact duplicate of an
+    earlier document (this source or `prior_keys`).
     """
     n = len(prepared)
     codes = np.zeros(n, dtype=np.int8)
     keys = np.zeros(n, dtype=np.int64)
-    view = prepared.select_columns(["rule", "key", "minhash"]).with_format("numpy")
+    view = prepared.select_columns(["text", "rule", "key", "minhash"]).with_format("numpy")
     pos = 0
     with tqdm(total=n, desc=desc, unit="doc") as bar:
         for batch in view.iter(batch_size=2000):
@@ -366,12 +281,14 @@ def screen(prepared: Dataset, banned_keys: np.ndarray, banned_near: NearIndex, p
             part[:] = [_CODE[r or "kept"] for r in batch["rule"]]
             keys[pos:pos + m] = batch["key"]
             ok = part == 0
-            leaked = ok & np.isin(batch["key"], banned_keys)
+            leaked = ok & np.isin(batch["key"], heldout.keys)
             part[leaked] = _CODE["leaked"]
             sigs = batch["minhash"].astype(np.uint32)
             for j in np.flatnonzero(ok & ~leaked):
-                if banned_near.contains(sigs[j]):
+                if heldout.near.contains(sigs[j]):
                     part[j] = _CODE["leaked_near"]
+                elif heldout.ngrams.contains(batch["text"][j]):
+                    part[j] = _CODE["leaked_ngram"]
             pos += m
             bar.update(m)
     # Exact duplicates, vectorised over 8-byte keys: the first copy in source order is kept.
@@ -464,7 +381,7 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
 
     spec = load_spec(c.corpora_dir, source)
     check_sources(spec, params)
-    banned_keys, banned_near = heldout_index(params, task_dir)
+    heldout = heldout_index(params, task_dir)
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
     rng = np.random.default_rng(params.pretrain.seed)
 
@@ -475,7 +392,7 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
         raw = load_source(src, task_dir)
         ds = prepare_texts(raw, params, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
                            desc=f"clean {src['name']}")
-        codes, kept_keys = screen(ds, banned_keys, banned_near, prior_keys, desc=f"screen {src['name']}")
+        codes, kept_keys = screen(ds, heldout, prior_keys, desc=f"screen {src['name']}")
         rows = np.flatnonzero(codes == 0)
         prior_keys = np.concatenate([prior_keys, kept_keys])
         counts = np.bincount(codes, minlength=len(RULES))
@@ -488,7 +405,7 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
         }
 
     # Groups to draw from: one per source by weight, or the selected documents as one group.
-    corpus_index = NearIndex(params)
+    corpus_index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
     groups = []  # (dataset, rows, target tokens, source name or None when `ds` has a source column)
     selection = {"method": c.select}
     if c.select != "none" and source != "in_domain":
@@ -559,8 +476,11 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
         "duplicates_removed": dropped["duplicate"] + dropped["near_duplicate"],
         "exact_duplicates_removed": dropped["duplicate"],
         "near_duplicates_removed": dropped["near_duplicate"],
-        "leaked_removed": dropped["leaked"] + dropped["leaked_near"],
+        "leaked_removed": dropped["leaked"] + dropped["leaked_near"] + dropped["leaked_ngram"],
         "leaked_exact": dropped["leaked"], "leaked_near": dropped["leaked_near"],
+        "leaked_ngram": dropped["leaked_ngram"],
+        "leak_guard": {"ngram": c.leak_ngram, "containment": c.leak_containment,
+                       "heldout_ngrams": int(len(heldout.ngrams.hashes))},
         "vocab_overlap": len(task_vocab & corpus_vocab) / max(1, len(task_vocab)),
         "near_dup": {"threshold": c.near_dup_threshold, "num_perm": c.minhash_perm,
                      "shingle_words": c.shingle_words, "lsh_bands": corpus_index.lsh.b,

@@ -118,20 +118,68 @@ def check_fields(ds: Dataset, task: Task, where: str) -> None:
                               f"{', '.join(ds.column_names)}. Set `{key}` to one of them.")
 
 
-def label_names(train: Dataset, task: Task) -> list:
-    """Class names in id order: the ClassLabel names when the data has them, else sorted values."""
+def label_values(train: Dataset, task: Task) -> list:
+    """Class values in id order: the ClassLabel names when the data has them, else sorted values."""
     feature = train.features[task.label_field]
     if hasattr(feature, "names"):
         return list(feature.names)
     return sorted(set(train[task.label_field]), key=lambda v: (str(type(v)), v))
 
 
-def encode(ds: Dataset, task: Task, names: list, where: str) -> tuple[Dataset, int]:
+def display_names(values: list, task: Task, where: str) -> list[str]:
+    """What reports call each class: `task.label_names` checked against the values found, or the values."""
+    given = task.label_names
+    if given is None:
+        return [str(v) for v in values]
+    if isinstance(given, list):
+        if len(given) != len(values):
+            raise ConfigError(f"params.yaml: `task.label_names` lists {len(given)} name(s) {given}, but {where} has "
+                              f"{len(values)} class(es) {[str(v) for v in values]}; give one name per class, in "
+                              f"the order of the sorted label values (or a mapping value: name).")
+        names = [str(n) for n in given]
+    else:
+        by_value = {str(k): str(v) for k, v in given.items()}
+        missing = [str(v) for v in values if str(v) not in by_value]
+        extra = sorted(set(by_value) - {str(v) for v in values})
+        if missing or extra:
+            raise ConfigError(f"params.yaml: `task.label_names` does not match the labels of {where} "
+                              f"({[str(v) for v in values]}): " + "; ".join(
+                                  ([f"no name for {missing}"] if missing else [])
+                                  + ([f"no such label {extra}"] if extra else []))
+                              + ". Name every label value found, and only those.")
+        names = [by_value[str(v)] for v in values]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"params.yaml: `task.label_names` gives two classes the same name ({names}); make them unique.")
+    return names
+
+
+def train_overlap(train: Dataset, heldout: list[Dataset]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `train` whose text copies a dev or test text: exactly (after cleaning, case and
+    punctuation ignored) and nearly (MinHash Jaccard of word 3-shingles >= 0.8, as `collect`'s default)."""
+    from pipeline.dedup import NearIndex, clean_text, doc_key, minhash_signatures, shingles, words
+
+    def signatures(texts):
+        tokens = [words(clean_text(t)) for t in texts]
+        return [doc_key(w) for w in tokens], minhash_signatures([shingles(w, 3) for w in tokens], 64)
+
+    keys, index = set(), NearIndex(0.8, 64)
+    for ds in heldout:
+        k, sigs = signatures(ds["text"])
+        keys.update(k)
+        for sig in sigs:
+            index.add(sig)
+    train_keys, train_sigs = signatures(train["text"])
+    exact = np.asarray([k in keys for k in train_keys], dtype=bool)
+    near = np.asarray([not e and index.contains(sig) for e, sig in zip(exact, train_sigs)], dtype=bool)
+    return np.flatnonzero(exact), np.flatnonzero(near)
+
+
+def encode(ds: Dataset, task: Task, values: list, where: str) -> tuple[Dataset, int]:
     """Keep `text`, an integer `label` and the record's index `id`; drop blank or missing texts
     (returned: how many)."""
     texts, labels = ds[task.text_field], ds[task.label_field]
     feature = ds.features[task.label_field]
-    index = {name: i for i, name in enumerate(names)}
+    index = {value: i for i, value in enumerate(values)}
     keep_text, keep_label, keep_id, unknown = [], [], [], set()
     blank = 0
     for i, (text, label) in enumerate(zip(texts, labels)):
@@ -148,7 +196,7 @@ def encode(ds: Dataset, task: Task, names: list, where: str) -> tuple[Dataset, i
         keep_id.append(i)
     if unknown:
         raise ConfigError(f"{where}: label(s) {sorted(map(str, unknown))} in `{task.label_field}` never occur in "
-                          f"the train split (labels there: {names}); fix the labels or the split.")
+                          f"the train split (labels there: {values}); fix the labels or the split.")
     if not keep_text:
         raise ConfigError(f"{where}: every text in `{task.text_field}` is empty; check `task.text_field`.")
     return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label}), blank
@@ -184,12 +232,13 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
         ds, where = load_task_split(task, name)
         check_fields(ds, task, where)
         raw[split] = (ds, where)
-    names = label_names(raw["train"][0], task)
-    if len(names) < 2:
-        raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({names}); a classifier "
+    values = label_values(raw["train"][0], task)
+    if len(values) < 2:
+        raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({values}); a classifier "
                           f"needs at least two. Check `task.label_field`.")
-    train, blank_train = encode(raw["train"][0], task, names, raw["train"][1])
-    test, blank_test = encode(raw["test"][0], task, names, raw["test"][1])
+    names = display_names(values, task, raw["train"][1])
+    train, blank_train = encode(raw["train"][0], task, values, raw["train"][1])
+    test, blank_test = encode(raw["test"][0], task, values, raw["test"][1])
     for split, blank, where in (("train", blank_train, raw["train"][1]), ("test", blank_test, raw["test"][1])):
         if blank:
             print(f"[prepare] {where}: dropped {blank} record(s) with a blank or missing `{task.text_field}`",
@@ -202,17 +251,36 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
             if getattr(task.demo, split) < len(ds):
                 check_stratifiable(ds, names, f"{raw['train'][1] if split != 'test' else raw['test'][1]} ({split})",
                                    f"demo subset (task.demo.{split})")
-        splits = {s: stratified_take(ds, getattr(task.demo, s), task.seed) for s, ds in splits.items()}
+        # dev and test first: the overlap check below looks for train copies of the texts actually held out
+        splits.update({s: stratified_take(splits[s], getattr(task.demo, s), task.seed) for s in ("dev", "test")})
+
+    # Train texts that copy a held-out text (IMDB: 123 train copies of test reviews) inflate dev and test
+    # scores; every strategy sees them alike, so they are reported by default and dropped on request.
+    exact, near = train_overlap(splits["train"], [splits["dev"], splits["test"]])
+    overlap = {"exact": int(len(exact)), "near": int(len(near)), "action": task.train_overlap,
+               "train_docs_checked": len(splits["train"])}
+    if len(exact) or len(near):
+        print(f"[prepare] {raw['train'][1]}: {len(exact)} train text(s) copy a dev/test text exactly and "
+              f"{len(near)} nearly; task.train_overlap={task.train_overlap}: "
+              + ("dropped from train" if task.train_overlap == "drop" else "kept (set drop to remove them)"),
+              flush=True)
+    if task.train_overlap == "drop" and (len(exact) or len(near)):
+        keep = np.setdiff1d(np.arange(len(splits["train"])), np.concatenate([exact, near]))
+        splits["train"] = splits["train"].select(keep)
+    if task.demo.enabled:
+        splits["train"] = stratified_take(splits["train"], task.demo.train, task.seed)
 
     stats = {"classes": len(names), "demo": task.demo.enabled,
-             "dropped_blank_text": {"train": blank_train, "test": blank_test}}
+             "dropped_blank_text": {"train": blank_train, "test": blank_test},
+             "train_overlap": overlap}
     with atomic_dir(out_dir) as tmp:
         for split, ds in splits.items():
             ds.to_parquet(str(tmp / f"{split}.parquet"))
             stats[f"{split}_docs"] = len(ds)
-            stats[f"{split}_label_counts"] = {str(names[k]): int(v) for k, v in
+            stats[f"{split}_label_counts"] = {names[k]: int(v) for k, v in
                                               zip(*np.unique(ds["label"], return_counts=True))}
-        write_json(tmp / "labels.json", {"names": [str(n) for n in names], "field": task.label_field})
+        write_json(tmp / "labels.json", {"names": names, "values": [str(v) for v in values],
+                                         "field": task.label_field})
     return stats
 
 

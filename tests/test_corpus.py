@@ -6,7 +6,7 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
-from fixtures import NEWS, REVIEW, make_corpora, write_corpus_specs, write_jsonl
+from fixtures import NEWS, REVIEW, make_corpora, news, write_corpus_specs, write_jsonl
 from pipeline.config import ConfigError, from_dict
 from pipeline.corpus import (build_corpus, check_sources, clean_text, heldout_hashes, load_corpus, load_spec,
                              normalised_hash)
@@ -183,6 +183,96 @@ def test_near_duplicates_inside_one_source_keep_one_copy(setup, tmp_path):
         {"name": "news", "path": str(tmp_path / "corpora_data" / "news_near.jsonl"), "text_field": "body"}]}))
     stats, corpus = build("cross_domain", max_tokens=10**6)
     assert stats["near_duplicates_removed"] == 6 and stats["docs"] == 20
+
+
+# ---------------------------------------------------------------------------- contamination (n-gram containment)
+def replace_at_rate(text: str, every: int, rng: random.Random) -> str:
+    """Each word replaced with probability 1/every (at least one), by a word no review uses."""
+    words = text.rstrip(".").split()
+    hits = [i for i in range(len(words)) if rng.random() < 1.0 / every] or [len(words) // 2]
+    for i in hits:
+        words[i] = f"zq{rng.randrange(10**6)}"
+    return " ".join(words) + "."
+
+
+def plant_contamination(data_dir, task_dir, corpora_dir, seed: int = 11) -> dict:
+    """A source of edited copies of long test reviews, in the five forms, and unrelated controls.
+
+    Forms (8 test reviews each): exact; case and whitespace changed; one word in 30 replaced;
+    one word in 15 replaced; half a review embedded in a news document. Controls (200): news
+    documents each quoting one 10-word run of a test review, as reviews share stock phrases:
+    they share 8-grams with the test text, so a rule of "any shared n-gram" would drop them all.
+    """
+    rng = random.Random(seed)
+    tests = [clean_text(json.loads(line)["text"]) for line in (task_dir / "test.jsonl").read_text().splitlines()]
+    long_tests = [t for t in tests if len(t.split()) >= 60]
+    assert len(long_tests) >= 24
+    forms = {
+        "exact": long_tests[:8],
+        "case_whitespace": ["   ".join(t.upper().split()) for t in long_tests[8:16]],
+        "replace_1_in_30": [replace_at_rate(t, 30, rng) for t in long_tests[:8]],
+        "replace_1_in_15": [replace_at_rate(t, 15, rng) for t in long_tests[8:16]],
+        "half_embedded": [],
+    }
+    for t in long_tests[16:24]:
+        words = t.split()
+        start = rng.randrange(0, len(words) // 2)
+        forms["half_embedded"].append(" ".join(
+            [news(rng, 40), " ".join(words[start:start + len(words) // 2]), news(rng, 40)]))
+    controls = []
+    for i in range(200):
+        words = long_tests[i % len(long_tests)].rstrip(".").split()
+        start = rng.randrange(0, len(words) - 10)
+        controls.append(" ".join([news(rng, 30), " ".join(words[start:start + 10]), news(rng, 30)]))
+    docs = [d for docs in forms.values() for d in docs]
+    write_jsonl(data_dir / "contaminated.jsonl", [{"text": t} for t in docs + controls])
+    spec = yaml.safe_load((corpora_dir / "in_domain.yaml").read_text())
+    spec["sources"].append({"name": "contaminated", "path": str(data_dir / "contaminated.jsonl"), "weight": 1.0,
+                            "licence": "synthetic"})
+    (corpora_dir / "in_domain.yaml").write_text(yaml.safe_dump(spec))
+    return {"forms": {k: [clean_text(d) for d in v] for k, v in forms.items()},
+            "controls": [clean_text(c) for c in controls], "tests": tests}
+
+
+def test_contamination_guard_removes_every_planted_form_and_keeps_unrelated_text(setup, tmp_path, task_dir):
+    build, _, _ = setup
+    planted = plant_contamination(tmp_path / "corpora_data", task_dir, tmp_path / "corpora")
+    # the controls do share 8-grams with the test text: the guard must judge by share, not by any match
+    test_grams = set()
+    for t in planted["tests"]:
+        w = t.lower().rstrip(".").split()
+        test_grams |= {tuple(w[i:i + 8]) for i in range(len(w) - 7)}
+    assert all(any(tuple(c.lower().split()[i:i + 8]) in test_grams for i in range(len(c.split()) - 7))
+               for c in planted["controls"])
+
+    stats, corpus = build("in_domain", max_tokens=10**6)
+    kept = set(corpus["text"])
+    for form, docs in planted["forms"].items():
+        assert not kept & set(docs), f"{form}: planted copies got into the corpus"
+    dropped_controls = sum(c not in kept for c in planted["controls"])
+    assert dropped_controls < 0.01 * len(planted["controls"])
+    contaminated = stats["sources"]["contaminated"]["dropped"]
+    # exact and case/whitespace copies: the exact check; the rest: MinHash or n-gram containment
+    assert contaminated["leaked"] == 16
+    assert contaminated["leaked_near"] + contaminated["leaked_ngram"] == 24
+    assert contaminated["leaked_ngram"] >= 8  # at least every half-embedded review (Jaccard with a whole review < 0.5)
+    assert stats["leaked_ngram"] == contaminated["leaked_ngram"]
+    assert stats["leak_guard"]["ngram"] == 8 and stats["leak_guard"]["containment"] == 0.1
+
+
+def test_containment_is_measured_per_heldout_text():
+    from pipeline.corpus import ContainmentIndex
+    rng = random.Random(5)
+    stock = "one of the worst films i have ever seen in my life"
+    heldout = [" ".join(rng.choice(REVIEW) for _ in range(100)) + " " + stock for _ in range(50)]
+    index = ContainmentIndex(heldout, n=8, threshold=0.1)
+    # a stock phrase shared with all 50 held-out texts: a small share of each one
+    assert 0 < index.score(f"{news(rng, 50)} {stock} {news(rng, 50)}") < 0.1
+    half = heldout[3].split()[:55]
+    assert index.score(f"{news(rng, 200)} {' '.join(half)} {news(rng, 200)}") >= 0.45
+    assert index.score(heldout[7].upper()) == 1.0
+    assert index.score("too short to hold an eight word run") == 0.0
+    assert ContainmentIndex([], n=8, threshold=0.1).score(heldout[0]) == 0.0
 
 
 # ---------------------------------------------------------------------------- the task's test split

@@ -61,3 +61,51 @@ def test_hub_id_without_network_fails_fast_with_the_way_out(no_hub, tmp_path):
     assert time.time() - start < 30
     message = str(exc.value)
     assert "stanfordnlp/imdb" in message and "task.dataset" in message and "model.name" in message
+
+
+def add_train_copies_of_test(task_dir):
+    """Test reviews copied into train: as is, upper-cased with markup, one word changed (three of each)."""
+    rows = [json.loads(line) for line in (task_dir / "train.jsonl").read_text().splitlines()]
+    tests = [json.loads(line) for line in (task_dir / "test.jsonl").read_text().splitlines()]
+    long_tests = sorted(tests, key=lambda r: -len(r["text"].split()))[:9]
+    exact = [r["text"] for r in long_tests[:3]] + [f"<b>{r['text'].upper()}</b>" for r in long_tests[3:6]]
+    near = []
+    for r in long_tests[6:]:
+        words = r["text"].split()
+        words[len(words) // 2] = "zebra"
+        near.append(" ".join(words))
+    write_jsonl(task_dir / "train.jsonl", rows + [{"text": t, "label": r["label"]}
+                                                  for t, r in zip(exact + near, long_tests)])
+    return exact, near
+
+
+def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir, tmp_path):
+    exact, near = add_train_copies_of_test(task_dir)
+    stats = prepare_task(params_for(task_dir, dev_size=0.2), tmp_path / "report")
+    train = set(load_prepared("train", tmp_path / "report")["text"])
+    in_train = {"exact": sum(t in train for t in exact), "near": sum(t in train for t in near)}
+    assert in_train["exact"] >= 1 and in_train["near"] >= 1  # the rest went to dev (the split is seeded)
+    assert stats["train_overlap"] == {**in_train, "action": "report", "train_docs_checked": len(train)}
+    stats = prepare_task(params_for(task_dir, dev_size=0.2, train_overlap="drop"), tmp_path / "drop")
+    dropped = set(load_prepared("train", tmp_path / "drop")["text"])
+    assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == in_train["near"]
+    assert stats["train_docs"] == len(train) - sum(in_train.values()) == len(dropped)
+    assert not set(exact + near) & dropped
+    with pytest.raises(ConfigError, match=r"`task.train_overlap` is 'keep'; it must be report or drop"):
+        params_for(task_dir, train_overlap="keep")
+
+
+def test_label_names_rename_classes_everywhere_and_are_checked(task_dir, tmp_path):
+    for given in (["negative", "positive"], {0: "negative", 1: "positive"}, {"1": "positive", "0": "negative"}):
+        stats = prepare_task(params_for(task_dir, label_names=given), tmp_path / "out")
+        labels = json.loads((tmp_path / "out" / "labels.json").read_text())
+        assert labels["names"] == ["negative", "positive"] and labels["values"] == ["0", "1"]
+        assert stats["test_label_counts"] == {"negative": 40, "positive": 40}
+    for given, message in (
+            (["only"], r"lists 1 name\(s\) \['only'\], but .*train.jsonl has 2 class\(es\) \['0', '1'\]"),
+            ({0: "neg", 2: "pos"}, r"does not match the labels of .*: no name for \['1'\]; no such label \['2'\]"),
+            (["same", "same"], r"gives two classes the same name")):
+        with pytest.raises(ConfigError, match=message):
+            prepare_task(params_for(task_dir, label_names=given), tmp_path / "bad")
+    with pytest.raises(ConfigError, match=r"`task.label_names` must be list or dict or null"):
+        params_for(task_dir, label_names="negative,positive")
