@@ -7,6 +7,8 @@ best epoch on dev kept.
 
 from __future__ import annotations
 
+import math
+
 import re
 import time
 from pathlib import Path
@@ -112,7 +114,10 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         save_strategy="steps" if params.train.checkpoint_steps else "no",
         save_steps=params.train.checkpoint_steps or 500,
         save_total_limit=1,
-        logging_strategy="epoch",
+        # every step: a resume then restores the whole loss history (an epoch-level log would average
+        # only the steps since the resume); the curve's per-epoch train loss is the mean of its steps
+        logging_strategy="steps",
+        logging_steps=1,
         train_sampling_strategy="group_by_length" if f.group_by_length else "random",
         length_column_name="length",
         report_to=report_to(),
@@ -149,14 +154,19 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
                                  callbacks=[keep_best, stalls])
-        result, resumed_from = train_with_resume(trainer, work_dir, run_id)
+        result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="finetune")
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights
     keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
-    losses = {h["epoch"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+    by_epoch: dict[int, list[float]] = {}
+    for h in trainer.state.log_history:
+        if "loss" in h:  # a step's log carries the fraction of epochs done after it
+            by_epoch.setdefault(math.ceil(round(h["epoch"], 6)), []).append(h["loss"])
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
-              "dev_loss": h["eval_loss"], "train_loss": losses.get(h["epoch"], float("nan"))} for h in evals]
+              "dev_loss": h["eval_loss"],
+              "train_loss": float(np.mean(by_epoch[round(h["epoch"])])) if round(h["epoch"]) in by_epoch
+              else float("nan")} for h in evals]
     best = max(evals, key=lambda h: h["eval_accuracy"])
     stats = {"train_seconds": seconds, "train_loss": mean_logged_loss(trainer, result),
              "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,

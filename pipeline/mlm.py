@@ -14,8 +14,10 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import xxhash  # a dependency of `datasets`: a fast, stable hash of the batch's ids
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorForLanguageModeling, TrainingArguments
 from transformers.modeling_outputs import MaskedLMOutput
@@ -64,6 +66,27 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
     logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows))
     return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels.flatten().index_select(0, rows)),
                           logits=logits)
+
+
+class BatchSeededMasks:
+    """Wraps an MLM collator: each batch's masks are drawn from a generator seeded by the seed and
+    the batch's token ids, in a forked RNG (the global stream, which dropout uses, is untouched).
+
+    With the global RNG, the masks of a batch depend on when it is collated: the dataloader
+    collates one batch ahead, and a resumed run skips batches without collating them and
+    restores the RNG at a different point, so it would train on other masks than an
+    uninterrupted run. Seeded by content, a batch gets the same masks either way; a batch of
+    other blocks (a new epoch's order) gets new ones.
+    """
+
+    def __init__(self, collator, seed: int):
+        self.collator, self.seed = collator, seed
+
+    def __call__(self, features):
+        ids = np.asarray([f["input_ids"] for f in features], dtype=np.int64)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(xxhash.xxh64_intdigest(ids.tobytes(), seed=self.seed) & (2**63 - 1))
+            return self.collator(features)
 
 
 class CountMasked:
@@ -228,7 +251,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         torch_compile=params.train.compile,
         disable_tqdm=False,
     ))
-    collator = mlm_collator(tokenizer, p)
+    collator = BatchSeededMasks(mlm_collator(tokenizer, p), p.seed)
     model = use_masked_only_head(model, p.masked_only_head)
     if getattr(model.forward, "__func__", None) is masked_only_forward:
         collator = CountMasked(collator)
@@ -236,7 +259,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
         trainer = CheckedTrainer(model=model, args=args,
                                  train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
-        result, resumed_from = train_with_resume(trainer, work_dir, run_id)
+        result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
     seconds = time.time() - start
     tokens = steps * effective_batch * p.block_size
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]

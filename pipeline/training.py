@@ -10,7 +10,9 @@ import math
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from pipeline.distributed import barrier, is_main_process
@@ -21,10 +23,37 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from a generator seeded by (seed, epoch).
+
+    The Trainer's own LengthGroupedSampler draws from the global torch RNG, whose state at an
+    epoch's start depends on everything drawn before (dropout included), and a resumed run
+    restores it only after the epoch's order was drawn: a resumed run trained on other batches
+    than an uninterrupted one. Seeded per epoch (the Trainer calls `set_epoch`), like
+    accelerate's SeedableRandomSampler for random batches, the order is the same either way, and
+    the same on every DDP rank.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
 class CheckedTrainer(Trainer):
-    """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr."""
+    """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr,
+    and whose length-grouped batches resume exactly (SeededLengthGroupedSampler)."""
 
     last_finite_loss: float | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            return SeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, self.args.data_seed)
+        return sampler
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -148,12 +177,15 @@ def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     return get_last_checkpoint(str(work_dir)) if _written_for(Path(work_dir), run_id) else None
 
 
-def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str):
-    """`trainer.train()`, resumed from the last matching checkpoint in `work_dir` if any.
+def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str, name: str = "train"):
+    """`trainer.train()`, resumed from the last matching checkpoint in `work_dir` if any, saying so.
     Returns (TrainOutput, the step it resumed from or 0)."""
     if is_main_process():
         claim_work_dir(work_dir, run_id)
     barrier()
     checkpoint = get_last_checkpoint(str(work_dir))
     resumed = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+    if checkpoint and is_main_process():
+        print(f"[{name}] resuming from {checkpoint} (step {resumed}): the same inputs were interrupted there; "
+              f"the steps before it are not repeated", flush=True)
     return trainer.train(resume_from_checkpoint=checkpoint), resumed
