@@ -34,10 +34,10 @@ from datasets import Dataset, Features, List, Value, concatenate_datasets, load_
 from datasets.utils.tqdm import tqdm
 
 from pipeline.config import ConfigError, Params
-from pipeline.data import LOCAL_FORMATS, check_utf8, load_prepared
+from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.dedup import (ContainmentIndex, NearIndex, clean_text, doc_key, minhash_signatures,
                              normalised_hash, shingles, words)
-from pipeline.io import OFFLINE_HELP, atomic_dir, require_hub
+from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
 SOURCE_KEYS = {"name", "path", "config", "split", "text_field", "weight", "licence", "min_chars", "max_chars"}
@@ -100,10 +100,6 @@ def _local_files(path: str) -> list[Path]:
     return [p] if p.is_file() else []
 
 
-def _is_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or Path(path).expanduser().exists() or any(c in path for c in "*?[")
-
-
 def check_sources(spec: dict, params: Params) -> None:
     """Refuse, before loading anything, a corpus that would hold the task's text where it must not.
 
@@ -125,7 +121,7 @@ def check_sources(spec: dict, params: Params) -> None:
             continue
         fix = (f"test text never enters an MLM corpus. Remove this source from {spec['path']} "
                f"or point it at other text.")
-        if _is_local(path):
+        if is_local_path(path):
             hit = next((f for f in _local_files(path) if f.resolve() in test_files), None)
             if hit is not None:
                 raise ConfigError(f"{where}: `{path}` includes {hit}, the task's test split "
@@ -147,25 +143,15 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
     if path == TASK_SOURCE:
         ds = load_prepared("train", task_dir)
         field = "text"
-    elif _is_local(path):
+    elif local_or_hub(f"{where}.path", path) is not None:
         files = _local_files(path)
         if not files:
             raise ConfigError(f"{where}: `{path}` matches no file; fix the path (relative paths are taken from "
                               f"the project root) or drop the source.")
-        parts = []
-        for f in files:
-            builder = next((b for ext, b in LOCAL_FORMATS.items() if f.name.endswith(ext)), None)
-            if builder is None:
-                raise ConfigError(f"{where}: {f} has an unknown format; use {', '.join(LOCAL_FORMATS)}.")
-            if builder != "parquet":
-                check_utf8(f)  # Arrow takes bad bytes at load time and fails later, mid-run
-            try:
-                parts.append(load_dataset(builder, data_files=str(f), split="train"))
-            except Exception as exc:
-                raise ConfigError(f"{where}: {f} cannot be read as {builder} ({type(exc).__name__}: {exc}).") from exc
+        fix = f"fix or remove it ({where})"
+        parts = [load_local_file(f, fix) for f in files]
         ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     else:
-        require_hub(f"{where}.path", path)
         try:
             ds = load_dataset(path, src.get("config"), split=src["split"])
         except Exception as exc:

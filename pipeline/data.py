@@ -9,7 +9,7 @@ from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import ConfigError, Params, Task
-from pipeline.io import OFFLINE_HELP, atomic_dir, require_hub, write_json
+from pipeline.io import OFFLINE_HELP, atomic_dir, local_or_hub, write_json
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
 LOCAL_FORMATS = {
@@ -76,12 +76,16 @@ def first_bad_json_line(path: Path) -> str:
     return ""
 
 
-def load_local_file(path: Path) -> Dataset:
-    builder = next(b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext))
+def load_local_file(path: Path, fix: str = "point task.dataset at a directory with data") -> Dataset:
+    """A local file of a supported format as a Dataset; an unreadable one is refused, naming the file,
+    the line where one is known, and `fix`. The one file loader of the task data and the corpora."""
+    builder = next((b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext)), None)
+    if builder is None:
+        raise ConfigError(f"{path}: unknown format; use one of {', '.join(LOCAL_FORMATS)}.")
     if path.stat().st_size == 0:
-        raise ConfigError(f"{path}: the file is empty; point task.dataset at a directory with data.")
+        raise ConfigError(f"{path}: the file is empty; {fix}.")
     if builder != "parquet":
-        check_utf8(path)
+        check_utf8(path)  # Arrow takes bad bytes at load time and fails later, mid-run
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types
@@ -89,20 +93,19 @@ def load_local_file(path: Path) -> Dataset:
         raise ConfigError(f"{path}: cannot be read as {builder}{where} ({type(exc).__name__}: {exc}); "
                           f"check the file is UTF-8 {builder}.") from exc
     if len(ds) == 0:
-        raise ConfigError(f"{path}: no records; point task.dataset at a directory with data.")
+        raise ConfigError(f"{path}: no records; {fix}.")
     return ds
 
 
 def load_task_split(task: Task, split: str) -> tuple[Dataset, str]:
     """Return the split and a name for messages (the file, or hub id:split)."""
-    local = Path(task.dataset).expanduser()
-    if local.is_dir():
+    local = local_or_hub("task.dataset", task.dataset)
+    if local is not None:
+        if not local.is_dir():
+            raise ConfigError(f"task.dataset: `{task.dataset}` is not a directory; point it at a directory "
+                              f"holding train.* and test.* files, or at a hub dataset id.")
         path = find_split_file(local, split)
         return load_local_file(path), str(path)
-    if local.exists() or task.dataset.startswith((".", "/", "~")):
-        raise ConfigError(f"task.dataset: `{task.dataset}` is not a directory; point it at a directory "
-                          f"holding train.* and test.* files, or at a hub dataset id.")
-    require_hub("task.dataset", task.dataset)
     try:
         ds = load_dataset(task.dataset, task.config, split=split)
     except Exception as exc:

@@ -99,6 +99,24 @@ def require_hub(key: str, value: str) -> None:
         )
 
 
+def local_or_hub(key: str, value: str) -> Path | None:
+    """The one local-vs-hub decision for every input (task data, corpus sources, models).
+
+    A value that exists on disk, is written as a path (`.`, `/`, `~`) or holds a glob pattern is
+    local: its Path is returned and the caller checks what it must hold. Anything else is a hub
+    id: None is returned once the Hub is known to be reachable (`require_hub`).
+    """
+    if is_local_path(value):
+        return Path(value).expanduser()
+    require_hub(key, value)
+    return None
+
+
+def is_local_path(value: str) -> bool:
+    """`local_or_hub`'s rule alone, without asking the Hub."""
+    return value.startswith((".", "/", "~")) or Path(value).expanduser().exists() or any(c in value for c in "*?[")
+
+
 def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     """Rows as CSV with a header (DVC plots read it), written atomically."""
     import csv

@@ -15,7 +15,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
 
 from pipeline.config import ConfigError, Params
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
-from pipeline.io import OFFLINE_HELP, require_hub
+from pipeline.io import OFFLINE_HELP, local_or_hub
 
 
 # Files that make a tokenizer, by kind: fast (tokenizer.json), WordPiece, BPE, SentencePiece.
@@ -48,14 +48,13 @@ def check_model_dir(path: Path, needs: tuple[str, ...] = ("config", "tokenizer",
 
 
 def _resolve(name: str, needs: tuple[str, ...]) -> str:
-    path = Path(name).expanduser()
-    if path.is_dir():
-        check_model_dir(path, needs)
-        return str(path)
-    if name.startswith((".", "/", "~")):
+    path = local_or_hub("model.name", name)
+    if path is None:
+        return name
+    if not path.is_dir():
         raise ConfigError(f"model.name: `{name}` is not a directory. {OFFLINE_HELP}")
-    require_hub("model.name", name)
-    return name
+    check_model_dir(path, needs)
+    return str(path)
 
 
 def _load(loader, name: str, params: Params, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
