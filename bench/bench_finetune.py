@@ -26,10 +26,11 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 from common import machine, minilm_config
 from imdb_sample import OFFLINE_MODEL, imdb_texts
 from pipeline.config import from_dict
-from pipeline.distributed import resolve_precision
+from pipeline.precision import resolve_precision
 from pipeline.evaluate import predict
 from pipeline.fast_dropout import fast_dropout
-from pipeline.finetune import dynamic_padding, encode_split, training_args
+from pipeline.encoding import dynamic_padding, encode_split
+from pipeline.finetune import training_args
 
 
 def main() -> None:

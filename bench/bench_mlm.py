@@ -19,7 +19,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from common import alternate, minilm_config, report
-from pipeline.distributed import autocast, resolve_precision
+from pipeline.precision import autocast, resolve_precision
 from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
 

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from common import machine
 from imdb_sample import OFFLINE_MODEL, imdb_texts
 from pipeline.config import from_dict
-from pipeline.finetune import encode_split
+from pipeline.encoding import encode_split
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
     return spec
 
 
-def _local_files(path: str) -> list[Path]:
+def local_source_files(path: str) -> list[Path]:
     p = Path(path).expanduser()
     if p.is_dir():
         return sorted(f for f in p.iterdir() if any(f.name.endswith(ext) for ext in LOCAL_FORMATS))
@@ -122,7 +122,7 @@ def check_sources(spec: dict, params: Params) -> None:
         fix = (f"test text never enters an MLM corpus. Remove this source from {spec['path']} "
                f"or point it at other text.")
         if is_local_path(path):
-            hit = next((f for f in _local_files(path) if f.resolve() in test_files), None)
+            hit = next((f for f in local_source_files(path) if f.resolve() in test_files), None)
             if hit is not None:
                 raise ConfigError(f"{where}: `{path}` includes {hit}, the task's test split "
                                   f"(task.dataset + task.test_split); {fix}")
@@ -144,7 +144,7 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
         ds = load_prepared("train", task_dir)
         field = "text"
     elif local_or_hub(f"{where}.path", path) is not None:
-        files = _local_files(path)
+        files = local_source_files(path)
         if not files:
             raise ConfigError(f"{where}: `{path}` matches no file; fix the path (relative paths are taken from "
                               f"the project root) or drop the source.")

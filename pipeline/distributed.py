@@ -1,4 +1,4 @@
-"""Process-group facts (rank, world size) and the numeric precision for this device.
+"""Process-group facts (rank, world size), launching (torchrun) and device placement.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; the Trainer sets up DDP from them (NCCL on
 CUDA, gloo on CPU). Plain `python` is world size 1.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 import torch
 
@@ -80,26 +79,3 @@ def single_device(args):
               f"{args.n_gpu} to train on all of them with DDP.", file=sys.stderr)
         args._n_gpu = 1  # what the Trainer reads to decide on DataParallel
     return args
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(preference: str) -> str:
-    """`auto` -> bf16 on CUDA with bf16 support or a bf16-capable CPU, else fp32."""
-    if preference != "auto":
-        return preference
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def autocast(precision: str):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -8,8 +8,9 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from transformers import DataCollatorWithPadding, Trainer
 
-from pipeline.finetune import dynamic_padding, training_args
 from pipeline.config import Params
+from pipeline.encoding import dynamic_padding
+from pipeline.training import training_arguments
 
 LENGTH_BUCKETS = ((0, 128, "<=128"), (129, 256, "129-256"), (257, 512, "257-512"), (513, 10**9, ">512"))
 
@@ -29,8 +30,8 @@ def predict(model, tokenizer, encoded: Dataset, params: Params, work_dir,
     else:
         order = np.argsort(np.asarray(encoded["length"]), kind="stable")
         collator = dynamic_padding(tokenizer, model)
-    args = training_args(params, work_dir, train_sampling_strategy="random", report_to=[],
-                         eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    args = training_arguments(work_dir, params.train, checkpoints=False,
+                              per_device_eval_batch_size=params.finetune.eval_batch_size)
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     logits = trainer.predict(encoded.select(order).select_columns(columns)).predictions

@@ -8,7 +8,6 @@ best epoch on dev kept.
 from __future__ import annotations
 
 import math
-
 import re
 import time
 from pathlib import Path
@@ -17,34 +16,21 @@ import numpy as np
 import torch
 from datasets import Dataset
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import DataCollatorWithPadding, TrainingArguments
+from transformers import TrainingArguments
 
 from pipeline.config import Params
-from pipeline.distributed import (accumulation_steps, barrier, main_process_first, resolve_precision, single_device,
-                                  world_size)
+from pipeline.distributed import accumulation_steps, barrier, world_size
+from pipeline.encoding import dynamic_padding
 from pipeline.fast_dropout import fast_dropout
-from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
-from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
-from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, KeepBestEpoch, StopWhenDevStalls, mean_logged_loss, train_with_resume
+from pipeline.precision import resolve_precision
+from pipeline.training import (CheckedTrainer, KeepBestEpoch, StopWhenDevStalls, mean_logged_loss, train_with_resume,
+                               training_arguments)
 
 # Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
 # ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
 _LAYER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
 _EMBED = re.compile(r"embed")
 _NO_DECAY = re.compile(r"(bias$|norm|LayerNorm)", re.IGNORECASE)
-
-
-def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
-    """Tokenise in full, then cut (flat) or chunk (hierarchical); cached by datasets' fingerprint."""
-    f = params.finetune
-    common = {"tokenizer": tokenizer, "max_length": params.model.max_length, "layout": special_layout(tokenizer)}
-    if f.model == "hierarchical":
-        fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
-    else:
-        fn, kwargs = tokenize_for_classification, {"mode": f.truncation, "head_tokens": f.head_tokens}
-    with main_process_first():
-        return ds.map(fn, batched=True, num_proc=num_proc, desc="tokenize", fn_kwargs={**common, **kwargs})
 
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -81,14 +67,6 @@ def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=f.lr, fused=True)  # one fused kernel (CPU and CUDA)
 
 
-def dynamic_padding(tokenizer, model=None):
-    """Pad each batch to its longest text, rounded up to a multiple of 8 (aligned shapes suit the
-    bf16 kernels of CPUs and tensor cores alike); chunked texts for the hierarchical model."""
-    if isinstance(model, HierarchicalClassifier):
-        return ChunkCollator(tokenizer.pad_token_id, pad_to_multiple_of=8)
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-
-
 def compute_metrics(eval_pred) -> dict:
     """From the Trainer's (predictions, label_ids), which stay paired whatever the sampler order."""
     preds = np.asarray(eval_pred.predictions).argmax(-1)
@@ -97,10 +75,9 @@ def compute_metrics(eval_pred) -> dict:
 
 
 def training_args(params: Params, output_dir: str | Path, **overrides) -> TrainingArguments:
+    """The fine-tuning recipe's TrainingArguments; `overrides` (benchmarks) replace any of them."""
     f = params.finetune
-    precision = resolve_precision(params.train.precision)
-    kwargs = dict(
-        output_dir=str(output_dir),
+    stage_args = dict(
         num_train_epochs=f.epochs,
         per_device_train_batch_size=f.batch_size,
         gradient_accumulation_steps=accumulation_steps(f.batch_size, f.target_batch, "finetune"),
@@ -108,28 +85,16 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         learning_rate=f.lr,
         warmup_steps=f.warmup,  # a float < 1 is a ratio in transformers 5
         weight_decay=f.weight_decay,
-        lr_scheduler_type="linear",
-        eval_strategy="epoch",
-        # resumable checkpoints every N steps; the best epoch is kept by KeepBestEpoch
-        save_strategy="steps" if params.train.checkpoint_steps else "no",
-        save_steps=params.train.checkpoint_steps or 500,
-        save_total_limit=1,
+        eval_strategy="epoch",  # the best epoch is kept by KeepBestEpoch
         # every step: a resume then restores the whole loss history (an epoch-level log would average
         # only the steps since the resume); the curve's per-epoch train loss is the mean of its steps
         logging_strategy="steps",
         logging_steps=1,
         train_sampling_strategy="group_by_length" if f.group_by_length else "random",
         length_column_name="length",
-        report_to=report_to(),
-        bf16=precision == "bf16",
-        use_cpu=not torch.cuda.is_available(),
-        seed=params.seed,
-        data_seed=params.seed,
-        dataloader_num_workers=params.train.num_workers,
-        torch_compile=params.train.compile,
     )
-    kwargs.update(overrides)
-    return single_device(TrainingArguments(**kwargs))
+    stage_args.update(overrides)
+    return training_arguments(output_dir, params.train, seed=params.seed, **stage_args)
 
 
 def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path,

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 import xxhash  # a dependency of `datasets`: a fast, stable hash of the batch's ids
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorForLanguageModeling, TrainingArguments
+from transformers import DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
 from pipeline.config import ConfigError, Params
-from pipeline.distributed import (accumulation_steps, autocast, main_process_first, resolve_precision,
-                                  single_device, world_size)
+from pipeline.distributed import accumulation_steps, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
-from pipeline.tracking import report_to
-from pipeline.training import CheckedTrainer, mean_logged_loss, resumable_checkpoint, train_with_resume
+from pipeline.precision import autocast, resolve_precision
+from pipeline.training import (CheckedTrainer, mean_logged_loss, resumable_checkpoint, train_with_resume,
+                               training_arguments)
 
 
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
@@ -226,31 +226,20 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
               f"{p.max_tokens:,}: each block is trained about {corpus_epochs:.1f} times, with fresh masks.",
               flush=True)
     precision = resolve_precision(params.train.precision)
-    args = single_device(TrainingArguments(
-        output_dir=str(work_dir),
+    args = training_arguments(
+        work_dir, params.train, seed=p.seed,
         max_steps=steps,
         per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=accumulation,
         learning_rate=p.lr,
         warmup_steps=p.warmup,  # a float < 1 is a ratio in transformers 5
         weight_decay=p.weight_decay,
-        lr_scheduler_type="linear",
         logging_steps=max(1, steps // 50),
-        save_strategy="steps" if params.train.checkpoint_steps else "no",
-        save_steps=params.train.checkpoint_steps or 500,
-        save_total_limit=1,
-        report_to=report_to(),
-        bf16=precision == "bf16",
-        use_cpu=not torch.cuda.is_available(),
-        seed=params.pretrain.seed,
-        data_seed=params.pretrain.seed,
         dataloader_drop_last=True,
         remove_unused_columns=False,  # the blocks hold only what the collator reads (ids, offsets for whole-word masks)
-        dataloader_num_workers=params.train.num_workers,
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)
-        torch_compile=params.train.compile,
         disable_tqdm=False,
-    ))
+    )
     collator = BatchSeededMasks(mlm_collator(tokenizer, p), p.seed)
     model = use_masked_only_head(model, p.masked_only_head)
     if getattr(model.forward, "__func__", None) is masked_only_forward:

@@ -22,8 +22,9 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
     try:
         params = load_params("params.yaml")
         # each stage draws from the seed that names its randomness (params.yaml says which is which)
-        set_seed({"prepare": params.task.seed, "collect": params.pretrain.seed,
-                  "pretrain": params.pretrain.seed}.get(name, params.seed))
+        if name not in ("inputs", "evaluate"):  # these draw nothing at random
+            set_seed(params.task.seed if name == "prepare" else
+                     params.pretrain.seed if name in ("collect", "pretrain") else params.seed)
         start = time.time()
         with tracking.stage_run(params, name) as run:
             metrics = work(params)

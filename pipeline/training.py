@@ -11,12 +11,33 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
-from pipeline.distributed import barrier, is_main_process
+from pipeline.config import Train
+from pipeline.distributed import barrier, is_main_process, single_device
 from pipeline.io import atomic_dir
+from pipeline.precision import resolve_precision
+from pipeline.tracking import report_to
+
+
+def training_arguments(output_dir: str | Path, train: Train, seed: int | None = None, checkpoints: bool = True,
+                       **stage_args) -> TrainingArguments:
+    """The TrainingArguments every Trainer here shares (pretrain, finetune, evaluate's predict):
+    precision, device, data-loading workers, compile, linear schedule; for training (`seed` given,
+    `checkpoints`) also the seeds, the resumable checkpoints and the tracker. `stage_args` add the
+    stage's own. Never nn.DataParallel (`single_device`)."""
+    args = dict(output_dir=str(output_dir), bf16=resolve_precision(train.precision) == "bf16",
+                use_cpu=not torch.cuda.is_available(), dataloader_num_workers=train.num_workers,
+                torch_compile=train.compile, lr_scheduler_type="linear", report_to=[], save_strategy="no")
+    if seed is not None:
+        args.update(seed=seed, data_seed=seed)
+    if checkpoints:
+        args.update(save_strategy="steps" if train.checkpoint_steps else "no", save_steps=train.checkpoint_steps or 500,
+                    save_total_limit=1, report_to=report_to())
+    args.update(stage_args)
+    return single_device(TrainingArguments(**args))
 
 
 class NonFiniteLossError(RuntimeError):

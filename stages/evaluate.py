@@ -6,7 +6,7 @@ import numpy as np
 
 from pipeline.data import load_prepared
 from pipeline.evaluate import bucket_of, metrics_from_predictions, predict
-from pipeline.finetune import encode_split
+from pipeline.encoding import encode_split
 from pipeline.io import read_json, write_csv
 from pipeline.model import load_classifier, load_tokenizer
 from pipeline.stage import run_stage

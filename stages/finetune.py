@@ -6,7 +6,8 @@ from pathlib import Path
 from pipeline.config import check_lengths
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process
-from pipeline.finetune import encode_split, finetune
+from pipeline.encoding import encode_split
+from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.model import load_classifier, load_config, load_tokenizer
 from pipeline.stage import run_stage

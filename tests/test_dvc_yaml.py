@@ -4,7 +4,16 @@ them), and declares no module it does not import. So editing any code a stage ru
 `dvc repro` run it again."""
 
 import ast
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
 import re
+import runpy
+import subprocess
+import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -74,3 +83,127 @@ def test_stage_declares_exactly_the_modules_it_runs(pipeline, name, stage):
     missing, extra = sorted(needed - declared), sorted(declared - needed)
     assert not missing and not extra, (f"{pipeline}:{name}: add these deps: {missing}; remove these (not run by "
                                        f"the stage): {extra}")
+
+
+# ---------------------------------------------------------------------------- params read per stage
+@contextlib.contextmanager
+def recorded_param_reads():
+    """Record every params key read (`section.key`, dotted) while the block runs.
+
+    Each params dataclass gets a recording `__getattribute__` for its leaf fields. Reads made
+    only to validate the params (every key at load; lengths against the model's positions) or to name a run (the resume fingerprint
+    hashes whole sections) are not counted: they decide whether a stage may start or resume,
+    not what it computes.
+    """
+    from pipeline import config
+
+    reads: set[str] = set()
+    paused = [False]
+    prefixes = {config.Params: "", config.Task: "task.", config.Demo: "task.demo.", config.Model: "model.",
+                config.Collect: "collect.", config.Pretrain: "pretrain.", config.Finetune: "finetune.",
+                config.Train: "train.", config.Launch: "launch.", config.Tracking: "tracking."}
+    saved = {cls: cls.__getattribute__ for cls in prefixes}
+    for cls, prefix in prefixes.items():
+        hints = typing.get_type_hints(cls)
+        leaves = {f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(hints[f.name])}
+
+        def getattribute(self, name, _get=saved[cls], _prefix=prefix, _leaves=leaves):
+            if name in _leaves and not paused[0]:
+                reads.add(_prefix + name)
+            return _get(self, name)
+        cls.__getattribute__ = getattribute
+    def unrecorded(fn):
+        def call(*args, **kwargs):
+            paused[0] = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                paused[0] = False
+        return call
+    # (module, name) of the functions whose reads are not counted, wherever a module imported them by name
+    targets = [(m, n) for m, mod in list(sys.modules.items()) if m.startswith(("pipeline", "stages"))
+               for n in ("fingerprint", "_check_ranges", "check_lengths") if getattr(mod, n, None) is not None]
+    originals = {(m, n): getattr(sys.modules[m], n) for m, n in targets}
+    try:
+        for (m, n), fn in originals.items():
+            setattr(sys.modules[m], n, unrecorded(fn))
+        yield reads
+    finally:
+        for (m, n), fn in originals.items():
+            setattr(sys.modules[m], n, fn)
+        for cls, get in saved.items():
+            cls.__getattribute__ = get
+
+
+def run_stage_in_process(project: Path, name: str, cmd: str) -> set[str]:
+    """The params keys a stage's command reads, running it here in `project` (as `dvc repro` would)."""
+    from pipeline.config import load_params
+    from pipeline.distributed import torchrun_command
+
+    module = stage_modules(cmd)[-1]
+    importlib.import_module(module)  # so the recorder can reach names the stage imported
+    with recorded_param_reads() as reads:
+        if "stages.launch" in cmd:
+            torchrun_command(load_params("params.yaml").launch, module)
+        runpy.run_module(module, run_name="__main__")
+    return reads
+
+
+def covered(key: str, declared: list[str]) -> bool:
+    return any(key == d or key.startswith(d + ".") for d in declared)
+
+
+def test_every_stage_declares_exactly_the_params_it_reads(tmp_path, monkeypatch):
+    """Runs the whole pipeline on the fixture project, in process, recording the params each stage reads."""
+    from fixtures import make_project, set_params
+
+    project = make_project(tmp_path)
+    set_params(project, **{"train.checkpoint_steps": 0, "finetune.epochs": 1, "pretrain.max_tokens": 4000})
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    reads = {name: run_stage_in_process(project, name, stage["cmd"]) for name, stage in spec["stages"].items()}
+    # the hierarchical classifier reads its own keys (chunks, pooling): run the stages that build it again
+    set_params(project, **{"finetune.model": "hierarchical"})
+    for name in ("finetune", "evaluate"):
+        reads[name] |= run_stage_in_process(project, name, spec["stages"][name]["cmd"])
+    problems = []
+    for name, stage in spec["stages"].items():
+        declared = [str(p) for p in stage.get("params", [])]
+        missing = sorted(k for k in reads[name] if not covered(k, declared))
+        unread = sorted(d for d in declared if not any(covered(k, [d]) for k in reads[name]))
+        if missing or unread:
+            problems.append(f"dvc.yaml:{name}: add params {missing}; remove params it never reads {unread}")
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------- local inputs by content
+def test_editing_a_local_input_in_place_reruns_what_reads_it(tmp_path):
+    from fixtures import make_project
+
+    project = make_project(tmp_path)
+
+    def repro():
+        result = subprocess.run(["dvc", "repro", "collect"], cwd=project, capture_output=True, text=True,
+                                env={**os.environ, "WANDB_MODE": "disabled"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {s for s in ("prepare", "collect") if f"Running stage '{s}'" in result.stdout}
+
+    assert repro() == {"prepare", "collect"}
+    assert repro() == set()  # nothing edited: only the hashing stage runs
+    task_file = tmp_path / "fixtures/task/train.jsonl"  # outside the project, named by task.dataset
+    rows = task_file.read_text().splitlines()
+    task_file.write_text("\n".join(rows[:-1] + [rows[-1].replace('"label": 1', '"label": 0')]) + "\n")
+    assert repro() == {"prepare", "collect"}
+    source = tmp_path / "fixtures/corpora_data/news_a.jsonl"  # a corpus source file: collect only
+    with source.open("a") as fh:
+        fh.write(json.dumps({"body": "Market shares rose in trade on the bank rates report today."}) + "\n")
+    # the default source is task (corpora/task.yaml reads data/task): point it at the news corpus
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pretrain"]["source"] = "cross_domain"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert repro() == {"collect"}
+    with source.open("a") as fh:
+        fh.write(json.dumps({"body": "Officials said growth in the quarter beat the forecast again."}) + "\n")
+    assert repro() == {"collect"}
+    assert repro() == set()

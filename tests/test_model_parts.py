@@ -12,7 +12,8 @@ from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassificati
 from pipeline import tracking
 from pipeline.config import from_dict
 from pipeline.evaluate import metrics_from_predictions, predict
-from pipeline.finetune import encode_split, layerwise_param_groups
+from pipeline.encoding import encode_split
+from pipeline.finetune import layerwise_param_groups
 from pipeline.mlm import budget_steps, heldout_blocks, mlm_perplexity, pack
 from pipeline.model import load_mlm
 

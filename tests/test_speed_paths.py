@@ -10,7 +10,7 @@ from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, BertForSeq
 
 from pipeline.config import from_dict
 from pipeline.evaluate import predict
-from pipeline.finetune import encode_split
+from pipeline.encoding import encode_split
 from pipeline.mlm import CountMasked, masked_only_forward, use_masked_only_head
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from transformers import AutoModel, AutoTokenizer
 
 from pipeline.data import load_prepared
-from pipeline.distributed import autocast, resolve_precision
+from pipeline.precision import autocast, resolve_precision
 
 
 @torch.no_grad()

@@ -1,0 +1,32 @@
+"""Model inputs from task text, for training and evaluation alike: tokenise, cut (head / tail /
+head+tail) or chunk (hierarchical), and pad each batch."""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from transformers import DataCollatorWithPadding
+
+from pipeline.config import Params
+from pipeline.distributed import main_process_first
+from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
+from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
+
+
+def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
+    """Tokenise in full, then cut (flat) or chunk (hierarchical); cached by datasets' fingerprint."""
+    f = params.finetune
+    common = {"tokenizer": tokenizer, "max_length": params.model.max_length, "layout": special_layout(tokenizer)}
+    if f.model == "hierarchical":
+        fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
+    else:
+        fn, kwargs = tokenize_for_classification, {"mode": f.truncation, "head_tokens": f.head_tokens}
+    with main_process_first():
+        return ds.map(fn, batched=True, num_proc=num_proc, desc="tokenize", fn_kwargs={**common, **kwargs})
+
+
+def dynamic_padding(tokenizer, model=None):
+    """Pad each batch to its longest text, rounded up to a multiple of 8 (aligned shapes suit the
+    bf16 kernels of CPUs and tensor cores alike); chunked texts for the hierarchical model."""
+    if isinstance(model, HierarchicalClassifier):
+        return ChunkCollator(tokenizer.pad_token_id, pad_to_multiple_of=8)
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)

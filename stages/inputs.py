@@ -1,0 +1,7 @@
+"""DVC stage `inputs` (always run): md5 of the local task and corpus files -> data/inputs/*.json."""
+
+from pipeline.inputs import write_records
+from pipeline.stage import run_stage
+
+if __name__ == "__main__":
+    run_stage("inputs", lambda params: write_records(params.task, params.collect, params.pretrain.source))
