@@ -354,73 +354,72 @@ def select_nearest(pool: Dataset, task_texts: list[str], k: int, num_proc: int) 
 
 
 # ---------------------------------------------------------------------------- build
-def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
-                 out_dir: str | Path = "data/corpus") -> dict:
-    """Write `out_dir/corpus.parquet` (text, source, tokens) for `pretrain.source`; return the stats."""
-    source, c = params.pretrain.source, params.collect
-    stats: dict = {"source": source, "budget_tokens": params.pretrain.max_tokens}
-    if source == "none":
-        with atomic_dir(out_dir) as tmp:
-            Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
-        return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
-                "leaked_removed": 0, "sources": {}}
+def screen_sources(spec: dict, params: Params, heldout: Heldout, task_dir: str | Path) -> list[dict]:
+    """Step 1: clean and screen every document of every source (see the module doc).
 
-    spec = load_spec(c.corpora_dir, source)
-    check_sources(spec, params)
-    heldout = heldout_index(params, task_dir)
+    One entry per source: its prepared Arrow dataset, the rows that passed every rule, and
+    its report (documents in and kept, dropped per rule, weight, licence)."""
+    c = params.collect
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
-    rng = np.random.default_rng(params.pretrain.seed)
-
-    # Clean and screen every document of every source (see the module doc).
-    prepared, eligible, per_source = [], [], {}
-    prior_keys = np.zeros(0, dtype=np.int64)
+    screened, prior_keys = [], np.zeros(0, dtype=np.int64)
     for src in spec["sources"]:
         raw = load_source(src, task_dir)
         ds = prepare_texts(raw, params, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
                            desc=f"clean {src['name']}")
         codes, kept_keys = screen(ds, heldout, prior_keys, desc=f"screen {src['name']}")
-        rows = np.flatnonzero(codes == 0)
         prior_keys = np.concatenate([prior_keys, kept_keys])
         counts = np.bincount(codes, minlength=len(RULES))
-        prepared.append(ds)
-        eligible.append(rows)
-        per_source[src["name"]] = {
+        rows = np.flatnonzero(codes == 0)
+        screened.append({"src": src, "ds": ds, "rows": rows, "report": {
             "docs_in": len(raw), "docs_kept": len(rows),
             "dropped": {rule: int(counts[_CODE[rule]]) for rule in RULES[1:]} | {"near_duplicate": 0},
             "weight": float(src["weight"]) / total_weight, "licence": src.get("licence", ""),
-        }
+        }})
+    return screened
 
-    # Groups to draw from: one per source by weight, or the selected documents as one group.
-    corpus_index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
-    groups = []  # (dataset, rows, target tokens, source name or None when `ds` has a source column)
-    selection = {"method": c.select}
+
+def select_groups(screened: list[dict], params: Params, spec: dict, task_dir: str | Path,
+                  rng: np.random.Generator) -> tuple[list[tuple], dict]:
+    """Step 2: what to draw from: one group per source with its share of the budget, or, with
+    `collect.select: tfidf` (in_domain), the selected documents as one group. Returns the groups
+    (dataset, rows, target tokens, source name or None when the dataset has a source column)
+    and the selection report."""
+    c, source = params.collect, params.pretrain.source
+    selection: dict = {"method": c.select}
     if c.select != "none" and source != "in_domain":
         selection = {"method": "none", "note": f"collect.select={c.select} applies to in_domain only"}
-    if c.select == "tfidf" and source == "in_domain":
-        pool_parts = []
-        n_eligible = sum(len(r) for r in eligible)
-        pool_ids = np.sort(rng.choice(n_eligible, size=min(c.select_pool, n_eligible), replace=False))
-        offsets = np.cumsum([0] + [len(r) for r in eligible])
-        for i, (ds, rows, src) in enumerate(zip(prepared, eligible, spec["sources"])):
-            mine = pool_ids[(pool_ids >= offsets[i]) & (pool_ids < offsets[i + 1])] - offsets[i]
-            if len(mine):
-                part = ds.select(rows[mine]).flatten_indices()
-                pool_parts.append(part.add_column("source", [src["name"]] * len(part)))
-        if not pool_parts:
-            raise ConfigError(f"{spec['path']}: nothing left to select from after cleaning, dedup and the "
-                              f"leakage guard; add sources or lower collect.min_chars.")
-        pool = concatenate_datasets(pool_parts)
-        task_texts = [clean_text(t) for t in load_prepared("train", task_dir)["text"]]
-        chosen, selection = select_nearest(pool, task_texts, c.select_k, c.num_proc)
-        selection["weights_applied"] = False
-        selection["per_source"] = dict(Counter(pool.select(chosen)["source"]))
-        groups.append((pool, chosen, float(params.pretrain.max_tokens), None))
-    else:
-        for ds, rows, src in zip(prepared, eligible, spec["sources"]):
-            target = params.pretrain.max_tokens * float(src["weight"]) / total_weight
-            per_source[src["name"]]["target_tokens"] = round(target, 1)
-            groups.append((ds, rows, target, src["name"]))
+    if not (c.select == "tfidf" and source == "in_domain"):
+        groups, total_weight = [], sum(float(e["src"]["weight"]) for e in screened)
+        for entry in screened:
+            target = params.pretrain.max_tokens * float(entry["src"]["weight"]) / total_weight
+            entry["report"]["target_tokens"] = round(target, 1)
+            groups.append((entry["ds"], entry["rows"], target, entry["src"]["name"]))
+        return groups, selection
+    n_eligible = sum(len(e["rows"]) for e in screened)
+    pool_ids = np.sort(rng.choice(n_eligible, size=min(c.select_pool, n_eligible), replace=False))
+    offsets = np.cumsum([0] + [len(e["rows"]) for e in screened])
+    pool_parts = []
+    for i, entry in enumerate(screened):
+        mine = pool_ids[(pool_ids >= offsets[i]) & (pool_ids < offsets[i + 1])] - offsets[i]
+        if len(mine):
+            part = entry["ds"].select(entry["rows"][mine]).flatten_indices()
+            pool_parts.append(part.add_column("source", [entry["src"]["name"]] * len(part)))
+    if not pool_parts:
+        raise ConfigError(f"{spec['path']}: nothing left to select from after cleaning, dedup and the "
+                          f"leakage guard; add sources or lower collect.min_chars.")
+    pool = concatenate_datasets(pool_parts)
+    task_texts = [clean_text(t) for t in load_prepared("train", task_dir)["text"]]
+    chosen, selection = select_nearest(pool, task_texts, c.select_k, c.num_proc)
+    selection["weights_applied"] = False
+    selection["per_source"] = dict(Counter(pool.select(chosen)["source"]))
+    return [(pool, chosen, float(params.pretrain.max_tokens), None)], selection
 
+
+def draw_corpus(groups: list[tuple], tokenizer, params: Params, reports: dict, selection: dict,
+                rng: np.random.Generator) -> Dataset:
+    """Step 3: draw each group to its target (near duplicates of drawn documents dropped and
+    counted in `reports` / `selection`), then shuffle the whole corpus with the seed."""
+    corpus_index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
     parts = []
     for ds, rows, target, name in groups:
         taken, tokens, near = draw(ds, rows, target, tokenizer, corpus_index, rng, desc=f"draw {name or 'selected'}")
@@ -429,35 +428,36 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
         part = part.select_columns(["text"] + (["source"] if name is None else []))
         if name is not None:
             part = part.add_column("source", [name] * len(part))
-            per_source[name]["dropped"]["near_duplicate"] += near
+            reports[name]["dropped"]["near_duplicate"] += near
         else:  # selected documents: attribute the near duplicates to no source, report them in total
             selection["near_duplicates"] = near
         parts.append(part.add_column("tokens", [tokens[i] for i in order]))
-    corpus = concatenate_datasets(parts).shuffle(seed=params.pretrain.seed).flatten_indices()
-    if len(corpus) == 0:
-        dropped = {k: sum(s["dropped"][k] for s in per_source.values()) for k in DROP_KEYS}
-        raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
-                          f"(dropped: {dropped}); add sources or lower collect.min_chars.")
+    return concatenate_datasets(parts).shuffle(seed=params.pretrain.seed).flatten_indices()
 
+
+def corpus_stats(corpus: Dataset, reports: dict, selection: dict, params: Params, heldout: Heldout,
+                 task_dir: str | Path) -> dict:
+    """Step 4: the figures of `metrics/corpus.json` (see the README's table of stage outputs)."""
+    c = params.collect
     tokens = np.asarray(corpus["tokens"], dtype=np.int64)
     total = int(tokens.sum())
-    by_source = Counter()
-    docs_by_source = Counter()
+    by_source, docs_by_source = Counter(), Counter()
     for name, n in zip(corpus["source"], tokens):
         by_source[name] += int(n)
         docs_by_source[name] += 1
-    for name, entry in per_source.items():
+    for name, entry in reports.items():
         entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
-    dropped = {k: sum(s["dropped"][k] for s in per_source.values()) for k in DROP_KEYS}
+    dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
     dropped["near_duplicate"] += selection.get("near_duplicates", 0)
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
     corpus_vocab = top_unigrams(corpus["text"])
-    stats.update({
+    lsh = NearIndex(c.near_dup_threshold, c.minhash_perm).lsh
+    return {
         "docs": len(corpus), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
         "budget_coverage": total / params.pretrain.max_tokens,
-        "docs_in": sum(s["docs_in"] for s in per_source.values()),
-        "docs_kept": sum(s["docs_kept"] for s in per_source.values()),
+        "docs_in": sum(s["docs_in"] for s in reports.values()),
+        "docs_kept": sum(s["docs_kept"] for s in reports.values()),
         "dropped": dropped,
         "duplicates_removed": dropped["duplicate"] + dropped["near_duplicate"],
         "exact_duplicates_removed": dropped["duplicate"],
@@ -469,11 +469,39 @@ def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
                        "heldout_ngrams": int(len(heldout.ngrams.hashes))},
         "vocab_overlap": len(task_vocab & corpus_vocab) / max(1, len(task_vocab)),
         "near_dup": {"threshold": c.near_dup_threshold, "num_perm": c.minhash_perm,
-                     "shingle_words": c.shingle_words, "lsh_bands": corpus_index.lsh.b,
-                     "lsh_rows": corpus_index.lsh.r},
+                     "shingle_words": c.shingle_words, "lsh_bands": lsh.b, "lsh_rows": lsh.r},
         "selection": selection,
-        "sources": per_source,
-    })
+        "sources": reports,
+    }
+
+
+def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
+                 out_dir: str | Path = "data/corpus") -> dict:
+    """Write `out_dir/corpus.parquet` (text, source, tokens) for `pretrain.source`; return the stats.
+
+    Steps: screen every source (clean, leak guard, exact dedup), select what to draw from,
+    draw to the budget (near dedup), and the stats."""
+    source = params.pretrain.source
+    stats: dict = {"source": source, "budget_tokens": params.pretrain.max_tokens}
+    if source == "none":
+        with atomic_dir(out_dir) as tmp:
+            Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
+        return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
+                "leaked_removed": 0, "sources": {}}
+
+    spec = load_spec(params.collect.corpora_dir, source)
+    check_sources(spec, params)
+    heldout = heldout_index(params, task_dir)
+    rng = np.random.default_rng(params.pretrain.seed)
+    screened = screen_sources(spec, params, heldout, task_dir)
+    reports = {e["src"]["name"]: e["report"] for e in screened}
+    groups, selection = select_groups(screened, params, spec, task_dir, rng)
+    corpus = draw_corpus(groups, tokenizer, params, reports, selection, rng)
+    if len(corpus) == 0:
+        dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
+        raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
+                          f"(dropped: {dropped}); add sources or lower collect.min_chars.")
+    stats.update(corpus_stats(corpus, reports, selection, params, heldout, task_dir))
     with atomic_dir(out_dir) as tmp:
         corpus.to_parquet(str(tmp / "corpus.parquet"))
     return stats

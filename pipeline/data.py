@@ -235,20 +235,28 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
         ds, where = load_task_split(task, name)
         check_fields(ds, task, where)
         raw[split] = (ds, where)
+    # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
+    local = Path(task.dataset).expanduser()
+    if local.is_dir() and any((local / f"dev{ext}").is_file() for ext in LOCAL_FORMATS):
+        ds, where = load_task_split(task, "dev")
+        check_fields(ds, task, where)
+        raw["dev"] = (ds, where)
+        print(f"[prepare] {where}: used as the dev split (task.dev_size is not used)", flush=True)
     values = label_values(raw["train"][0], task)
     if len(values) < 2:
         raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({values}); a classifier "
                           f"needs at least two. Check `task.label_field`.")
     names = display_names(values, task, raw["train"][1])
-    train, blank_train = encode(raw["train"][0], task, values, raw["train"][1])
-    test, blank_test = encode(raw["test"][0], task, values, raw["test"][1])
-    for split, blank, where in (("train", blank_train, raw["train"][1]), ("test", blank_test, raw["test"][1])):
-        if blank:
-            print(f"[prepare] {where}: dropped {blank} record(s) with a blank or missing `{task.text_field}`",
+    encoded, blank = {}, {}
+    for split, (ds, where) in raw.items():
+        encoded[split], blank[split] = encode(ds, task, values, where)
+        if blank[split]:
+            print(f"[prepare] {where}: dropped {blank[split]} record(s) with a blank or missing `{task.text_field}`",
                   flush=True)
-    check_stratifiable(train, names, raw["train"][1], f"dev split (task.dev_size {task.dev_size})")
-    train, dev = split_dev(train, task.dev_size, task.seed)
-    splits = {"train": train, "dev": dev, "test": test}
+    if "dev" not in encoded:
+        check_stratifiable(encoded["train"], names, raw["train"][1], f"dev split (task.dev_size {task.dev_size})")
+        encoded["train"], encoded["dev"] = split_dev(encoded["train"], task.dev_size, task.seed)
+    splits = {s: encoded[s] for s in SPLITS}
     if task.demo.enabled:
         for split, ds in splits.items():
             if getattr(task.demo, split) < len(ds):
@@ -274,7 +282,7 @@ def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
         splits["train"] = stratified_take(splits["train"], task.demo.train, task.seed)
 
     stats = {"classes": len(names), "demo": task.demo.enabled,
-             "dropped_blank_text": {"train": blank_train, "test": blank_test},
+             "dropped_blank_text": blank,
              "train_overlap": overlap}
     with atomic_dir(out_dir) as tmp:
         for split, ds in splits.items():

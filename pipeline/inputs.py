@@ -34,7 +34,7 @@ def task_record(task: Task) -> dict:
     if not is_local_path(task.dataset):
         return {"hub": task.dataset, "config": task.config, "splits": [task.train_split, task.test_split]}
     folder = Path(task.dataset).expanduser()
-    names = {f"{split}{ext}" for split in (task.train_split, task.test_split) for ext in LOCAL_FORMATS}
+    names = {f"{split}{ext}" for split in (task.train_split, "dev", task.test_split) for ext in LOCAL_FORMATS}
     files = sorted(f for f in folder.iterdir() if f.name in names) if folder.is_dir() else []
     return {"local": str(folder), "files": [file_record(f) for f in files]}
 

@@ -106,15 +106,34 @@ def local_or_hub(key: str, value: str) -> Path | None:
     local: its Path is returned and the caller checks what it must hold. Anything else is a hub
     id: None is returned once the Hub is known to be reachable (`require_hub`).
     """
+    if value.startswith(PACKAGE_PREFIX):
+        return package_path(key, value)
     if is_local_path(value):
         return Path(value).expanduser()
     require_hub(key, value)
     return None
 
 
+PACKAGE_PREFIX = "pkg:"  # pkg:NAME/sub/dir: a folder inside an installed Python package (the demo's encoder)
+
+
+def package_path(key: str, value: str) -> Path:
+    """`pkg:NAME/sub/dir` -> the folder `sub/dir` of the installed package NAME."""
+    import importlib.util
+
+    name, _, sub = value[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    if spec is None or not spec.origin:
+        raise ConfigError(f"`{key}` is `{value}`: the package `{name}` is not installed. For the demo's encoder "
+                          f"install the project with its demo extra (pip install -e '.[demo]'), or set `{key}` to "
+                          f"a hub id or a local directory.")
+    return Path(spec.origin).parent / sub
+
+
 def is_local_path(value: str) -> bool:
     """`local_or_hub`'s rule alone, without asking the Hub."""
-    return value.startswith((".", "/", "~")) or Path(value).expanduser().exists() or any(c in value for c in "*?[")
+    return (value.startswith((".", "/", "~", PACKAGE_PREFIX)) or Path(value).expanduser().exists()
+            or any(c in value for c in "*?["))
 
 
 def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:

@@ -365,7 +365,7 @@ def test_collect_params_are_range_checked():
 def test_the_repository_corpus_specs_are_valid():
     from fixtures import ROOT
 
-    for folder in (ROOT / "corpora", ROOT / "corpora" / "local"):
+    for folder in (ROOT / "corpora", ROOT / "corpora" / "local", ROOT / "corpora" / "demo"):
         for source in ("task", "in_domain", "cross_domain"):
             spec = load_spec(folder, source)
             assert all(s.get("licence") for s in spec["sources"]), (folder, source)

@@ -109,3 +109,13 @@ def test_label_names_rename_classes_everywhere_and_are_checked(task_dir, tmp_pat
             prepare_task(params_for(task_dir, label_names=given), tmp_path / "bad")
     with pytest.raises(ConfigError, match=r"`task.label_names` must be list or dict or null"):
         params_for(task_dir, label_names="negative,positive")
+
+
+def test_a_local_dev_file_is_the_dev_split(task_dir, tmp_path, capsys):
+    rows = [json.loads(line) for line in (task_dir / "train.jsonl").read_text().splitlines()]
+    write_jsonl(task_dir / "dev.jsonl", rows[:30])
+    write_jsonl(task_dir / "train.jsonl", rows[30:])
+    stats = prepare_task(params_for(task_dir), tmp_path / "out")
+    dev = load_prepared("dev", tmp_path / "out")
+    assert dev["text"] == [r["text"] for r in rows[:30]] and stats["train_docs"] == len(rows) - 30
+    assert "dev.jsonl: used as the dev split (task.dev_size is not used)" in capsys.readouterr().out
