@@ -509,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_report(summary, runs, args.out)
         print(markdown(summary))
     print(f"[compare] wrote {', '.join(str(p) for p in paths.values())}")
+    # not declared in dvc.yaml: it exists only once compare has run (a declared plot would warn before)
+    axes = "-x accuracy -y strategy --template bar_horizontal" if not args.by else f"-x {args.by} -y accuracy"
+    print(f"[compare] DVC plot: dvc plots show {paths['csv']} {axes}")
     return 0
 
 

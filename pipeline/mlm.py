@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 import xxhash  # a dependency of `datasets`: a fast, stable hash of the batch's ids
 from datasets import Dataset, concatenate_datasets
+from datasets.utils.tqdm import tqdm
 from transformers import DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
 from pipeline.config import ConfigError, Params
-from pipeline.distributed import accumulation_steps, main_process_first, world_size
+from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
 from pipeline.training import (CheckedTrainer, mean_logged_loss, resumable_checkpoint, train_with_resume,
@@ -33,6 +34,7 @@ from pipeline.training import (CheckedTrainer, mean_logged_loss, resumable_check
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
 # RoBERTa: lm_head; ALBERT: predictions). Models not listed keep their standard forward.
 HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
+MASKED_BUCKET = 64  # masked-only head: gather sizes are rounded up to a multiple of this
 
 
 def _head(model):
@@ -61,11 +63,20 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
     masked = (labels != -100).flatten()
     if masked_count is None:
         rows = masked.nonzero().squeeze(-1)  # size known only on the device: one sync
+        targets = labels.flatten().index_select(0, rows)
     else:
-        rows = torch.nonzero_static(masked, size=int(masked_count)).squeeze(-1)
+        # The gather's size rounded up to a multiple of MASKED_BUCKET, the extra rows pointing at
+        # position 0 with an ignored target: the same loss, and a handful of distinct shapes
+        # instead of a new one every step (each new shape of the head's matmul and of its
+        # logits left memory behind: RSS grew by ~13 MB a step, bench/bench_memory.py).
+        count = int(masked_count)
+        size = min(masked.numel(), -(-count // MASKED_BUCKET) * MASKED_BUCKET) if count else 0
+        rows = torch.nonzero_static(masked, size=size, fill_value=0).squeeze(-1)
+        targets = labels.flatten().index_select(0, rows)
+        if size > count:
+            targets = torch.where(torch.arange(size, device=targets.device) < count, targets, -100)
     logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows))
-    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels.flatten().index_select(0, rows)),
-                          logits=logits)
+    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), targets), logits=logits)
 
 
 class BatchSeededMasks:
@@ -129,7 +140,7 @@ def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None
     columns = ["input_ids", "offset_mapping"] if offsets else ["input_ids"]
 
     def tokenize(batch):
-        encoded = tokenizer(batch["text"], return_offsets_mapping=offsets)
+        encoded = tokenizer(batch["text"], return_offsets_mapping=offsets, verbose=False)  # packed into blocks below
         return {c: encoded[c] for c in columns}
 
     def group(batch):
@@ -164,7 +175,8 @@ def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
 
 
 @torch.no_grad()
-def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size: int = 32) -> dict:
+def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size: int = 32,
+                   desc: str = "held-out perplexity") -> dict:
     """exp(mean masked-token loss) on `blocks`, with masks drawn from a fixed seed.
 
     The masks depend on the data seed only (`task.seed`), so every strategy and seed is measured
@@ -178,7 +190,7 @@ def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size
     model.eval()
     use_masked_only_head(model, params.pretrain.masked_only_head)
     total_loss, total_masked = 0.0, 0
-    for start in range(0, len(blocks), batch_size):
+    for start in tqdm(range(0, len(blocks), batch_size), desc=desc, unit="batch", disable=not is_main_process()):
         rows = blocks[start:start + batch_size]["input_ids"]
         batch = collator([{"input_ids": ids} for ids in rows])
         batch = {k: v.to(device) for k, v in batch.items()}

@@ -6,6 +6,8 @@ Only safetensors weights are loaded and `trust_remote_code` stays off unless the
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +16,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
                           AutoTokenizer)
 
 from pipeline.config import ConfigError, Params
+from pipeline.distributed import is_main_process
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
 from pipeline.io import OFFLINE_HELP, local_or_hub
 
@@ -57,10 +60,47 @@ def _resolve(name: str, needs: tuple[str, ...]) -> str:
     return str(path)
 
 
+@contextlib.contextmanager
+def _quiet_load_report():
+    """transformers 5 prints a MISSING / UNEXPECTED table, and for a headless checkpoint "This
+    checkpoint seem corrupted", whenever a model is loaded with another head than it was saved
+    with, which is what this pipeline does on purpose (an MLM head on a sentence encoder, a
+    classifier on an MLM). Those reports are silenced here; what matters is said once, in plain
+    words, by the callers (`describe_load`), and a real mismatch still raises."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.utils.loading_report")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def describe_load(model, info: dict, what: str) -> None:
+    """One line on the weights that did not come from the checkpoint: expected for a new head
+    (`what`), a warning when encoder weights are missing."""
+    encoder = f"{model.base_model_prefix}."
+    missing = list(info.get("missing_keys", ()))
+    in_encoder = [k for k in missing if k.startswith(encoder)]
+    head = [k for k in missing if not k.startswith(encoder)]
+    if head and is_main_process():
+        print(f"[model] {what}: {len(head)} head tensor(s) are new ({', '.join(sorted(head)[:3])}"
+              f"{', ...' if len(head) > 3 else ''}), as expected; training fits them.", flush=True)
+    if in_encoder:
+        print(f"[model] warning: {len(in_encoder)} encoder tensor(s) missing from the checkpoint were initialised "
+              f"at random: {', '.join(sorted(in_encoder)[:5])}; check that model.name is the model you meant.",
+              file=sys.stderr, flush=True)
+
+
 def _load(loader, name: str, params: Params, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
     source = _resolve(name, needs)
     try:
-        return loader.from_pretrained(source, trust_remote_code=params.model.trust_remote_code, **kwargs)
+        with _quiet_load_report():
+            return loader.from_pretrained(source, trust_remote_code=params.model.trust_remote_code, **kwargs)
     except OSError as exc:
         raise ConfigError(f"model.name: cannot load `{name}` ({exc}). The model directory needs config.json, "
                           f"tokenizer files and model.safetensors (pickled .bin weights are refused). "
@@ -86,6 +126,7 @@ def load_mlm(name: str, params: Params, with_head_report: bool = False):
     """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head."""
     model, info = _load(AutoModelForMaskedLM, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
                         output_loading_info=True)
+    describe_load(model, info, "MLM head")
     return (model, head_report(model, info)) if with_head_report else model
 
 
@@ -113,5 +154,8 @@ def load_classifier(name: str, params: Params, names: list[str] | None = None):
             f = params.finetune
             encoder = _load(AutoModel, name, params, use_safetensors=True, dtype=MASTER_DTYPE)
             return HierarchicalClassifier.from_encoder(encoder, f.pooling, f.max_chunks, f.chunk_overlap, **kwargs)
-    return _load(AutoModelForSequenceClassification, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
-                 **kwargs)
+    model, info = _load(AutoModelForSequenceClassification, name, params, use_safetensors=True,
+                        dtype=MASTER_DTYPE, output_loading_info=True, **kwargs)
+    if names is not None:
+        describe_load(model, info, "classifier head")
+    return model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 from transformers import set_seed
@@ -16,6 +17,25 @@ from pipeline import tracking
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.distributed import is_main_process
 from pipeline.io import write_json
+
+
+# where the training stages keep their resumable checkpoints (stages/pretrain.py, stages/finetune.py)
+CHECKPOINT_DIRS = {"pretrain": ("models/.pretrain-work", "models/.pretrain-head-work"),
+                   "finetune": ("models/.finetune-work",)}
+
+
+def interrupted_message(name: str) -> str:
+    """One line for Ctrl-C: where the last checkpoint is, and that a rerun resumes from it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = [c for d in CHECKPOINT_DIRS.get(name, ()) if Path(d).is_dir() and (c := get_last_checkpoint(d))]
+    if found:
+        return (f"[{name}] interrupted; the last checkpoint is {found[0]}: rerun the stage (dvc repro) and it "
+                f"resumes from there.")
+    if name in CHECKPOINT_DIRS:
+        return (f"[{name}] interrupted before its first checkpoint (every train.checkpoint_steps steps): a rerun "
+                f"starts this stage over.")
+    return f"[{name}] interrupted; nothing was written: a rerun starts this stage over."
 
 
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None) -> None:
@@ -35,3 +55,7 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
     except ConfigError as exc:
         print(f"\n[{name}] error: {exc}\n", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if is_main_process():
+            print(f"\n{interrupted_message(name)}", file=sys.stderr, flush=True)
+        sys.exit(130)

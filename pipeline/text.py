@@ -46,7 +46,7 @@ def truncate_ids(ids: list[int], max_length: int, mode: str = "head", head_token
 def tokenize_for_classification(batch: dict, tokenizer, max_length: int, mode: str, head_tokens: int,
                                 layout: tuple[int, int]) -> dict:
     """Batched `datasets.map` function: full tokenisation, exact truncation, `length` before the cut."""
-    encoded = tokenizer(batch["text"])["input_ids"]
+    encoded = tokenizer(batch["text"], verbose=False)["input_ids"]  # cut on ids below: no >max warning
     ids = [truncate_ids(x, max_length, mode, head_tokens, layout) for x in encoded]
     return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
             "length": [len(x) for x in ids], "full_length": [len(x) for x in encoded]}
@@ -76,7 +76,7 @@ def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0
 def tokenize_for_chunks(batch: dict, tokenizer, max_length: int, max_chunks: int, overlap: int,
                         layout: tuple[int, int]) -> dict:
     """Batched `datasets.map` function for the hierarchical model: each text -> a list of chunks."""
-    encoded = tokenizer(batch["text"])["input_ids"]
+    encoded = tokenizer(batch["text"], verbose=False)["input_ids"]  # cut on ids below: no >max warning
     chunks = [chunk_ids(x, max_length, max_chunks, overlap, layout) for x in encoded]
     return {"input_ids": chunks, "length": [sum(len(c) for c in x) for x in chunks],
             "chunks": [len(x) for x in chunks], "full_length": [len(x) for x in encoded]}

@@ -25,7 +25,7 @@ def pretrain(params):
     if torch.cuda.is_available():
         model.to("cuda")
     blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params)
-    before = mlm_perplexity(model, blocks, tokenizer, params)
+    before = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, before")
     head_only = None
     if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
@@ -36,11 +36,11 @@ def pretrain(params):
                              ["data/corpus/corpus.parquet"])
         warmup = warm_up_head(model, tokenizer, corpus, params, head, HEAD_WORK_DIR, WORK_DIR, run_id)
         if warmup["tokens"]:
-            head_only = mlm_perplexity(model, blocks, tokenizer, params)
+            head_only = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, head warmed up")
             print(f"[pretrain] head warm-up: {warmup['tokens']:,} tokens, encoder frozen; held-out perplexity "
                   f"{before['perplexity']:,.1f} -> {head_only['perplexity']:,.1f}", flush=True)
         stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
-        after = mlm_perplexity(model, blocks, tokenizer, params)
+        after = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, after")
     curve = stats.pop("curve")
     if is_main_process():
         with atomic_dir("models/pretrained") as tmp:

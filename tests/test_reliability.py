@@ -30,10 +30,11 @@ def stage(project, name, check=True):
 
 
 
-def kill_after_checkpoint(project, name, work_dir):
-    """Start a stage, SIGKILL it as soon as its first checkpoint (train.checkpoint_steps) is on disk."""
+def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
+    """Start a stage, send it `sig` as soon as its first checkpoint (train.checkpoint_steps) is on
+    disk; returns its stderr."""
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=project, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
@@ -41,10 +42,11 @@ def kill_after_checkpoint(project, name, work_dir):
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"{name} finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, stderr = proc.communicate()
     # the run must have been cut while training, with its checkpoint still there to resume from
     assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "killed too late: no checkpoint"
+    return stderr
 
 
 
@@ -62,6 +64,15 @@ def project(tmp_path_factory):
     stage(project, "prepare")
     stage(project, "collect")
     return project
+
+
+def test_ctrl_c_says_where_the_checkpoint_is_and_that_a_rerun_resumes(project):
+    stderr = kill_after_checkpoint(project, "pretrain", "models/.pretrain-work", signal.SIGINT)
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("[pretrain] interrupted; the last checkpoint is models/.pretrain-work/checkpoint-")
+    assert last.endswith("rerun the stage (dvc repro) and it resumes from there.")
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    shutil.rmtree(project / "models/.pretrain-work")
 
 
 def weights(directory):

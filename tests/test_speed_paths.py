@@ -11,7 +11,7 @@ from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, BertForSeq
 from pipeline.config import from_dict
 from pipeline.evaluate import predict
 from pipeline.encoding import encode_split
-from pipeline.mlm import CountMasked, masked_only_forward, use_masked_only_head
+from pipeline.mlm import MASKED_BUCKET, CountMasked, masked_only_forward, use_masked_only_head
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -35,6 +35,7 @@ def test_masked_only_loss_and_grads_equal_standard(make):
     model.zero_grad()
     fast = use_masked_only_head(model)
     assert fast.forward.__func__ is masked_only_forward
+    assert int(masked.sum()) % MASKED_BUCKET  # the static gather is padded to the bucket: padded rows are ignored
     for count in (None, int(masked.sum())):  # device-sized gather, and the static size the collator counts
         model.zero_grad()
         loss = fast(input_ids=input_ids, labels=labels, masked_count=count).loss
