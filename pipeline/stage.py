@@ -6,6 +6,7 @@ traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ def interrupted_message(name: str) -> str:
     return f"[{name}] interrupted; nothing was written: a rerun starts this stage over."
 
 
-def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None) -> None:
+def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True) -> None:
+    """Load and check the params, seed, run `work` (in a W&B run when `track`), write its metrics."""
     try:
         params = load_params("params.yaml")
         # each stage draws from the seed that names its randomness (params.yaml says which is which)
@@ -46,7 +48,7 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
             set_seed(params.task.seed if name == "prepare" else
                      params.pretrain.seed if name in ("collect", "pretrain") else params.seed)
         start = time.time()
-        with tracking.stage_run(params, name) as run:
+        with (tracking.stage_run(params, name) if track else contextlib.nullcontext()) as run:
             metrics = work(params)
             metrics["seconds"] = round(time.time() - start, 2)
             tracking.log_summary(run, metrics)

@@ -4,4 +4,5 @@ from pipeline.inputs import write_records
 from pipeline.stage import run_stage
 
 if __name__ == "__main__":
-    run_stage("inputs", lambda params: write_records(params.task, params.collect, params.pretrain.source))
+    # bookkeeping, not an experiment step: no W&B run
+    run_stage("inputs", lambda params: write_records(params.task, params.collect, params.pretrain.source), track=False)
