@@ -122,7 +122,7 @@ def child(args) -> None:
         "collect": {"corpora_dir": str(root / "corpora"), "num_proc": args.num_proc[0]},
         "pretrain": {"source": "in_domain", "max_tokens": args.budget},
     })
-    prepare_task(params, root / "task_out")
+    prepare_task(params.task, root / "task_out")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     anon = AnonPeak()
     anon.start()

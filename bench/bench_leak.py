@@ -91,7 +91,7 @@ def cost_child(data: Path, guard: bool, model: str) -> None:
     params = from_dict({"task": {"dataset": str(data / "imdb"), "demo": {"enabled": False}},
                         "collect": {"corpora_dir": str(root / "corpora")},
                         "pretrain": {"source": "in_domain", "max_tokens": 1_000_000}})
-    prepare_task(params, root / "task")
+    prepare_task(params.task, root / "task")
     tokenizer = AutoTokenizer.from_pretrained(model)
     anon = AnonPeak()
     anon.start()

@@ -52,7 +52,7 @@ def main() -> None:
     from pipeline.data import load_prepared, prepare_task
 
     with tempfile.TemporaryDirectory() as tmp:
-        prepare_task(from_dict({"task": {"dataset": str(shared / "imdb")}}), tmp)
+        prepare_task(from_dict({"task": {"dataset": str(shared / "imdb")}}).task, tmp)
         for split in ("train", "dev", "test"):
             ds = load_prepared(split, tmp)
             write_jsonl_gz(ROOT / "demo/imdb" / f"{split}.jsonl.gz",

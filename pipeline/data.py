@@ -8,7 +8,7 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import ConfigError, Params, Task
+from pipeline.config import ConfigError, Task
 from pipeline.io import OFFLINE_HELP, atomic_dir, local_or_hub, write_json
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
@@ -227,9 +227,8 @@ def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Data
     return train.select(np.sort(train_idx)), train.select(np.sort(dev_idx))
 
 
-def prepare_task(params: Params, out_dir: str | Path = "data/task") -> dict:
+def prepare_task(task: Task, out_dir: str | Path = "data/task") -> dict:
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats."""
-    task = params.task
     raw = {}
     for split, name in (("train", task.train_split), ("test", task.test_split)):
         ds, where = load_task_split(task, name)

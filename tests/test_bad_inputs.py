@@ -17,25 +17,25 @@ def task_params(task_dir, **task):
 def test_empty_dataset_file(task_dir, tmp_path):
     (task_dir / "train.jsonl").write_text("")
     with pytest.raises(ConfigError, match=r"train.jsonl: the file is empty"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_all_texts_empty(task_dir, tmp_path):
     write_jsonl(task_dir / "train.jsonl", [{"text": " ", "label": i % 2} for i in range(20)])
     with pytest.raises(ConfigError, match=r"train.jsonl: every text in `text` is empty; check `task.text_field`"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_single_class(task_dir, tmp_path):
     write_jsonl(task_dir / "train.jsonl", [{"text": f"film {i}", "label": 1} for i in range(20)])
     with pytest.raises(ConfigError, match=r"train.jsonl: `label` has a single class"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_undecodable_bytes(task_dir, tmp_path):
     (task_dir / "train.jsonl").write_bytes(b'{"text": "caf\xe9 \xff\xfe", "label": 0}\n{"text": "ok", "label": 1}\n')
     with pytest.raises(ConfigError, match=r"train.jsonl: not valid UTF-8 near line 1.*re-encode"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_wrong_type_and_unknown_key_in_params_file(tmp_path):
@@ -54,7 +54,7 @@ def test_corpus_empty_after_cleaning(task_dir, tmp_path, tiny_model):
     params = from_dict({"task": {"dataset": str(task_dir), "demo": {"enabled": False}},
                         "collect": {"corpora_dir": str(tmp_path / "corpora"), "min_chars": 50},
                         "pretrain": {"source": "in_domain"}})
-    prepare_task(params, tmp_path / "task")
+    prepare_task(params.task, tmp_path / "task")
     write_jsonl(tmp_path / "short.jsonl", [{"text": "tiny"}, {"text": "<br />"}, {"text": ""}])
     (tmp_path / "corpora").mkdir()
     (tmp_path / "corpora" / "in_domain.yaml").write_text(
@@ -72,7 +72,7 @@ def test_truncated_gzip_names_the_file(task_dir, tmp_path):
     (task_dir / "train.jsonl").unlink()
     (task_dir / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match=r"train.jsonl.gz: the gzip data is truncated or corrupt after line \d+"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_broken_json_line_is_named(task_dir, tmp_path):
@@ -80,14 +80,14 @@ def test_broken_json_line_is_named(task_dir, tmp_path):
     lines[6] = '{"text": "film 6", "label": 0'
     (task_dir / "train.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=r"train.jsonl: cannot be read as json \(line 7: "):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 def test_blank_texts_are_counted(task_dir, tmp_path, capsys):
     rows = [{"text": f"a fine film {i}", "label": i % 2} for i in range(40)]
     rows[3]["text"], rows[5]["text"], rows[8]["text"] = "   ", None, ""
     write_jsonl(task_dir / "train.jsonl", rows)
-    stats = prepare_task(task_params(task_dir), tmp_path / "out")
+    stats = prepare_task(task_params(task_dir).task, tmp_path / "out")
     assert stats["dropped_blank_text"] == {"train": 3, "test": 0}
     assert stats["train_docs"] + stats["dev_docs"] == 37
     assert "dropped 3 record(s) with a blank or missing `text`" in capsys.readouterr().out
@@ -97,7 +97,7 @@ def test_class_with_one_example_is_refused_clearly(task_dir, tmp_path):
     rows = [{"text": f"film {i}", "label": i % 2} for i in range(30)] + [{"text": "odd one", "label": 2}]
     write_jsonl(task_dir / "train.jsonl", rows)
     with pytest.raises(ConfigError, match=r"train.jsonl: class\(es\) \['2'\] have a single example.*dev split"):
-        prepare_task(task_params(task_dir), tmp_path / "out")
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
 
 
 @pytest.mark.parametrize("keep, lacks", [

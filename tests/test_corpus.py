@@ -26,7 +26,7 @@ def setup(task_dir, tmp_path, tiny_model):
             "pretrain": {"source": source, "max_tokens": max_tokens},
         })
 
-    prepare_task(params("task"), tmp_path / "task_out")
+    prepare_task(params("task").task, tmp_path / "task_out")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
 
     def build(source, **kw):

@@ -16,7 +16,7 @@ def params_for(task_dir, **task):
 
 
 def test_prepare_writes_stratified_splits(task_dir, tmp_path):
-    stats = prepare_task(params_for(task_dir), tmp_path / "out")
+    stats = prepare_task(params_for(task_dir).task, tmp_path / "out")
     train, dev, test = (load_prepared(s, tmp_path / "out") for s in ("train", "dev", "test"))
     assert (len(train), len(dev), len(test)) == (180, 60, 80)
     assert stats["dev_label_counts"] == {"0": 30, "1": 30}
@@ -26,8 +26,8 @@ def test_prepare_writes_stratified_splits(task_dir, tmp_path):
 
 def test_demo_subset_is_stratified_and_seeded(task_dir, tmp_path):
     params = params_for(task_dir, demo={"enabled": True, "train": 40, "dev": 20, "test": 30})
-    prepare_task(params, tmp_path / "a")
-    prepare_task(params, tmp_path / "b")
+    prepare_task(params.task, tmp_path / "a")
+    prepare_task(params.task, tmp_path / "b")
     for split, n in (("train", 40), ("dev", 20), ("test", 30)):
         a, b = load_prepared(split, tmp_path / "a"), load_prepared(split, tmp_path / "b")
         assert len(a) == n and a["id"] == b["id"]
@@ -36,28 +36,28 @@ def test_demo_subset_is_stratified_and_seeded(task_dir, tmp_path):
 
 def test_missing_field_names_field_and_columns(task_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"no field `review` \(set by `task.text_field`\).*text, label"):
-        prepare_task(params_for(task_dir, text_field="review"), tmp_path / "out")
+        prepare_task(params_for(task_dir, text_field="review").task, tmp_path / "out")
     with pytest.raises(ConfigError, match=r"no field `sentiment` \(set by `task.label_field`\)"):
-        prepare_task(params_for(task_dir, label_field="sentiment"), tmp_path / "out")
+        prepare_task(params_for(task_dir, label_field="sentiment").task, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_label_only_in_test_is_refused(task_dir, tmp_path):
     write_jsonl(task_dir / "test.jsonl", [{"text": "a fine film", "label": 7}, {"text": "bad", "label": 0}])
     with pytest.raises(ConfigError, match=r"test.jsonl: label\(s\) \['7'\].*never occur in the train split"):
-        prepare_task(params_for(task_dir), tmp_path / "out")
+        prepare_task(params_for(task_dir).task, tmp_path / "out")
 
 
 def test_missing_split_file_is_named(task_dir, tmp_path):
     (task_dir / "test.jsonl").unlink()
     with pytest.raises(ConfigError, match=r"no `test` file in .*task; expected one of test.jsonl.gz"):
-        prepare_task(params_for(task_dir), tmp_path / "out")
+        prepare_task(params_for(task_dir).task, tmp_path / "out")
 
 
 def test_hub_id_without_network_fails_fast_with_the_way_out(no_hub, tmp_path):
     start = time.time()
     with pytest.raises(ConfigError) as exc:
-        prepare_task(from_dict({}), tmp_path / "out")
+        prepare_task(from_dict({}).task, tmp_path / "out")
     assert time.time() - start < 30
     message = str(exc.value)
     assert "stanfordnlp/imdb" in message and "task.dataset" in message and "model.name" in message
@@ -81,12 +81,12 @@ def add_train_copies_of_test(task_dir):
 
 def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir, tmp_path):
     exact, near = add_train_copies_of_test(task_dir)
-    stats = prepare_task(params_for(task_dir, dev_size=0.2), tmp_path / "report")
+    stats = prepare_task(params_for(task_dir, dev_size=0.2).task, tmp_path / "report")
     train = set(load_prepared("train", tmp_path / "report")["text"])
     in_train = {"exact": sum(t in train for t in exact), "near": sum(t in train for t in near)}
     assert in_train["exact"] >= 1 and in_train["near"] >= 1  # the rest went to dev (the split is seeded)
     assert stats["train_overlap"] == {**in_train, "action": "report", "train_docs_checked": len(train)}
-    stats = prepare_task(params_for(task_dir, dev_size=0.2, train_overlap="drop"), tmp_path / "drop")
+    stats = prepare_task(params_for(task_dir, dev_size=0.2, train_overlap="drop").task, tmp_path / "drop")
     dropped = set(load_prepared("train", tmp_path / "drop")["text"])
     assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == in_train["near"]
     assert stats["train_docs"] == len(train) - sum(in_train.values()) == len(dropped)
@@ -97,7 +97,7 @@ def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir,
 
 def test_label_names_rename_classes_everywhere_and_are_checked(task_dir, tmp_path):
     for given in (["negative", "positive"], {0: "negative", 1: "positive"}, {"1": "positive", "0": "negative"}):
-        stats = prepare_task(params_for(task_dir, label_names=given), tmp_path / "out")
+        stats = prepare_task(params_for(task_dir, label_names=given).task, tmp_path / "out")
         labels = json.loads((tmp_path / "out" / "labels.json").read_text())
         assert labels["names"] == ["negative", "positive"] and labels["values"] == ["0", "1"]
         assert stats["test_label_counts"] == {"negative": 40, "positive": 40}
@@ -106,7 +106,7 @@ def test_label_names_rename_classes_everywhere_and_are_checked(task_dir, tmp_pat
             ({0: "neg", 2: "pos"}, r"does not match the labels of .*: no name for \['1'\]; no such label \['2'\]"),
             (["same", "same"], r"gives two classes the same name")):
         with pytest.raises(ConfigError, match=message):
-            prepare_task(params_for(task_dir, label_names=given), tmp_path / "bad")
+            prepare_task(params_for(task_dir, label_names=given).task, tmp_path / "bad")
     with pytest.raises(ConfigError, match=r"`task.label_names` must be list or dict or null"):
         params_for(task_dir, label_names="negative,positive")
 
@@ -115,7 +115,7 @@ def test_a_local_dev_file_is_the_dev_split(task_dir, tmp_path, capsys):
     rows = [json.loads(line) for line in (task_dir / "train.jsonl").read_text().splitlines()]
     write_jsonl(task_dir / "dev.jsonl", rows[:30])
     write_jsonl(task_dir / "train.jsonl", rows[30:])
-    stats = prepare_task(params_for(task_dir), tmp_path / "out")
+    stats = prepare_task(params_for(task_dir).task, tmp_path / "out")
     dev = load_prepared("dev", tmp_path / "out")
     assert dev["text"] == [r["text"] for r in rows[:30]] and stats["train_docs"] == len(rows) - 30
     assert "dev.jsonl: used as the dev split (task.dev_size is not used)" in capsys.readouterr().out
