@@ -35,6 +35,7 @@ from pipeline.training import (CheckedTrainer, mean_logged_loss, resumable_check
 # RoBERTa: lm_head; ALBERT: predictions). Models not listed keep their standard forward.
 HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
 MASKED_BUCKET = 64  # masked-only head: gather sizes are rounded up to a multiple of this
+SMALL_CORPUS = 0.9  # a corpus under this share of pretrain.max_tokens is repeated: say so as a warning
 
 
 def _head(model):
@@ -232,11 +233,12 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
         blocks = concatenate_datasets([blocks] * math.ceil(effective_batch / len(blocks)))
     steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
     corpus_epochs = steps * effective_batch / distinct  # passes over the real text
-    if distinct * p.block_size < p.max_tokens:
-        print(f"[pretrain] warning: the corpus holds {distinct * p.block_size:,} tokens ({distinct:,} blocks of "
-              f"{p.block_size}), {distinct * p.block_size / p.max_tokens:.0%} of pretrain.max_tokens "
-              f"{p.max_tokens:,}: each block is trained about {corpus_epochs:.1f} times, with fresh masks.",
-              flush=True)
+    coverage = distinct * p.block_size / p.max_tokens
+    if is_main_process():  # a corpus drawn to the budget covers ~100% (whole documents, whole blocks)
+        print(f"[pretrain] {'warning: ' if coverage < SMALL_CORPUS else ''}the corpus holds "
+              f"{distinct * p.block_size:,} tokens ({distinct:,} blocks of {p.block_size}), {coverage:.0%} of "
+              f"pretrain.max_tokens {p.max_tokens:,}: {steps:,} steps pass over it {corpus_epochs:.1f} times"
+              f"{', each time with fresh masks' if corpus_epochs > 1.05 else ''}.", flush=True)
     precision = resolve_precision(params.train.precision)
     args = training_arguments(
         work_dir, params.train, seed=p.seed,

@@ -143,5 +143,5 @@ def test_small_corpus_warns_and_reports_the_real_blocks(tiny_model, tmp_path, ca
     stats = continue_pretraining(AutoModelForMaskedLM.from_pretrained(tiny_model),
                                  AutoTokenizer.from_pretrained(tiny_model), one_block, params, tmp_path / "work")
     assert stats["steps"] == 5 and stats["corpus_blocks"] == 1 and stats["corpus_epochs"] == 40
-    assert "the corpus holds 16 tokens (1 blocks of 16), 2% of pretrain.max_tokens 640: each block is trained " \
-           "about 40.0 times" in capsys.readouterr().out
+    assert "[pretrain] warning: the corpus holds 16 tokens (1 blocks of 16), 2% of pretrain.max_tokens 640: 5 " \
+           "steps pass over it 40.0 times, each time with fresh masks." in capsys.readouterr().out
