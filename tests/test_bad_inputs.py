@@ -145,3 +145,16 @@ def test_small_corpus_warns_and_reports_the_real_blocks(tiny_model, tmp_path, ca
     assert stats["steps"] == 5 and stats["corpus_blocks"] == 1 and stats["corpus_epochs"] == 40
     assert "[pretrain] warning: the corpus holds 16 tokens (1 blocks of 16), 2% of pretrain.max_tokens 640: 5 " \
            "steps pass over it 40.0 times, each time with fresh masks." in capsys.readouterr().out
+
+
+def test_a_model_inside_an_installed_package_is_found_and_a_missing_one_named(tmp_path, monkeypatch):
+    from pipeline.io import local_or_hub
+
+    (tmp_path / "site" / "fake_encoder_pkg" / "model").mkdir(parents=True)
+    (tmp_path / "site" / "fake_encoder_pkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    found = local_or_hub("model.name", "pkg:fake_encoder_pkg/model")
+    assert found == tmp_path / "site" / "fake_encoder_pkg" / "model"
+    with pytest.raises(ConfigError, match=r"`model.name` is `pkg:no_such_pkg_here/model`: the package `no_such_pkg_here` "
+                                          r"is not installed.*pip install -e '.\[demo\]'"):
+        local_or_hub("model.name", "pkg:no_such_pkg_here/model")
