@@ -7,6 +7,7 @@ traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,9 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         print(f"\n[{name}] error: {exc}\n", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        # Everything has unwound (outputs are written to temporary paths, removed on the way out);
+        # exit at once, so the line below is the last one (progress bars would redraw at exit).
         if is_main_process():
             print(f"\n{interrupted_message(name)}", file=sys.stderr, flush=True)
-        sys.exit(130)
+        sys.stdout.flush()
+        os._exit(130)

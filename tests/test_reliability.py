@@ -67,12 +67,14 @@ def project(tmp_path_factory):
 
 
 def test_ctrl_c_says_where_the_checkpoint_is_and_that_a_rerun_resumes(project):
-    stderr = kill_after_checkpoint(project, "pretrain", "models/.pretrain-work", signal.SIGINT)
+    try:
+        stderr = kill_after_checkpoint(project, "pretrain", "models/.pretrain-work", signal.SIGINT)
+    finally:  # the next tests start from no checkpoint
+        shutil.rmtree(project / "models/.pretrain-work", ignore_errors=True)
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("[pretrain] interrupted; the last checkpoint is models/.pretrain-work/checkpoint-")
     assert last.endswith("rerun the stage (dvc repro) and it resumes from there.")
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    shutil.rmtree(project / "models/.pretrain-work")
 
 
 def weights(directory):
