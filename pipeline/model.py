@@ -69,7 +69,9 @@ def _quiet_load_report():
     words, by the callers (`describe_load`), and a real mismatch still raises."""
     import logging
 
-    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.utils.loading_report")]
+    # (tensor_parallel: "layers were not sharded", said at every load of a model with a TP plan, TP or not)
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.utils.loading_report",
+                                              "transformers.distributed.tensor_parallel")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -85,8 +87,9 @@ def describe_load(model, info: dict, what: str) -> None:
     (`what`), a warning when encoder weights are missing."""
     encoder = f"{model.base_model_prefix}."
     missing = list(info.get("missing_keys", ()))
-    in_encoder = [k for k in missing if k.startswith(encoder)]
-    head = [k for k in missing if not k.startswith(encoder)]
+    # the pooler belongs to the classification head: an MLM checkpoint is saved without one
+    in_encoder = [k for k in missing if k.startswith(encoder) and ".pooler." not in k]
+    head = [k for k in missing if k not in in_encoder]
     if head and is_main_process():
         print(f"[model] {what}: {len(head)} head tensor(s) are new ({', '.join(sorted(head)[:3])}"
               f"{', ...' if len(head) > 3 else ''}), as expected; training fits them.", flush=True)
