@@ -127,7 +127,7 @@ def child(args) -> None:
     anon = AnonPeak()
     anon.start()
     start = time.perf_counter()
-    stats = build_corpus(params, tokenizer, root / "task_out", root / "corpus")
+    stats = build_corpus(params.task, params.collect, params.pretrain, tokenizer, root / "task_out", root / "corpus")
     seconds = time.perf_counter() - start
     anon.stop.set()
     anon.join()

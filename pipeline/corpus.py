@@ -33,7 +33,7 @@ import yaml
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
 from datasets.utils.tqdm import tqdm
 
-from pipeline.config import ConfigError, Params
+from pipeline.config import Collect, ConfigError, Pretrain, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.dedup import (ContainmentIndex, NearIndex, clean_text, doc_key, minhash_signatures,
                              normalised_hash, shingles, words)
@@ -100,7 +100,7 @@ def local_source_files(path: str) -> list[Path]:
     return [p] if p.is_file() else []
 
 
-def check_sources(spec: dict, params: Params) -> None:
+def check_sources(spec: dict, task: Task, source: str) -> None:
     """Refuse, before loading anything, a corpus that would hold the task's text where it must not.
 
     `task:train` belongs in task.yaml only, and no source may be the task's test split: the
@@ -108,14 +108,13 @@ def check_sources(spec: dict, params: Params) -> None:
     test file (the leakage guard would drop every document, but the corpus would be empty or
     silently different, so it is an error in the YAML instead).
     """
-    task = params.task
     task_dir = Path(task.dataset).expanduser()
     test_files = ({(task_dir / f"{task.test_split}{ext}").resolve() for ext in LOCAL_FORMATS}
                   if task_dir.is_dir() else set())
     for src in spec["sources"]:
         path, where = str(src["path"]), f"{src['where']} (`{src['name']}`)"
         if path == TASK_SOURCE:
-            if params.pretrain.source != "task":
+            if source != "task":
                 raise ConfigError(f"{where}: `{TASK_SOURCE}` belongs in task.yaml only; other strategies "
                                   f"must not see the task's text. Remove this source from {spec['path']}.")
             continue
@@ -197,10 +196,9 @@ def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_w
     return out
 
 
-def prepare_texts(ds: Dataset, params: Params, min_chars: int, max_chars: int | None = None,
+def prepare_texts(ds: Dataset, c: Collect, min_chars: int, max_chars: int | None = None,
                   desc: str = "clean") -> Dataset:
     """`text` -> cleaned `text`, `key`, `rule` (why it is dropped, or ""), `minhash`; Arrow on disk."""
-    c = params.collect
     return ds.map(_prepare_batch, batched=True, num_proc=c.num_proc if c.num_proc > 1 else None,
                   remove_columns=ds.column_names, features=_features(c.minhash_perm),
                   fn_kwargs={"min_chars": min_chars, "max_chars": max_chars,
@@ -232,17 +230,17 @@ class Heldout:
     ngrams: ContainmentIndex
 
 
-def heldout_index(params: Params, task_dir: str | Path) -> Heldout:
+def heldout_index(c: Collect, task_dir: str | Path) -> Heldout:
     """The leakage guard's three indexes over the task's dev and test text."""
     texts = concatenate_datasets([load_prepared(s, task_dir).select_columns(["text"]) for s in ("dev", "test")])
-    prepared = prepare_texts(texts, params, min_chars=0, desc="hash task dev+test")
-    index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
+    prepared = prepare_texts(texts, c, min_chars=0, desc="hash task dev+test")
+    index = NearIndex(c.near_dup_threshold, c.minhash_perm)
     view = prepared.select_columns(["rule", "minhash"]).with_format("numpy")
     for batch in view.iter(batch_size=1000):
         for rule, sig in zip(batch["rule"], batch["minhash"].astype(np.uint32)):
             if rule != "empty":
                 index.add(sig)
-    ngrams = ContainmentIndex(prepared["text"], params.collect.leak_ngram, params.collect.leak_containment)
+    ngrams = ContainmentIndex(prepared["text"], c.leak_ngram, c.leak_containment)
     return Heldout(np.unique(np.asarray(prepared["key"], dtype=np.int64)), index, ngrams)
 
 
@@ -354,17 +352,16 @@ def select_nearest(pool: Dataset, task_texts: list[str], k: int, num_proc: int) 
 
 
 # ---------------------------------------------------------------------------- build
-def screen_sources(spec: dict, params: Params, heldout: Heldout, task_dir: str | Path) -> list[dict]:
+def screen_sources(spec: dict, c: Collect, heldout: Heldout, task_dir: str | Path) -> list[dict]:
     """Step 1: clean and screen every document of every source (see the module doc).
 
     One entry per source: its prepared Arrow dataset, the rows that passed every rule, and
     its report (documents in and kept, dropped per rule, weight, licence)."""
-    c = params.collect
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
     screened, prior_keys = [], np.zeros(0, dtype=np.int64)
     for src in spec["sources"]:
         raw = load_source(src, task_dir)
-        ds = prepare_texts(raw, params, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
+        ds = prepare_texts(raw, c, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
                            desc=f"clean {src['name']}")
         codes, kept_keys = screen(ds, heldout, prior_keys, desc=f"screen {src['name']}")
         prior_keys = np.concatenate([prior_keys, kept_keys])
@@ -378,20 +375,20 @@ def screen_sources(spec: dict, params: Params, heldout: Heldout, task_dir: str |
     return screened
 
 
-def select_groups(screened: list[dict], params: Params, spec: dict, task_dir: str | Path,
+def select_groups(screened: list[dict], c: Collect, pretrain: Pretrain, spec: dict, task_dir: str | Path,
                   rng: np.random.Generator) -> tuple[list[tuple], dict]:
     """Step 2: what to draw from: one group per source with its share of the budget, or, with
     `collect.select: tfidf` (in_domain), the selected documents as one group. Returns the groups
     (dataset, rows, target tokens, source name or None when the dataset has a source column)
     and the selection report."""
-    c, source = params.collect, params.pretrain.source
+    source = pretrain.source
     selection: dict = {"method": c.select}
     if c.select != "none" and source != "in_domain":
         selection = {"method": "none", "note": f"collect.select={c.select} applies to in_domain only"}
     if not (c.select == "tfidf" and source == "in_domain"):
         groups, total_weight = [], sum(float(e["src"]["weight"]) for e in screened)
         for entry in screened:
-            target = params.pretrain.max_tokens * float(entry["src"]["weight"]) / total_weight
+            target = pretrain.max_tokens * float(entry["src"]["weight"]) / total_weight
             entry["report"]["target_tokens"] = round(target, 1)
             groups.append((entry["ds"], entry["rows"], target, entry["src"]["name"]))
         return groups, selection
@@ -412,14 +409,14 @@ def select_groups(screened: list[dict], params: Params, spec: dict, task_dir: st
     chosen, selection = select_nearest(pool, task_texts, c.select_k, c.num_proc)
     selection["weights_applied"] = False
     selection["per_source"] = dict(Counter(pool.select(chosen)["source"]))
-    return [(pool, chosen, float(params.pretrain.max_tokens), None)], selection
+    return [(pool, chosen, float(pretrain.max_tokens), None)], selection
 
 
-def draw_corpus(groups: list[tuple], tokenizer, params: Params, reports: dict, selection: dict,
+def draw_corpus(groups: list[tuple], tokenizer, c: Collect, seed: int, reports: dict, selection: dict,
                 rng: np.random.Generator) -> Dataset:
     """Step 3: draw each group to its target (near duplicates of drawn documents dropped and
     counted in `reports` / `selection`), then shuffle the whole corpus with the seed."""
-    corpus_index = NearIndex(params.collect.near_dup_threshold, params.collect.minhash_perm)
+    corpus_index = NearIndex(c.near_dup_threshold, c.minhash_perm)
     parts = []
     for ds, rows, target, name in groups:
         taken, tokens, near = draw(ds, rows, target, tokenizer, corpus_index, rng, desc=f"draw {name or 'selected'}")
@@ -432,13 +429,12 @@ def draw_corpus(groups: list[tuple], tokenizer, params: Params, reports: dict, s
         else:  # selected documents: attribute the near duplicates to no source, report them in total
             selection["near_duplicates"] = near
         parts.append(part.add_column("tokens", [tokens[i] for i in order]))
-    return concatenate_datasets(parts).shuffle(seed=params.pretrain.seed).flatten_indices()
+    return concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()
 
 
-def corpus_stats(corpus: Dataset, reports: dict, selection: dict, params: Params, heldout: Heldout,
+def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
                  task_dir: str | Path) -> dict:
     """Step 4: the figures of `metrics/corpus.json` (see the README's table of stage outputs)."""
-    c = params.collect
     tokens = np.asarray(corpus["tokens"], dtype=np.int64)
     total = int(tokens.sum())
     by_source, docs_by_source = Counter(), Counter()
@@ -455,7 +451,7 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, params: Params
     return {
         "docs": len(corpus), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
-        "budget_coverage": total / params.pretrain.max_tokens,
+        "budget_coverage": total / max_tokens,
         "docs_in": sum(s["docs_in"] for s in reports.values()),
         "docs_kept": sum(s["docs_kept"] for s in reports.values()),
         "dropped": dropped,
@@ -475,33 +471,33 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, params: Params
     }
 
 
-def build_corpus(params: Params, tokenizer, task_dir: str | Path = "data/task",
+def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir: str | Path = "data/task",
                  out_dir: str | Path = "data/corpus") -> dict:
     """Write `out_dir/corpus.parquet` (text, source, tokens) for `pretrain.source`; return the stats.
 
     Steps: screen every source (clean, leak guard, exact dedup), select what to draw from,
     draw to the budget (near dedup), and the stats."""
-    source = params.pretrain.source
-    stats: dict = {"source": source, "budget_tokens": params.pretrain.max_tokens}
+    source = pretrain.source
+    stats: dict = {"source": source, "budget_tokens": pretrain.max_tokens}
     if source == "none":
         with atomic_dir(out_dir) as tmp:
             Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
         return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
                 "leaked_removed": 0, "sources": {}}
 
-    spec = load_spec(params.collect.corpora_dir, source)
-    check_sources(spec, params)
-    heldout = heldout_index(params, task_dir)
-    rng = np.random.default_rng(params.pretrain.seed)
-    screened = screen_sources(spec, params, heldout, task_dir)
+    spec = load_spec(c.corpora_dir, source)
+    check_sources(spec, task, source)
+    heldout = heldout_index(c, task_dir)
+    rng = np.random.default_rng(pretrain.seed)
+    screened = screen_sources(spec, c, heldout, task_dir)
     reports = {e["src"]["name"]: e["report"] for e in screened}
-    groups, selection = select_groups(screened, params, spec, task_dir, rng)
-    corpus = draw_corpus(groups, tokenizer, params, reports, selection, rng)
+    groups, selection = select_groups(screened, c, pretrain, spec, task_dir, rng)
+    corpus = draw_corpus(groups, tokenizer, c, pretrain.seed, reports, selection, rng)
     if len(corpus) == 0:
         dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                           f"(dropped: {dropped}); add sources or lower collect.min_chars.")
-    stats.update(corpus_stats(corpus, reports, selection, params, heldout, task_dir))
+    stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
     with atomic_dir(out_dir) as tmp:
         corpus.to_parquet(str(tmp / "corpus.parquet"))
     return stats

@@ -11,7 +11,8 @@ def collect(params):
     if params.pretrain.source != "none":
         check_lengths(params, load_config(params.model.name, params))
         tokenizer = load_tokenizer(params.model.name, params)
-    return build_corpus(params, tokenizer, task_dir="data/task", out_dir="data/corpus")
+    return build_corpus(params.task, params.collect, params.pretrain, tokenizer, task_dir="data/task",
+                        out_dir="data/corpus")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def test_corpus_empty_after_cleaning(task_dir, tmp_path, tiny_model):
     (tmp_path / "corpora" / "in_domain.yaml").write_text(
         yaml.safe_dump({"sources": [{"path": str(tmp_path / "short.jsonl")}]}))
     with pytest.raises(ConfigError, match=r"in_domain.yaml: the corpus is empty after cleaning.*collect.min_chars"):
-        build_corpus(params, AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
+        build_corpus(params.task, params.collect, params.pretrain, AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
     assert not (tmp_path / "corpus").exists()
 
 

@@ -31,7 +31,8 @@ def setup(task_dir, tmp_path, tiny_model):
 
     def build(source, **kw):
         out = tmp_path / f"corpus_{source}"
-        stats = build_corpus(params(source, **kw), tokenizer, tmp_path / "task_out", out)
+        p = params(source, **kw)
+        stats = build_corpus(p.task, p.collect, p.pretrain, tokenizer, tmp_path / "task_out", out)
         return stats, load_corpus(out)
 
     return build, planted, tmp_path / "task_out"
@@ -294,9 +295,9 @@ def test_a_source_that_is_the_task_test_split_is_a_config_error(setup, tmp_path,
         if bad:
             with pytest.raises(ConfigError, match=r"in_domain.yaml: sources\[0\] \(`imdb`\): `stanfordnlp/imdb` "
                                                   r"split `test.*` is the task's test split.*Remove this source"):
-                check_sources(spec, params)
+                check_sources(spec, params.task, params.pretrain.source)
         else:
-            check_sources(spec, params)
+            check_sources(spec, params.task, params.pretrain.source)
 
 
 # ---------------------------------------------------------------------------- selection
