@@ -54,7 +54,7 @@ def main() -> None:
                       "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
     precision = resolve_precision("auto")
     data = encode_split(Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(len(texts))]}),
-                        tokenizer, params)
+                        tokenizer, params.model.max_length, params.finetune)
     train, evals = data.select(range(args.train)), data.select(range(args.train, len(data)))
     lengths = np.asarray(data["length"])
     torch.manual_seed(0)

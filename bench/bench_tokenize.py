@@ -37,16 +37,20 @@ def main() -> None:
     results = {"per-example loop": len(texts) / (time.perf_counter() - start)}
     for num_proc in (1, 2):
         start = time.perf_counter()
-        encoded = encode_split(ds, tokenizer, params, num_proc=num_proc if num_proc > 1 else None)
+        encoded = encode_split(ds,
+                               tokenizer, params.model.max_length, params.finetune,
+                               num_proc=num_proc if num_proc > 1 else None)
         results[f"pipeline: batched map, num_proc {num_proc}"] = len(texts) / (time.perf_counter() - start)
     assert [x for x in encoded["input_ids"]] == loop  # head truncation: identical ids
     # A rerun (same data file, same tokenizer and params) finds the datasets cache by fingerprint.
     enable_caching()
     with tempfile.TemporaryDirectory() as tmp:
         ds.to_parquet(f"{tmp}/d.parquet")
-        encode_split(Dataset.from_parquet(f"{tmp}/d.parquet", cache_dir=tmp), tokenizer, params)
+        encode_split(Dataset.from_parquet(f"{tmp}/d.parquet", cache_dir=tmp),
+                     tokenizer, params.model.max_length, params.finetune)
         start = time.perf_counter()
-        encode_split(Dataset.from_parquet(f"{tmp}/d.parquet", cache_dir=tmp), tokenizer, params)
+        encode_split(Dataset.from_parquet(f"{tmp}/d.parquet", cache_dir=tmp),
+                     tokenizer, params.model.max_length, params.finetune)
         results["pipeline: rerun (datasets cache hit)"] = len(texts) / (time.perf_counter() - start)
     print(f"## Tokenisation, docs/s ({source}, {args.docs} docs, max_length 512)")
     print(f"machine: {machine()}\n")

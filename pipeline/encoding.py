@@ -6,16 +6,16 @@ from __future__ import annotations
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from pipeline.config import Params
+from pipeline.config import Finetune
 from pipeline.distributed import main_process_first
 from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
 from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
 
 
-def encode_split(ds: Dataset, tokenizer, params: Params, num_proc: int | None = None) -> Dataset:
-    """Tokenise in full, then cut (flat) or chunk (hierarchical); cached by datasets' fingerprint."""
-    f = params.finetune
-    common = {"tokenizer": tokenizer, "max_length": params.model.max_length, "layout": special_layout(tokenizer)}
+def encode_split(ds: Dataset, tokenizer, max_length: int, f: Finetune, num_proc: int | None = None) -> Dataset:
+    """Tokenise in full, then cut (flat) or chunk (hierarchical) to `max_length` (model.max_length) as
+    the `finetune` section says; cached by datasets' fingerprint."""
+    common = {"tokenizer": tokenizer, "max_length": max_length, "layout": special_layout(tokenizer)}
     if f.model == "hierarchical":
         fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
     else:

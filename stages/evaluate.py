@@ -18,7 +18,7 @@ def run(params):
     names = read_json("data/task/labels.json")["names"]
     tokenizer = load_tokenizer(MODEL, params)
     model = load_classifier(MODEL, params)
-    test = encode_split(load_prepared("test", "data/task"), tokenizer, params)
+    test = encode_split(load_prepared("test", "data/task"), tokenizer, params.model.max_length, params.finetune)
     probs = predict(model, tokenizer, test, params, WORK_DIR)
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     preds, labels = probs.argmax(-1), np.asarray(test["label"])

@@ -20,8 +20,8 @@ def run(params):
     check_lengths(params, load_config(BASE, params))
     names = read_json("data/task/labels.json")["names"]
     tokenizer = load_tokenizer(BASE, params)
-    train = encode_split(load_prepared("train", "data/task"), tokenizer, params)
-    dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params)
+    train = encode_split(load_prepared("train", "data/task"), tokenizer, params.model.max_length, params.finetune)
+    dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
     model = load_classifier(BASE, params, names)
     run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
                          ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])

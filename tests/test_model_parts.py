@@ -56,7 +56,8 @@ def test_predict_returns_rows_in_dataset_order(tiny_model):
     texts = ["great film " * n for n in (9, 1, 5, 12, 3, 7, 2)]
     params = from_dict({"model": {"max_length": 64}, "train": {"precision": "fp32"},
                         "finetune": {"eval_batch_size": 3}})
-    encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * 7}), tokenizer, params)
+    encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * 7}),
+                           tokenizer, params.model.max_length, params.finetune)
     probs = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-predict")
     with torch.no_grad():
         for i, text in enumerate(texts):  # one at a time: no padding, no reordering

@@ -152,7 +152,7 @@ def test_nan_loss_stops_with_step_lr_and_last_loss(tiny_model, tmp_path):
                         "finetune": {"lr": 1e30, "epochs": 3, "batch_size": 4, "warmup": 0.0,
                                      "layer_decay": 1.0}})
     data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
-                        tokenizer, params)
+                        tokenizer, params.model.max_length, params.finetune)
     model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(lr [0-9.e+]+\); the last finite loss was [0-9.]+"):
         finetune(model, tokenizer, data, data, params, tmp_path / "work")
@@ -166,7 +166,7 @@ def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience,
     params = from_dict({"model": {"max_length": 32}, "train": {"precision": "fp32", "checkpoint_steps": 0},
                         "finetune": {"lr": 1e-12, "epochs": 5, "batch_size": 8, "patience": patience}})
     data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
-                        tokenizer, params)
+                        tokenizer, params.model.max_length, params.finetune)
     model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     _, stats, curve = finetune(model, tokenizer, data, data, params, tmp_path / "work")
     assert stats["epochs_run"] == epochs_run and len(curve) == int(epochs_run)

@@ -66,7 +66,8 @@ def test_length_grouped_predictions_equal_padded(tiny_model):
     texts = [" ".join(rng.choice(["great", "awful", "film", "plot", "the"], size=n)) for n in rng.integers(1, 60, 23)]
     params = from_dict({"model": {"max_length": 64}, "train": {"precision": "fp32"},
                         "finetune": {"eval_batch_size": 4}})
-    encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * len(texts)}), tokenizer, params)
+    encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * len(texts)}),
+                           tokenizer, params.model.max_length, params.finetune)
     grouped = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-grouped")
     padded = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-padded", pad_to=64)
     np.testing.assert_allclose(grouped, padded, atol=1e-5)
@@ -77,9 +78,10 @@ def test_tokenisation_is_cached_by_fingerprint(tiny_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     Dataset.from_dict({"text": ["great film"] * 50, "label": [1] * 50}).to_parquet(str(tmp_path / "d.parquet"))
     params = from_dict({"model": {"max_length": 32}})
-    first = encode_split(Dataset.from_parquet(str(tmp_path / "d.parquet")), tokenizer, params)
+    first = encode_split(Dataset.from_parquet(str(tmp_path / "d.parquet")),
+                         tokenizer, params.model.max_length, params.finetune)
     second = encode_split(Dataset.from_parquet(str(tmp_path / "d.parquet")),
-                          AutoTokenizer.from_pretrained(tiny_model), params)
+                          AutoTokenizer.from_pretrained(tiny_model), params.model.max_length, params.finetune)
     assert first.cache_files and first.cache_files == second.cache_files
 
 
