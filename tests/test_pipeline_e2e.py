@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from fixtures import ROOT, make_project
+from fixtures import ROOT, make_project, set_params
 from pipeline.corpus import heldout_hashes, load_corpus, normalised_hash
 
 SOURCES = ("none", "task", "in_domain", "cross_domain")
@@ -111,7 +111,9 @@ def test_experiments_are_recorded_by_dvc(grid):
 
 def test_default_params_without_network_stop_fast_with_the_fix(tmp_path):
     project = make_project(tmp_path)
-    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # hub ids for task and model
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    set_params(project, **{"task.dataset": "stanfordnlp/imdb", "model.name": "google-bert/bert-base-uncased",
+                           "collect.corpora_dir": "corpora"})  # what the README gives for real studies
     start = time.time()
     result = dvc(project, "repro", check=False,
                  env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "WANDB_MODE": "disabled"})
