@@ -35,17 +35,18 @@ def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
     disk; returns its stderr."""
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=project, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-    deadline = time.time() + 300
+    deadline = time.time() + 1800  # a guard against a hung stage, not a timing: a busy machine is slow
     while time.time() < deadline and proc.poll() is None:
         if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
             time.sleep(0.2)  # the Trainer writes trainer_state.json last; the checkpoint is complete
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"{name} finished before it could be killed"
+    assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), f"{name} wrote no checkpoint in time"
     proc.send_signal(sig)
     _, stderr = proc.communicate()
     # the run must have been cut while training, with its checkpoint still there to resume from
-    assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "killed too late: no checkpoint"
+    assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "the checkpoint is gone after the kill"
     return stderr
 
 
