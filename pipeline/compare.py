@@ -258,8 +258,8 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
 def _pm(mean: float, std: float | None, scale: float = 100.0, digits: int = 2) -> str:
     if math.isnan(mean):
         return "–"
-    spread = "–" if std is None else f"{std * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f} ± {spread}"
+    spread = "–" if std is None else f"{std * scale:,.{digits}f}"
+    return f"{mean * scale:,.{digits}f} ± {spread}"
 
 
 def _ci(d: dict, scale: float = 100.0) -> str:
