@@ -33,8 +33,11 @@ def stage(project, name, check=True):
 def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
     """Start a stage, send it `sig` as soon as its first checkpoint (train.checkpoint_steps) is on
     disk; returns its stderr."""
+    # SIGINT as from a terminal: a test run started in the background (`cmd &`) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler; restore the default first
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=project, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 1800  # a guard against a hung stage, not a timing: a busy machine is slow
     while time.time() < deadline and proc.poll() is None:
         if list((project / work_dir).glob("checkpoint-*/trainer_state.json")):
