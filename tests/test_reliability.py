@@ -119,11 +119,13 @@ def test_finetune_resumes_exactly_after_sigkill_with_length_grouped_batches(proj
     # killed in the middle of the second epoch: its batch order is drawn after a whole epoch of
     # dropout has moved the global RNG, which a resumed run has not replayed
     per_epoch = reference["steps"] // 4
-    set_params(project, **{"train.checkpoint_steps": per_epoch + per_epoch // 2})
+    every = per_epoch + per_epoch // 2 + 1  # every checkpoint lies inside an epoch, from the second on
+    set_params(project, **{"train.checkpoint_steps": every})
     kill_after_checkpoint(project, "finetune", "models/.finetune-work")
     rerun = stage(project, "finetune")
     resumed = metrics(project, "finetune")
-    assert resumed["resumed_from_step"] == per_epoch + per_epoch // 2 and resumed["steps"] == reference["steps"]
+    step = resumed["resumed_from_step"]  # the first checkpoint, or a later one on a fast machine
+    assert step % every == 0 and step > per_epoch and step % per_epoch and resumed["steps"] == reference["steps"]
     assert "[finetune] resuming from " in rerun.stdout
     assert_same_weights(weights(project / "models/classifier"), reference_weights)
     assert resumed["dev_accuracy"] == reference["dev_accuracy"] and resumed["train_loss"] == reference["train_loss"]
