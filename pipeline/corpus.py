@@ -35,8 +35,7 @@ from datasets.utils.tqdm import tqdm
 
 from pipeline.config import Collect, ConfigError, Pretrain, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
-from pipeline.dedup import (ContainmentIndex, NearIndex, clean_text, doc_key, minhash_signatures,
-                             normalised_hash, shingles, words)
+from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, fingerprints, normalised_hash, words
 from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
@@ -176,8 +175,7 @@ def _features(num_perm: int) -> Features:
 def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_words: int,
                    num_perm: int) -> dict:
     """Clean, apply the length rules, and compute the exact-dedup key and the MinHash signature."""
-    out = {"text": [], "key": [], "rule": []}
-    shingle_sets = []
+    out = {"text": [], "rule": []}
     for raw in batch["text"]:
         text = clean_text(raw)
         rule = ""
@@ -187,13 +185,10 @@ def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_w
             rule = "too_short"
         elif max_chars and len(text) > max_chars:
             rule = "too_long"
-        tokens = words(text)
         out["text"].append(text)
-        out["key"].append(doc_key(tokens))
         out["rule"].append(rule)
-        shingle_sets.append(shingles(tokens, shingle_words))
-    out["minhash"] = minhash_signatures(shingle_sets, num_perm)
-    return out
+    keys, minhashes = fingerprints(out["text"], shingle_words, num_perm)
+    return {"text": out["text"], "key": keys, "rule": out["rule"], "minhash": minhashes}
 
 
 def prepare_texts(ds: Dataset, c: Collect, min_chars: int, max_chars: int | None = None,

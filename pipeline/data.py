@@ -19,8 +19,18 @@ LOCAL_FORMATS = {
 SPLITS = ("train", "dev", "test")
 
 
+def _split_files(directory: Path, split: str) -> list[Path]:
+    return [directory / f"{split}{ext}" for ext in LOCAL_FORMATS if (directory / f"{split}{ext}").is_file()]
+
+
+def split_file(directory: Path, split: str) -> Path | None:
+    """The file of `split` in a local task directory, or None (several: the first; `prepare` refuses that)."""
+    found = _split_files(directory, split)
+    return found[0] if found else None
+
+
 def find_split_file(directory: Path, split: str) -> Path:
-    found = [directory / f"{split}{ext}" for ext in LOCAL_FORMATS if (directory / f"{split}{ext}").is_file()]
+    found = _split_files(directory, split)
     if not found:
         raise ConfigError(
             f"task.dataset: no `{split}` file in {directory}; expected one of "
@@ -159,11 +169,10 @@ def display_names(values: list, task: Task, where: str) -> list[str]:
 def train_overlap(train: Dataset, heldout: list[Dataset]) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `train` whose text copies a dev or test text: exactly (after cleaning, case and
     punctuation ignored) and nearly (MinHash Jaccard of word 3-shingles >= 0.8, as `collect`'s default)."""
-    from pipeline.dedup import NearIndex, clean_text, doc_key, minhash_signatures, shingles, words
+    from pipeline.dedup import NearIndex, clean_text, fingerprints
 
     def signatures(texts):
-        tokens = [words(clean_text(t)) for t in texts]
-        return [doc_key(w) for w in tokens], minhash_signatures([shingles(w, 3) for w in tokens], 64)
+        return fingerprints([clean_text(t) for t in texts], 3, 64)
 
     keys, index = set(), NearIndex(0.8, 64)
     for ds in heldout:
@@ -236,7 +245,7 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task") -> dict:
         raw[split] = (ds, where)
     # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
     local = Path(task.dataset).expanduser()
-    if local.is_dir() and any((local / f"dev{ext}").is_file() for ext in LOCAL_FORMATS):
+    if local.is_dir() and split_file(local, "dev"):
         ds, where = load_task_split(task, "dev")
         check_fields(ds, task, where)
         raw["dev"] = (ds, where)

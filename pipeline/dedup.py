@@ -66,6 +66,12 @@ def shingles(words: list[str], n: int) -> set[bytes]:
     return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
 
 
+def fingerprints(cleaned: list[str], shingle_words: int, num_perm: int) -> tuple[list[int], list[np.ndarray]]:
+    """Exact-copy keys and MinHash signatures of already-cleaned texts, for every copy check here."""
+    tokens = [words(t) for t in cleaned]
+    return [doc_key(w) for w in tokens], minhash_signatures([shingles(w, shingle_words) for w in tokens], num_perm)
+
+
 def minhash_signatures(shingle_sets: list[set[bytes]], num_perm: int) -> list[np.ndarray]:
     """MinHash signatures (uint32, `num_perm` values each) of several shingle sets at once."""
     minhashes = MinHash.bulk(shingle_sets, num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME,

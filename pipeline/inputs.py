@@ -16,26 +16,22 @@ import hashlib
 from pathlib import Path
 
 from pipeline.config import Collect, ConfigError, Task
-from pipeline.data import LOCAL_FORMATS
-from pipeline.io import is_local_path, write_json
+from pipeline.data import split_file
+from pipeline.io import hash_file, is_local_path, write_json
 
 TASK_RECORD, CORPUS_RECORD = "data/inputs/task.json", "data/inputs/corpus.json"
 
 
 def file_record(path: Path) -> dict:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": str(path), "md5": h.hexdigest(), "bytes": path.stat().st_size}
+    return {"path": str(path), "md5": hash_file(hashlib.md5(), path).hexdigest(), "bytes": path.stat().st_size}
 
 
 def task_record(task: Task) -> dict:
     if not is_local_path(task.dataset):
         return {"hub": task.dataset, "config": task.config, "splits": [task.train_split, task.test_split]}
     folder = Path(task.dataset).expanduser()
-    names = {f"{split}{ext}" for split in (task.train_split, "dev", task.test_split) for ext in LOCAL_FORMATS}
-    files = sorted(f for f in folder.iterdir() if f.name in names) if folder.is_dir() else []
+    splits = (task.train_split, "dev", task.test_split)
+    files = [f for s in splits if (f := split_file(folder, s))] if folder.is_dir() else []
     return {"local": str(folder), "files": [file_record(f) for f in files]}
 
 

@@ -99,6 +99,9 @@ def require_hub(key: str, value: str) -> None:
         )
 
 
+PACKAGE_PREFIX = "pkg:"  # pkg:NAME/sub/dir: a folder inside an installed Python package (the demo's encoder)
+
+
 def local_or_hub(key: str, value: str) -> Path | None:
     """The one local-vs-hub decision for every input (task data, corpus sources, models).
 
@@ -112,9 +115,6 @@ def local_or_hub(key: str, value: str) -> Path | None:
         return Path(value).expanduser()
     require_hub(key, value)
     return None
-
-
-PACKAGE_PREFIX = "pkg:"  # pkg:NAME/sub/dir: a folder inside an installed Python package (the demo's encoder)
 
 
 def package_path(key: str, value: str) -> Path:
@@ -134,6 +134,14 @@ def is_local_path(value: str) -> bool:
     """`local_or_hub`'s rule alone, without asking the Hub."""
     return (value.startswith((".", "/", "~", PACKAGE_PREFIX)) or Path(value).expanduser().exists()
             or any(c in value for c in "*?["))
+
+
+def hash_file(h, path: str | Path):
+    """Feed a file's bytes to the hashlib object `h` in 1 MiB chunks; returns `h`."""
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h
 
 
 def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:

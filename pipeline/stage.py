@@ -21,9 +21,10 @@ from pipeline.distributed import is_main_process
 from pipeline.io import write_json
 
 
-# where the training stages keep their resumable checkpoints (stages/pretrain.py, stages/finetune.py)
-CHECKPOINT_DIRS = {"pretrain": ("models/.pretrain-work", "models/.pretrain-head-work"),
-                   "finetune": ("models/.finetune-work",)}
+# where the training stages keep their resumable checkpoints (stages/pretrain.py, stages/finetune.py use these)
+PRETRAIN_WORK, PRETRAIN_HEAD_WORK, FINETUNE_WORK = ("models/.pretrain-work", "models/.pretrain-head-work",
+                                                    "models/.finetune-work")
+CHECKPOINT_DIRS = {"pretrain": (PRETRAIN_WORK, PRETRAIN_HEAD_WORK), "finetune": (FINETUNE_WORK,)}
 
 
 def interrupted_message(name: str) -> str:

@@ -17,7 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from pipeline.config import Train
 from pipeline.distributed import barrier, is_main_process, single_device
-from pipeline.io import atomic_dir
+from pipeline.io import atomic_dir, hash_file
 from pipeline.precision import resolve_precision
 from pipeline.tracking import report_to
 
@@ -103,9 +103,7 @@ def fingerprint(config: dict, files: list[str | Path]) -> str:
     """Identity of a training run's inputs: the params that shape it and its data files."""
     h = hashlib.blake2b(json.dumps(config, sort_keys=True, default=str).encode(), digest_size=16)
     for path in files:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        hash_file(h, path)
     return h.hexdigest()
 
 

@@ -10,10 +10,10 @@ from pipeline.encoding import encode_split
 from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.model import load_classifier, load_config, load_tokenizer
-from pipeline.stage import run_stage
+from pipeline.stage import FINETUNE_WORK, run_stage
 from pipeline.training import fingerprint
 
-BASE, WORK_DIR = "models/pretrained", "models/.finetune-work"
+BASE, WORK_DIR = "models/pretrained", FINETUNE_WORK
 
 
 def run(params):
