@@ -415,7 +415,9 @@ def markdown_by(summary: dict) -> str:
 
 
 def plot_by(summary: dict, path: Path) -> None:
-    """Accuracy against the param's values, a line per strategy; the difference from the baseline."""
+    """Against the param's values, a line per strategy (the baseline dashed): test accuracy with each
+    point's minutes per run written beside it, the difference from the baseline with its interval,
+    and, when the runs did MLM, the held-out perplexity after it (a dose-response reads all three)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -425,7 +427,9 @@ def plot_by(summary: dict, path: Path) -> None:
     numeric = all(_sort_key(v)[0] == 0 for v in values)
     xs = [float(v) for v in values] if numeric else list(range(len(values)))
     strategies = list(dict.fromkeys(s for g in summary["groups"].values() for s in g["strategies"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    with_ppl = any(not math.isnan(e["perplexity_after"]) for g in summary["groups"].values()
+                   for e in g["strategies"].values())
+    fig, axes = plt.subplots(1, 3 if with_ppl else 2, figsize=(16 if with_ppl else 11, 4))
     for i, strategy in enumerate(strategies):
         pts = [(x, g["strategies"][strategy]) for x, g in zip(xs, summary["groups"].values())
                if strategy in g["strategies"]]
@@ -433,14 +437,26 @@ def plot_by(summary: dict, path: Path) -> None:
                      linestyle="--" if strategy == summary["baseline"] else "-")
         axes[0].errorbar([x for x, _ in pts], [e["accuracy"] * 100 for _, e in pts],
                          yerr=[(e["accuracy_std"] or 0.0) * 100 for _, e in pts], **style)
+        if strategy != summary["baseline"]:  # the baseline's minutes are the same run at every value
+            for x, e in pts:
+                if not math.isnan(e["minutes"]):
+                    axes[0].annotate(f"{e['minutes']:.0f} min", (x, e["accuracy"] * 100), fontsize=7,
+                                     color=f"C{i}", textcoords="offset points", xytext=(4, 4))
         vs = [(x, e["vs_baseline"]["accuracy"]) for x, e in pts if e.get("vs_baseline")]
         if vs:
             axes[1].errorbar([x for x, _ in vs], [a["diff"] * 100 for _, a in vs],
                              yerr=[[(a["diff"] - a["ci_low"]) * 100 for _, a in vs],
                                    [(a["ci_high"] - a["diff"]) * 100 for _, a in vs]], **style)
+        ppl = [(x, e) for x, e in pts if not math.isnan(e["perplexity_after"])]
+        if with_ppl and ppl:
+            axes[2].errorbar([x for x, _ in ppl], [e["perplexity_after"] for _, e in ppl],
+                             yerr=[e["perplexity_after_std"] or 0.0 for _, e in ppl], **style)
     axes[1].axhline(0, color="grey", lw=0.8)
-    axes[0].set_ylabel("test accuracy % (mean ± std over seeds)")
+    axes[0].set_ylabel("test accuracy % (mean ± std over seeds; minutes per run)")
     axes[1].set_ylabel(f"Δ accuracy vs {summary['baseline']} (points, {int(summary['confidence'] * 100)}% CI)")
+    if with_ppl:
+        axes[2].set_ylabel("held-out MLM perplexity after pretraining")
+        axes[2].set_yscale("log")
     for ax in axes:
         ax.set_xlabel(summary["by"])
         if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
