@@ -7,6 +7,8 @@ Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only)
 `pipeline.fast_dropout` (dropout masks from 16 random bits per value); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
+    python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
+    python bench/bench_mlm.py --profile        # where the pipeline step's CPU time goes, by kind of op
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import copy
 import torch
 from transformers import BertForMaskedLM
 
-from common import alternate, minilm_config, report
+from common import alternate, machine, minilm_config, report
 from pipeline.precision import autocast, resolve_precision
 from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
@@ -43,14 +45,71 @@ def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
     return 3 * (config.num_hidden_layers * layer + head_fraction * head)
 
 
-def make_step(module, optimizer, batch, precision: str):
+def make_step(module, optimizer, batches: list[dict], precision: str):
+    """One optimizer step over `batches` (more than one: gradient accumulation)."""
     def step():
-        with autocast(precision):
-            out = module(**batch)
-        out.loss.backward()
+        for batch in batches:
+            with autocast(precision):
+                out = module(**batch)
+            (out.loss / len(batches)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return step
+
+
+# torch.profiler op names -> what they are, for the profile's share table (first match wins)
+OP_KINDS = (("matrix products", ("addmm", "mm", "bmm", "matmul", "linear", "baddbmm")),
+            ("optimizer step", ("adam", "_foreach")),
+            ("dropout", ("bernoulli", "dropout", "fast_dropout", "random_")),
+            ("softmax / log-softmax", ("softmax",)),
+            ("layer norm", ("layer_norm",)),
+            ("GELU", ("gelu",)),
+            ("dtype casts and copies", ("_to_copy", "copy_", "to", "clone", "contiguous")),
+            ("embeddings and gathers", ("embedding", "index", "gather", "masked_select", "nonzero")),
+            ("elementwise (add, mul, div, where, fill)", ("add", "mul", "div", "where", "fill", "sum", "mean",
+                                                          "sub", "neg", "sqrt", "pow", "exp", "log")))
+
+
+def op_kind(name: str) -> str:
+    key = name.removeprefix("aten::").lower()
+    for kind, needles in OP_KINDS:
+        if any(key == n or key.startswith(n) or n in key for n in needles):
+            return kind
+    return "other"
+
+
+def profile(step, steps: int) -> str:
+    """Self CPU time of each kind of op over `steps` calls of `step` (after 2 warm-up calls)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    step(); step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    shares: dict[str, float] = {}
+    for evt in prof.key_averages():
+        if evt.key.startswith("aten::") or evt.key.startswith("Optimizer") or "dropout" in evt.key:
+            shares[op_kind(evt.key)] = shares.get(op_kind(evt.key), 0.0) + evt.self_cpu_time_total
+    total = sum(shares.values())
+    lines = [f"CPU time of {steps} pipeline steps: {total / 1e6:.2f} s (self time of aten ops)", "",
+             "| what | share of CPU time |", "|---|---:|"]
+    lines += [f"| {k} | {v / total:.0%} |" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])]
+    top = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
+    lines += ["", "top ops: " + ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top[:8])]
+    return "\n".join(lines)
+
+
+class _NoStep:
+    """An optimizer stand-in that only clears gradients: times forward + backward alone."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def step(self):
+        pass
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.opt.zero_grad(set_to_none=set_to_none)
 
 
 def main() -> None:
@@ -67,6 +126,13 @@ def main() -> None:
                     help="the card's dense bf16 peak, for model FLOPs utilisation (H100 SXM: 989)")
     ap.add_argument("--compile", action="store_true", help="also time the pipeline path under torch.compile")
     ap.add_argument("--components", action="store_true", help="also time masked-only and bf16 alone")
+    ap.add_argument("--variants", action="store_true",
+                    help="issue 18's candidates: the model kept in bf16, larger per-step batches at the same tokens "
+                         "per optimizer step, the optimizer step left out (its cost)")
+    ap.add_argument("--compile-modes", nargs="*", default=[], metavar="MODE",
+                    help="also time the pipeline path under torch.compile(mode=MODE) for each MODE")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="only profile STEPS pipeline steps (torch.profiler) and print the share of each kind of op")
     args = ap.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -75,32 +141,64 @@ def main() -> None:
     config = minilm_config(num_hidden_layers=args.layers, hidden_size=args.hidden,
                            num_attention_heads=args.heads or max(1, args.hidden // 32), intermediate_size=4 * args.hidden)
     base = BertForMaskedLM(config).to(device)
-    batch = masked_batch(args.batch, args.seq, config.vocab_size, device, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    batch = masked_batch(args.batch, args.seq, config.vocab_size, device, gen)
+    double = masked_batch(2 * args.batch, args.seq, config.vocab_size, device, gen)
+    halves = [{k: v[:args.batch] if torch.is_tensor(v) else v for k, v in double.items()},
+              {k: v[args.batch:] if torch.is_tensor(v) else v for k, v in double.items()}]
+    for half in halves:
+        half["masked_count"] = int((half["labels"] != -100).sum())
+    double["masked_count"] = int((double["labels"] != -100).sum())
 
-    full_batch = {k: v for k, v in batch.items() if k != "masked_count"}  # what the standard forward takes
+    def standard(b: dict) -> dict:
+        return {k: v for k, v in b.items() if k != "masked_count"}  # what the standard forward takes
 
     keep = contextlib.ExitStack()  # holds the fast-dropout swaps for the whole run
 
-    def build(masked_only: bool, prec: str, fused: bool, compile_: bool = False, fast: bool = False):
+    def build(masked_only: bool, prec: str, fused: bool, compile_: bool | str = False, fast: bool = False,
+              batches: list[dict] | None = None, dtype=None, optimizer: bool = True):
         model = copy.deepcopy(base).train()
+        if dtype is not None:
+            model.to(dtype)
         keep.enter_context(fast_dropout(model, enabled=fast))
         module = use_masked_only_head(model, enabled=masked_only)
         if compile_:
-            module = torch.compile(module)
+            module = torch.compile(module, **({"mode": compile_} if isinstance(compile_, str) else {}))
         opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused or None)
-        return make_step(module, opt, batch if masked_only else full_batch, prec)
+        batches = batches or [batch]
+        step = make_step(module, opt, batches if masked_only else [standard(b) for b in batches], prec)
+        if not optimizer:  # forward and backward only: the optimizer step's cost is the difference
+            step = make_step(module, _NoStep(opt), batches, prec)
+        step.work = sum(b["input_ids"].numel() for b in batches)
+        return step
+
+    on_cpu = device == "cpu"
+    if args.profile:
+        print(f"machine: {machine()}\n")
+        print(profile(build(True, precision, True, fast=on_cpu), args.profile))
+        return
 
     candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False)}
     if args.components:
         candidates["masked-only head, fp32"] = build(True, "fp32", True)
         candidates[f"full head, {precision}"] = build(False, precision, True)
     candidates[f"masked-only head, {precision}, fused AdamW"] = build(True, precision, True)
-    on_cpu = device == "cpu"
     pipeline = f"pipeline (masked-only head, {precision}, fused AdamW{', CPU fast dropout' if on_cpu else ''})"
     if on_cpu:
         candidates[pipeline] = build(True, precision, True, fast=True)
     if args.compile:
         candidates["pipeline + torch.compile"] = build(True, precision, True, compile_=True, fast=on_cpu)
+    for mode in args.compile_modes:
+        candidates[f"pipeline + torch.compile(mode={mode})"] = build(True, precision, True, compile_=mode, fast=on_cpu)
+    if args.variants:
+        candidates["pipeline, model held in bf16 (no fp32 master, no casts: the most bf16 weights can give)"] = \
+            build(True, precision, True, fast=on_cpu, dtype=torch.bfloat16)
+        candidates[f"pipeline, {2 * args.batch} rows per step as 2 x {args.batch} accumulated"] = \
+            build(True, precision, True, fast=on_cpu, batches=halves)
+        candidates[f"pipeline, {2 * args.batch} rows per step as 1 x {2 * args.batch}"] = \
+            build(True, precision, True, fast=on_cpu, batches=[double])
+        candidates["pipeline without the optimizer step (its cost)"] = \
+            build(True, precision, True, fast=on_cpu, optimizer=False)
     tokens = args.batch * args.seq
     results = alternate(candidates, tokens, args.steps, args.rounds, warmup=2)
     report(f"MLM training, tokens/s (batch {args.batch}, seq {args.seq}, {args.layers} layers, "
