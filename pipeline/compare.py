@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import math
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,16 +100,24 @@ def load_run_dir(path: str | Path) -> Run:
 
 def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> list[Run]:
     """Finished DVC experiments of `repo` (on every baseline commit). Params and metrics come from
-    `dvc exp show --json`, predictions from the DVC cache at the experiment's revision; queued,
-    running and failed experiments (no metrics/eval.json) are skipped."""
+    DVC's experiment table, read in process, predictions from the DVC cache at the experiment's
+    revision (`dvc.api.read`); queued, running and failed experiments (no metrics/eval.json) are skipped.
+
+    `dvc.api.exp_show` is not used: it flattens every metrics file into one row of columns, so
+    a key found in two files (`seconds` is in every stage's metrics) is renamed by file and the
+    rest are not. `Repo.experiments.show` is what that function and `dvc exp show --json` both
+    call; its states keep each file's metrics apart (`dumpd()` is the JSON the CLI prints)."""
     import dvc.api
     from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
-    result = subprocess.run(["dvc", "exp", "show", "--json", "-A"], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ConfigError(f"{repo}: `dvc exp show` failed: {result.stderr.strip()[-500:]}")
+    try:
+        with Repo.open(str(repo)) as dvc_repo:
+            states = [state.dumpd() for state in dvc_repo.experiments.show(all_commits=True)]
+    except DvcException as exc:
+        raise ConfigError(f"{repo}: DVC could not list the experiments: {exc}") from exc
     found = {}
-    for baseline in json.loads(result.stdout or "[]"):
+    for baseline in states:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("rev"):
