@@ -75,8 +75,28 @@ def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0
 
 def tokenize_for_chunks(batch: dict, tokenizer, max_length: int, max_chunks: int, overlap: int,
                         layout: tuple[int, int]) -> dict:
-    """Batched `datasets.map` function for the hierarchical model: each text -> a list of chunks."""
-    encoded = tokenizer(batch["text"], verbose=False)["input_ids"]  # cut on ids below: no >max warning
-    chunks = [chunk_ids(x, max_length, max_chunks, overlap, layout) for x in encoded]
+    """Batched `datasets.map` function for the hierarchical model: each text -> a list of chunks.
+
+    A fast tokenizer cuts the chunks itself (`return_overflowing_tokens` with `stride` = overlap):
+    the same chunks as `chunk_ids` on the full ids (tests/test_hierarchical.py holds them equal),
+    in one pass. Its chunks cover the whole text, so the full length is read off them before the
+    first `max_chunks` are kept. A slow tokenizer goes through `chunk_ids`.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(batch["text"], verbose=False)["input_ids"]  # cut on ids below: no >max warning
+        chunks = [chunk_ids(x, max_length, max_chunks, overlap, layout) for x in encoded]
+        full = [len(x) for x in encoded]
+    else:
+        lead, trail = layout
+        if not 0 <= overlap < max_length - lead - trail:
+            raise ValueError(f"chunk overlap {overlap} must be in [0, {max_length - lead - trail}) for chunks of "
+                             f"{max_length} tokens")
+        out = tokenizer(batch["text"], truncation=True, max_length=max_length, stride=overlap,
+                        return_overflowing_tokens=True, verbose=False)
+        every: list[list[list[int]]] = [[] for _ in batch["text"]]
+        for ids, text in zip(out["input_ids"], out["overflow_to_sample_mapping"]):
+            every[text].append(ids)
+        full = [sum(len(c) - lead - trail for c in x) - overlap * (len(x) - 1) + lead + trail for x in every]
+        chunks = [x[:max_chunks] for x in every]
     return {"input_ids": chunks, "length": [sum(len(c) for c in x) for x in chunks],
-            "chunks": [len(x) for x in chunks], "full_length": [len(x) for x in encoded]}
+            "chunks": [len(x) for x in chunks], "full_length": full}

@@ -117,3 +117,27 @@ def test_layerwise_decay_groups_for_hierarchical_model():
     assert lr_of[id(named["encoder.encoder.layer.1.output.dense.weight"])] == pytest.approx(lr * decay)
     assert lr_of[id(named["chunk_attention.0.weight"])] == pytest.approx(lr)
     assert lr_of[id(named["classifier.weight"])] == pytest.approx(lr)
+
+
+@pytest.mark.parametrize("max_length,overlap,max_chunks", [(8, 0, 3), (8, 2, 10), (12, 5, 2), (16, 0, 100), (6, 3, 4)])
+def test_tokenizer_overflow_chunks_equal_chunk_ids(tmp_path, max_length, overlap, max_chunks):
+    """The fast tokenizer's own overflow + stride gives exactly `chunk_ids` on the full ids, and the
+    full length before any chunk is dropped."""
+    import random
+
+    from fixtures import NEGATIVE, POSITIVE, REVIEW, make_tokenizer
+    from pipeline.text import special_layout, tokenize_for_chunks
+
+    tokenizer = make_tokenizer(tmp_path / "tok")
+    assert tokenizer.is_fast
+    rng = random.Random(max_length * 100 + overlap)
+    words = POSITIVE + NEGATIVE + REVIEW + ["unseenword", "x!", "it's", "<br />"]
+    texts = ["", "great"] + [" ".join(rng.choices(words, k=rng.randint(1, 60))) for _ in range(60)]
+    layout = special_layout(tokenizer)
+    got = tokenize_for_chunks({"text": texts}, tokenizer, max_length, max_chunks, overlap, layout)
+    full = tokenizer(texts)["input_ids"]
+    want = [chunk_ids(ids, max_length, max_chunks, overlap, layout) for ids in full]
+    assert got["input_ids"] == want
+    assert got["full_length"] == [len(ids) for ids in full]
+    assert got["chunks"] == [len(c) for c in want]
+    assert any(n > 1 for n in got["chunks"])  # the texts do overflow
