@@ -75,7 +75,8 @@ def main() -> None:
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)
                     if padded else dynamic_padding(tokenizer))
-        targs = training_args(run_params, work, max_steps=args.train // args.batch, eval_strategy="no",
+        targs = training_args(work, run_params.finetune, run_params.train, run_params.seed,
+                              max_steps=args.train // args.batch, eval_strategy="no",
                               save_strategy="no", load_best_model_at_end=False, report_to=[],
                               logging_strategy="no", disable_tqdm=True,
                               train_sampling_strategy="random" if padded else "group_by_length")
@@ -86,7 +87,8 @@ def main() -> None:
             trainer.train()
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        predict(model, tokenizer, evals, run_params, work, pad_to=args.max_length if padded else None)
+        predict(model, tokenizer, evals, run_params.train, run_params.finetune.eval_batch_size, work,
+                pad_to=args.max_length if padded else None)
         eval_s = time.perf_counter() - start
         results[name] = (args.train / train_s, args.eval / eval_s, (args.train + args.eval) / (train_s + eval_s))
     shutil.rmtree(work, ignore_errors=True)

@@ -83,7 +83,8 @@ def child(args) -> None:
                                      "masked_only_head": masked_only, "eval_max_tokens": 1000},
                         "train": {"checkpoint_steps": 0}})
     os.environ["WANDB_MODE"] = "disabled"
-    mlm.continue_pretraining(model, tokenizer, Dataset.from_dict({"text": docs}), params, work / "run")
+    mlm.continue_pretraining(model, tokenizer, Dataset.from_dict({"text": docs}), params.pretrain, params.train,
+                             work / "run")
     print(json.dumps({"config": args.config, "marks": seen}))
 
 

@@ -107,9 +107,9 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
     return ds
 
 
-def load_task_split(task: Task, split: str) -> tuple[Dataset, str]:
-    """Return the split and a name for messages (the file, or hub id:split)."""
-    local = local_or_hub("task.dataset", task.dataset)
+def load_task_split(task: Task, split: str, local: Path | None) -> tuple[Dataset, str]:
+    """Return the split and a name for messages (the file, or hub id:split). `local` is what
+    `local_or_hub` made of `task.dataset`: its folder, or None for a hub id."""
     if local is not None:
         if not local.is_dir():
             raise ConfigError(f"task.dataset: `{task.dataset}` is not a directory; point it at a directory "
@@ -238,15 +238,15 @@ def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Data
 
 def prepare_task(task: Task, out_dir: str | Path = "data/task") -> dict:
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats."""
+    local = local_or_hub("task.dataset", task.dataset)  # decided once: a hub id asks the Hub once
     raw = {}
     for split, name in (("train", task.train_split), ("test", task.test_split)):
-        ds, where = load_task_split(task, name)
+        ds, where = load_task_split(task, name, local)
         check_fields(ds, task, where)
         raw[split] = (ds, where)
     # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
-    local = Path(task.dataset).expanduser()
-    if local.is_dir() and split_file(local, "dev"):
-        ds, where = load_task_split(task, "dev")
+    if local is not None and split_file(local, "dev"):
+        ds, where = load_task_split(task, "dev", local)
         check_fields(ds, task, where)
         raw["dev"] = (ds, where)
         print(f"[prepare] {where}: used as the dev split (task.dev_size is not used)", flush=True)

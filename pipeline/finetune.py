@@ -18,7 +18,7 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import TrainingArguments
 
-from pipeline.config import Params
+from pipeline.config import Finetune, Train
 from pipeline.distributed import accumulation_steps, barrier, world_size
 from pipeline.encoding import dynamic_padding
 from pipeline.fast_dropout import fast_dropout
@@ -61,10 +61,9 @@ def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) 
     return [groups[k] for k in sorted(groups)]
 
 
-def make_optimizer(model, params: Params) -> torch.optim.Optimizer:
-    f = params.finetune
-    groups = layerwise_param_groups(model, f.lr, f.layer_decay, f.weight_decay)
-    return torch.optim.AdamW(groups, lr=f.lr, fused=True)  # one fused kernel (CPU and CUDA)
+def make_optimizer(model, recipe: Finetune) -> torch.optim.Optimizer:
+    groups = layerwise_param_groups(model, recipe.lr, recipe.layer_decay, recipe.weight_decay)
+    return torch.optim.AdamW(groups, lr=recipe.lr, fused=True)  # one fused kernel (CPU and CUDA)
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -74,9 +73,11 @@ def compute_metrics(eval_pred) -> dict:
     return {"accuracy": accuracy_score(labels, preds), "macro_f1": f1_score(labels, preds, average="macro")}
 
 
-def training_args(params: Params, output_dir: str | Path, **overrides) -> TrainingArguments:
-    """The fine-tuning recipe's TrainingArguments; `overrides` (benchmarks) replace any of them."""
-    f = params.finetune
+def training_args(output_dir: str | Path, recipe: Finetune, runtime: Train, seed: int,
+                  **overrides) -> TrainingArguments:
+    """The fine-tuning recipe's TrainingArguments (`recipe`: the finetune section, `runtime`: the
+    train section, `seed`: the fine-tuning seed); `overrides` (benchmarks) replace any of them."""
+    f = recipe
     stage_args = dict(
         num_train_epochs=f.epochs,
         per_device_train_batch_size=f.batch_size,
@@ -94,17 +95,18 @@ def training_args(params: Params, output_dir: str | Path, **overrides) -> Traini
         length_column_name="length",
     )
     stage_args.update(overrides)
-    return training_arguments(output_dir, params.train, seed=params.seed, **stage_args)
+    return training_arguments(output_dir, runtime, seed=seed, **stage_args)
 
 
-def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, work_dir: str | Path,
-             run_id: str = ""):
-    """Train `model` in place; the best dev epoch's weights are loaded at the end.
+def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, runtime: Train, seed: int,
+             work_dir: str | Path, run_id: str = ""):
+    """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `runtime` (the
+    train section) and `seed`; the best epoch on `dev_ds` is loaded at the end.
 
     A rerun with the same `run_id` (params and data) resumes from the last checkpoint in
     `work_dir`. Returns (trainer, stats, curve).
     """
-    args = training_args(params, work_dir)
+    args = training_args(work_dir, recipe, runtime, seed)
     # Classification heads take **kwargs but ignore `num_items_in_batch`, while transformers 5.24's
     # Trainer, seeing **kwargs, multiplies the loss by the number of processes (expecting a sum
     # over items) and skips the gradient-accumulation division: under DDP the gradients would
@@ -112,12 +114,12 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
     # mean loss, averaged across processes by DDP, and divided by the accumulation steps.
     model.accepts_loss_kwargs = False
     keep_best = KeepBestEpoch(work_dir)
-    stalls = StopWhenDevStalls(params.finetune.patience)
+    stalls = StopWhenDevStalls(recipe.patience)
     start = time.time()
-    with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
-        trainer = CheckedTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+    with fast_dropout(model, runtime.fast_dropout):  # undone on exit: the saved model is a plain one
+        trainer = CheckedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
-                                 compute_metrics=compute_metrics, optimizers=(make_optimizer(model, params), None),
+                                 compute_metrics=compute_metrics, optimizers=(make_optimizer(model, recipe), None),
                                  callbacks=[keep_best, stalls])
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="finetune")
     seconds = time.time() - start
@@ -137,8 +139,8 @@ def finetune(model, tokenizer, train: Dataset, dev: Dataset, params: Params, wor
              "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,
              "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
-             "train_examples": len(train), "precision": resolve_precision(params.train.precision),
-             "resumed_from_step": resumed_from, "per_device_batch": params.finetune.batch_size,
+             "train_examples": len(train_ds), "precision": resolve_precision(runtime.precision),
+             "resumed_from_step": resumed_from, "per_device_batch": recipe.batch_size,
              "world_size": world_size(), "gradient_accumulation": args.gradient_accumulation_steps,
-             "effective_batch": params.finetune.batch_size * world_size() * args.gradient_accumulation_steps}
+             "effective_batch": recipe.batch_size * world_size() * args.gradient_accumulation_steps}
     return trainer, stats, curve

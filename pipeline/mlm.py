@@ -23,7 +23,7 @@ from datasets.utils.tqdm import tqdm
 from transformers import DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
-from pipeline.config import ConfigError, Params
+from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
@@ -176,20 +176,20 @@ def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
 
 
 @torch.no_grad()
-def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size: int = 32,
-                   desc: str = "held-out perplexity") -> dict:
+def mlm_perplexity(model, blocks: Dataset, tokenizer, pretrain: Pretrain, precision: str, mask_seed: int,
+                   batch_size: int = 32, desc: str = "held-out perplexity") -> dict:
     """exp(mean masked-token loss) on `blocks`, with masks drawn from a fixed seed.
 
-    The masks depend on the data seed only (`task.seed`), so every strategy and seed is measured
-    on the same masked tokens, before and after pretraining: the figures compare models, not masks.
+    The stages pass the data seed (`task.seed`) as `mask_seed`, so every strategy and seed is
+    measured on the same masked tokens, before and after pretraining: the figures compare models,
+    not masks. `precision` is `train.precision` (auto, bf16, fp32).
     """
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=params.pretrain.mlm_probability,
-                                               seed=params.task.seed)
-    precision = resolve_precision(params.train.precision)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability, seed=mask_seed)
+    precision = resolve_precision(precision)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    use_masked_only_head(model, params.pretrain.masked_only_head)
+    use_masked_only_head(model, pretrain.masked_only_head)
     total_loss, total_masked = 0.0, 0
     for start in tqdm(range(0, len(blocks), batch_size), desc=desc, unit="batch", disable=not is_main_process()):
         rows = blocks[start:start + batch_size]["input_ids"]
@@ -205,23 +205,25 @@ def mlm_perplexity(model, blocks: Dataset, tokenizer, params: Params, batch_size
     return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "masked_tokens": total_masked}
 
 
-def heldout_blocks(dev_texts: Dataset, tokenizer, params: Params) -> Dataset:
-    """Dev text (shuffled: prepared splits are in source order) packed, capped at eval_max_tokens."""
-    blocks = pack(dev_texts.shuffle(seed=params.task.seed).select_columns(["text"]), tokenizer,
-                  params.pretrain.block_size)
-    cap = max(1, params.pretrain.eval_max_tokens // params.pretrain.block_size)
+def heldout_blocks(dev_texts: Dataset, tokenizer, pretrain: Pretrain, shuffle_seed: int) -> Dataset:
+    """Dev text (shuffled with `shuffle_seed`, the data seed: prepared splits are in source order)
+    packed into `pretrain.block_size` blocks, capped at `pretrain.eval_max_tokens`."""
+    blocks = pack(dev_texts.shuffle(seed=shuffle_seed).select_columns(["text"]), tokenizer, pretrain.block_size)
+    cap = max(1, pretrain.eval_max_tokens // pretrain.block_size)
     return blocks.select(range(min(cap, len(blocks))))
 
 
-def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work_dir: str | Path,
-                         run_id: str = "") -> dict:
-    """Train `model` in place on `corpus` for exactly the budget; return the training stats.
+def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train,
+                         work_dir: str | Path, run_id: str = "", num_proc: int | None = None) -> dict:
+    """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
-    Checkpoints go to `work_dir` every `train.checkpoint_steps`; a rerun with the same `run_id`
-    (params and data) resumes from the last one: model, optimizer, scheduler, RNG, data position.
+    `runtime` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
+    (`collect.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
+    `train.checkpoint_steps`; a rerun with the same `run_id` (params and data) resumes from the
+    last one: model, optimizer, scheduler, RNG, data position.
     """
-    p = params.pretrain
-    num_proc = params.collect.num_proc if params.collect.num_proc > 1 else None
+    p = pretrain
+    num_proc = num_proc if num_proc and num_proc > 1 else None
     blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc, offsets=p.whole_word_mask)
     accumulation = accumulation_steps(p.batch_size, p.target_batch, "pretrain")
     effective_batch = p.batch_size * world_size() * accumulation
@@ -239,9 +241,9 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
               f"{distinct * p.block_size:,} tokens ({distinct:,} blocks of {p.block_size}), {coverage:.0%} of "
               f"pretrain.max_tokens {p.max_tokens:,}: {steps:,} steps pass over it {corpus_epochs:.1f} times"
               f"{', each time with fresh masks' if corpus_epochs > 1.05 else ''}.", flush=True)
-    precision = resolve_precision(params.train.precision)
+    precision = resolve_precision(runtime.precision)
     args = training_arguments(
-        work_dir, params.train, seed=p.seed,
+        work_dir, runtime, seed=p.seed,
         max_steps=steps,
         per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=accumulation,
@@ -259,7 +261,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
     if getattr(model.forward, "__func__", None) is masked_only_forward:
         collator = CountMasked(collator)
     start = time.time()
-    with fast_dropout(model, params.train.fast_dropout):  # undone on exit: the saved model is a plain one
+    with fast_dropout(model, runtime.fast_dropout):  # undone on exit: the saved model is a plain one
         trainer = CheckedTrainer(model=model, args=args,
                                  train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
@@ -278,8 +280,9 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, params: Params, work
 
 
 
-def warm_up_head(model, tokenizer, corpus: Dataset, params: Params, head: dict, work_dir: str | Path,
-                 main_work_dir: str | Path, run_id: str = "") -> dict:
+def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train, head: dict,
+                 work_dir: str | Path, main_work_dir: str | Path, run_id: str = "",
+                 num_proc: int | None = None) -> dict:
     """Train only the MLM head (encoder frozen) on `pretrain.head_warmup_tokens` of `corpus`, when
     the checkpoint lacked it (`head`: `pipeline.model.head_report`); returns what was done.
 
@@ -289,7 +292,7 @@ def warm_up_head(model, tokenizer, corpus: Dataset, params: Params, head: dict, 
     no encoder weight, every strategy gets the same, and `none` (no MLM) needs none. The tied
     decoder is the word-embedding matrix, so it stays frozen with the encoder.
     """
-    p = params.pretrain
+    p = pretrain
     if head["head_complete"]:
         return {"done": False, "reason": "the checkpoint has a complete MLM head", "tokens": 0}
     if p.head_warmup_tokens == 0:
@@ -301,10 +304,9 @@ def warm_up_head(model, tokenizer, corpus: Dataset, params: Params, head: dict, 
     frozen = [w for w in encoder.parameters() if w.requires_grad]
     for w in frozen:
         w.requires_grad_(False)
-    warm = dataclasses.replace(params, pretrain=dataclasses.replace(
-        p, max_tokens=p.head_warmup_tokens, lr=p.head_warmup_lr))
+    warm = dataclasses.replace(p, max_tokens=p.head_warmup_tokens, lr=p.head_warmup_lr)
     try:
-        stats = continue_pretraining(model, tokenizer, corpus, warm, work_dir, f"head-{run_id}")
+        stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc)
     finally:
         for w in frozen:
             w.requires_grad_(True)

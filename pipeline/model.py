@@ -15,7 +15,7 @@ import torch
 from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
                           AutoTokenizer)
 
-from pipeline.config import ConfigError, Params
+from pipeline.config import ConfigError, Finetune
 from pipeline.distributed import is_main_process
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
 from pipeline.io import OFFLINE_HELP, local_or_hub
@@ -99,24 +99,24 @@ def describe_load(model, info: dict, what: str) -> None:
               file=sys.stderr, flush=True)
 
 
-def _load(loader, name: str, params: Params, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
+def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
     source = _resolve(name, needs)
     try:
         with _quiet_load_report():
-            return loader.from_pretrained(source, trust_remote_code=params.model.trust_remote_code, **kwargs)
+            return loader.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as exc:
         raise ConfigError(f"model.name: cannot load `{name}` ({exc}). The model directory needs config.json, "
                           f"tokenizer files and model.safetensors (pickled .bin weights are refused). "
                           f"{OFFLINE_HELP}") from exc
 
 
-def load_config(name: str, params: Params):
+def load_config(name: str, trust_remote_code: bool):
     # every stage loads the config first: a directory missing anything a later stage needs stops here
-    return _load(AutoConfig, name, params, needs=("config", "tokenizer", "weights"))
+    return _load(AutoConfig, name, trust_remote_code, needs=("config", "tokenizer", "weights"))
 
 
-def load_tokenizer(name: str, params: Params):
-    return _load(AutoTokenizer, name, params, needs=("tokenizer",))
+def load_tokenizer(name: str, trust_remote_code: bool):
+    return _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
 
 
 # Weights are loaded in float32 whatever the checkpoint's dtype: transformers 5 would otherwise keep a
@@ -125,9 +125,9 @@ def load_tokenizer(name: str, params: Params):
 MASTER_DTYPE = torch.float32
 
 
-def load_mlm(name: str, params: Params, with_head_report: bool = False):
+def load_mlm(name: str, trust_remote_code: bool, with_head_report: bool = False):
     """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head."""
-    model, info = _load(AutoModelForMaskedLM, name, params, use_safetensors=True, dtype=MASTER_DTYPE,
+    model, info = _load(AutoModelForMaskedLM, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE,
                         output_loading_info=True)
     describe_load(model, info, "MLM head")
     return (model, head_report(model, info)) if with_head_report else model
@@ -146,18 +146,21 @@ def head_report(model, loading_info: dict) -> dict:
     return {"head_complete": not missing, "head_missing_keys": missing}
 
 
-def load_classifier(name: str, params: Params, names: list[str] | None = None):
-    """With `names`: a new classifier (flat or hierarchical, per `finetune.model`) on the encoder
-    at `name`. Without: a saved classifier, whichever kind it is."""
+def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None = None,
+                    names: list[str] | None = None):
+    """With `names`: a new classifier (flat or hierarchical, per the `finetune` section `recipe`) on
+    the encoder at `name`. Without: a saved classifier, whichever kind it is (`recipe` is not read)."""
     kwargs = {}
     if names is not None:
+        if recipe is None:
+            raise TypeError("load_classifier: a new classifier (`names` given) needs `recipe`, the finetune section")
         kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                   "label2id": {n: i for i, n in enumerate(names)}}
-        if params.finetune.model == "hierarchical":
-            f = params.finetune
-            encoder = _load(AutoModel, name, params, use_safetensors=True, dtype=MASTER_DTYPE)
-            return HierarchicalClassifier.from_encoder(encoder, f.pooling, f.max_chunks, f.chunk_overlap, **kwargs)
-    model, info = _load(AutoModelForSequenceClassification, name, params, use_safetensors=True,
+        if recipe.model == "hierarchical":
+            encoder = _load(AutoModel, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE)
+            return HierarchicalClassifier.from_encoder(encoder, recipe.pooling, recipe.max_chunks,
+                                                       recipe.chunk_overlap, **kwargs)
+    model, info = _load(AutoModelForSequenceClassification, name, trust_remote_code, use_safetensors=True,
                         dtype=MASTER_DTYPE, output_loading_info=True, **kwargs)
     if names is not None:
         describe_load(model, info, "classifier head")

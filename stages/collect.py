@@ -9,8 +9,8 @@ from pipeline.stage import run_stage
 def collect(params):
     tokenizer = None
     if params.pretrain.source != "none":
-        check_lengths(params, load_config(params.model.name, params))
-        tokenizer = load_tokenizer(params.model.name, params)
+        check_lengths(params, load_config(params.model.name, params.model.trust_remote_code))
+        tokenizer = load_tokenizer(params.model.name, params.model.trust_remote_code)
     return build_corpus(params.task, params.collect, params.pretrain, tokenizer, task_dir="data/task",
                         out_dir="data/corpus")
 

@@ -16,10 +16,10 @@ MODEL, WORK_DIR = "models/classifier", "models/.evaluate-work"
 
 def run(params):
     names = read_json("data/task/labels.json")["names"]
-    tokenizer = load_tokenizer(MODEL, params)
-    model = load_classifier(MODEL, params)
+    tokenizer = load_tokenizer(MODEL, params.model.trust_remote_code)
+    model = load_classifier(MODEL, params.model.trust_remote_code)
     test = encode_split(load_prepared("test", "data/task"), tokenizer, params.model.max_length, params.finetune)
-    probs = predict(model, tokenizer, test, params, WORK_DIR)
+    probs = predict(model, tokenizer, test, params.train, params.finetune.eval_batch_size, WORK_DIR)
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     preds, labels = probs.argmax(-1), np.asarray(test["label"])
     lengths = np.asarray(test["full_length"])

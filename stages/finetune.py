@@ -17,15 +17,17 @@ BASE, WORK_DIR = "models/pretrained", FINETUNE_WORK
 
 
 def run(params):
-    check_lengths(params, load_config(BASE, params))
+    trust_remote_code = params.model.trust_remote_code
+    check_lengths(params, load_config(BASE, trust_remote_code))
     names = read_json("data/task/labels.json")["names"]
-    tokenizer = load_tokenizer(BASE, params)
+    tokenizer = load_tokenizer(BASE, trust_remote_code)
     train = encode_split(load_prepared("train", "data/task"), tokenizer, params.model.max_length, params.finetune)
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
-    model = load_classifier(BASE, params, names)
+    model = load_classifier(BASE, trust_remote_code, params.finetune, names)
     run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
                          ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])
-    trainer, stats, curve = finetune(model, tokenizer, train, dev, params, WORK_DIR, run_id)
+    trainer, stats, curve = finetune(model, tokenizer, train, dev, params.finetune, params.train, params.seed,
+                                     WORK_DIR, run_id)
     if is_main_process():
         with atomic_dir("models/classifier") as tmp:
             trainer.save_model(str(tmp))

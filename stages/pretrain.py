@@ -18,14 +18,20 @@ WORK_DIR, HEAD_WORK_DIR = PRETRAIN_WORK, PRETRAIN_HEAD_WORK
 
 
 def pretrain(params):
-    name = params.model.name
-    check_lengths(params, load_config(name, params))
-    tokenizer = load_tokenizer(name, params)
-    model, head = load_mlm(name, params, with_head_report=True)  # seeded: a fresh head is the same on every run
+    name, trust_remote_code = params.model.name, params.model.trust_remote_code
+    check_lengths(params, load_config(name, trust_remote_code))
+    tokenizer = load_tokenizer(name, trust_remote_code)
+    # seeded: a fresh head is the same on every run
+    model, head = load_mlm(name, trust_remote_code, with_head_report=True)
     if torch.cuda.is_available():
         model.to("cuda")
-    blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params)
-    before = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, before")
+    blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params.pretrain, params.task.seed)
+
+    def perplexity(desc: str) -> dict:  # masks drawn from the data seed: the same masked tokens for every run
+        return mlm_perplexity(model, blocks, tokenizer, params.pretrain, params.train.precision, params.task.seed,
+                              desc=f"held-out perplexity, {desc}")
+
+    before = perplexity("before")
     head_only = None
     if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
@@ -34,13 +40,15 @@ def pretrain(params):
         corpus = load_corpus("data/corpus")
         run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")},
                              ["data/corpus/corpus.parquet"])
-        warmup = warm_up_head(model, tokenizer, corpus, params, head, HEAD_WORK_DIR, WORK_DIR, run_id)
+        warmup = warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
+                              run_id, num_proc=params.collect.num_proc)
         if warmup["tokens"]:
-            head_only = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, head warmed up")
+            head_only = perplexity("head warmed up")
             print(f"[pretrain] head warm-up: {warmup['tokens']:,} tokens, encoder frozen; held-out perplexity "
                   f"{before['perplexity']:,.1f} -> {head_only['perplexity']:,.1f}", flush=True)
-        stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
-        after = mlm_perplexity(model, blocks, tokenizer, params, desc="held-out perplexity, after")
+        stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, WORK_DIR, run_id,
+                                     num_proc=params.collect.num_proc)
+        after = perplexity("after")
     curve = stats.pop("curve")
     if is_main_process():
         with atomic_dir("models/pretrained") as tmp:

@@ -116,16 +116,15 @@ def test_incomplete_model_directory_is_refused_before_work(tiny_model, tmp_path,
     for name in keep:
         if (tiny_model / name).exists():
             shutil.copy(tiny_model / name, model_dir / name)
-    params = from_dict({"model": {"name": str(model_dir)}})
     # load_config, every stage's first load, checks all three; load_tokenizer only what it reads
     for loader, checked in ((load_config, {"config.json", "tokenizer files", "model.safetensors"}),
                             (load_tokenizer, {"tokenizer files"})):
         expected = [item for item in lacks if item in checked]
         if not expected:
-            loader(str(model_dir), params)  # what it needs is there
+            loader(str(model_dir), False)  # what it needs is there
             continue
         with pytest.raises(ConfigError, match=r"model.name: .* lacks") as info:
-            loader(str(model_dir), params)
+            loader(str(model_dir), False)
         named = str(info.value).split("lacks")[1].split(". A model")[0]
         assert all(item in named for item in expected), named
         assert not any(item in named for item in checked - set(expected)), named
@@ -141,7 +140,8 @@ def test_small_corpus_warns_and_reports_the_real_blocks(tiny_model, tmp_path, ca
                         "pretrain": {"block_size": 16, "batch_size": 8, "max_tokens": 16 * 8 * 5}})
     one_block = Dataset.from_dict({"text": ["great film boring plot superb acting dull ending " * 2]})  # 1 block
     stats = continue_pretraining(AutoModelForMaskedLM.from_pretrained(tiny_model),
-                                 AutoTokenizer.from_pretrained(tiny_model), one_block, params, tmp_path / "work")
+                                 AutoTokenizer.from_pretrained(tiny_model), one_block, params.pretrain, params.train,
+                                 tmp_path / "work")
     assert stats["steps"] == 5 and stats["corpus_blocks"] == 1 and stats["corpus_epochs"] == 40
     assert "[pretrain] warning: the corpus holds 16 tokens (1 blocks of 16), 2% of pretrain.max_tokens 640: 5 " \
            "steps pass over it 40.0 times, each time with fresh masks." in capsys.readouterr().out

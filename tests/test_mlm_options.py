@@ -22,16 +22,16 @@ def headless_copy(model_dir, directory):
     return directory
 
 
-def params_for(model_dir, **pretrain):
-    return from_dict({"model": {"name": str(model_dir)}, "train": {"precision": "fp32", "checkpoint_steps": 0},
+def params_for(**pretrain):
+    return from_dict({"train": {"precision": "fp32", "checkpoint_steps": 0},
                       "pretrain": {"block_size": 16, "batch_size": 4, "max_tokens": 640, **pretrain}})
 
 
 def test_head_detected_from_the_loading_report(tiny_model, tmp_path):
-    _, complete = load_mlm(str(tiny_model), params_for(tiny_model), with_head_report=True)
+    _, complete = load_mlm(str(tiny_model), False, with_head_report=True)
     assert complete == {"head_complete": True, "head_missing_keys": []}
     headless = headless_copy(tiny_model, tmp_path / "headless")
-    _, missing = load_mlm(str(headless), params_for(headless), with_head_report=True)
+    _, missing = load_mlm(str(headless), False, with_head_report=True)
     assert not missing["head_complete"]
     assert missing["head_missing_keys"] and all(k.startswith("cls.") for k in missing["head_missing_keys"])
     assert "cls.predictions.transform.dense.weight" in missing["head_missing_keys"]
@@ -43,11 +43,12 @@ def corpus():
 
 def test_warmup_trains_the_head_and_leaves_the_encoder(tiny_model, tmp_path):
     headless = headless_copy(tiny_model, tmp_path / "headless")
-    params = params_for(headless, head_warmup_tokens=640, head_warmup_lr=1e-2)
-    model, head = load_mlm(str(headless), params, with_head_report=True)
+    params = params_for(head_warmup_tokens=640, head_warmup_lr=1e-2)
+    model, head = load_mlm(str(headless), False, with_head_report=True)
     tokenizer = AutoTokenizer.from_pretrained(headless)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    done = warm_up_head(model, tokenizer, corpus(), params, head, tmp_path / "head", tmp_path / "main", "r1")
+    done = warm_up_head(model, tokenizer, corpus(), params.pretrain, params.train, head, tmp_path / "head",
+                        tmp_path / "main", "r1")
     assert done["done"] and done["tokens"] >= 640 and done["steps"] > 0
     after = model.state_dict()
     encoder = [k for k in before if k.startswith("bert.")]
@@ -62,11 +63,11 @@ def test_warmup_trains_the_head_and_leaves_the_encoder(tiny_model, tmp_path):
 
 
 def test_complete_head_skips_the_warmup(tiny_model, tmp_path):
-    params = params_for(tiny_model, head_warmup_tokens=640)
-    model, head = load_mlm(str(tiny_model), params, with_head_report=True)
+    params = params_for(head_warmup_tokens=640)
+    model, head = load_mlm(str(tiny_model), False, with_head_report=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    done = warm_up_head(model, AutoTokenizer.from_pretrained(tiny_model), corpus(), params, head,
-                        tmp_path / "head", tmp_path / "main", "r1")
+    done = warm_up_head(model, AutoTokenizer.from_pretrained(tiny_model), corpus(), params.pretrain, params.train,
+                        head, tmp_path / "head", tmp_path / "main", "r1")
     assert done == {"done": False, "reason": "the checkpoint has a complete MLM head", "tokens": 0}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -117,8 +118,8 @@ def test_whole_word_mask_masks_every_piece_of_a_word(tmp_path):
                     start = j
         return split, int(masked.sum())
 
-    whole = params_for(tmp_path, whole_word_mask=True, mlm_probability=0.2).pretrain
-    token = params_for(tmp_path, whole_word_mask=False, mlm_probability=0.2).pretrain
+    whole = params_for(whole_word_mask=True, mlm_probability=0.2).pretrain
+    token = params_for(whole_word_mask=False, mlm_probability=0.2).pretrain
     split, n = split_words(whole)
     assert n > 50 and split == 0
     split, n = split_words(token)
@@ -129,6 +130,6 @@ def test_whole_word_mask_masks_every_piece_of_a_word(tmp_path):
 
     model = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
                                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
-    params = params_for(tmp_path, whole_word_mask=True, block_size=32, max_tokens=512)
-    stats = continue_pretraining(model, tokenizer, texts, params, tmp_path / "work")
+    params = params_for(whole_word_mask=True, block_size=32, max_tokens=512)
+    stats = continue_pretraining(model, tokenizer, texts, params.pretrain, params.train, tmp_path / "work")
     assert stats["steps"] == 4 and stats["train_loss"] > 0

@@ -58,7 +58,7 @@ def test_predict_returns_rows_in_dataset_order(tiny_model):
                         "finetune": {"eval_batch_size": 3}})
     encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * 7}),
                            tokenizer, params.model.max_length, params.finetune)
-    probs = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-predict")
+    probs = predict(model, tokenizer, encoded, params.train, params.finetune.eval_batch_size, "/tmp/dapt-test-predict")
     with torch.no_grad():
         for i, text in enumerate(texts):  # one at a time: no padding, no reordering
             logits = model(**tokenizer(text, return_tensors="pt")).logits
@@ -95,13 +95,13 @@ def test_pack_makes_full_blocks(tiny_model):
 
 
 def test_heldout_perplexity_is_deterministic(tiny_model):
-    params = from_dict({"model": {"name": str(tiny_model)}, "pretrain": {"block_size": 16, "eval_max_tokens": 256},
-                        "train": {"precision": "fp32"}})
+    params = from_dict({"pretrain": {"block_size": 16, "eval_max_tokens": 256}})
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = load_mlm(str(tiny_model), params)
-    blocks = heldout_blocks(Dataset.from_dict({"text": ["great film boring plot " * 20] * 5}), tokenizer, params)
+    model = load_mlm(str(tiny_model), False)
+    blocks = heldout_blocks(Dataset.from_dict({"text": ["great film boring plot " * 20] * 5}), tokenizer,
+                            params.pretrain, shuffle_seed=42)
     assert len(blocks) == 256 // 16
-    a, b = (mlm_perplexity(model, blocks, tokenizer, params) for _ in range(2))
+    a, b = (mlm_perplexity(model, blocks, tokenizer, params.pretrain, "fp32", mask_seed=42) for _ in range(2))
     assert a == b and a["masked_tokens"] > 0
     assert 1.0 < a["perplexity"] < 10 * len(tokenizer)  # untrained: about the vocabulary size
 
@@ -143,10 +143,10 @@ def test_bf16_checkpoint_loads_with_float32_master_weights(tmp_path, tiny_model,
 
     AutoModelForMaskedLM.from_pretrained(tiny_model).to(torch.bfloat16).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)
-    params = from_dict({"model": {"name": str(tmp_path)}, "finetune": {"model": kind}})
-    model = load_classifier(str(tmp_path), params, ["neg", "pos"])
+    params = from_dict({"finetune": {"model": kind}})
+    model = load_classifier(str(tmp_path), False, params.finetune, ["neg", "pos"])
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    assert {p.dtype for p in load_mlm(str(tmp_path), params).parameters()} == {torch.float32}
+    assert {p.dtype for p in load_mlm(str(tmp_path), False).parameters()} == {torch.float32}
 
 
 def _deberta():

@@ -161,7 +161,7 @@ def test_nan_loss_stops_with_step_lr_and_last_loss(tiny_model, tmp_path):
                         tokenizer, params.model.max_length, params.finetune)
     model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(lr [0-9.e+]+\); the last finite loss was [0-9.]+"):
-        finetune(model, tokenizer, data, data, params, tmp_path / "work")
+        finetune(model, tokenizer, data, data, params.finetune, params.train, params.seed, tmp_path / "work")
 
 
 @pytest.mark.parametrize("patience, epochs_run", [(2, 3.0), (0, 5.0)])
@@ -174,6 +174,7 @@ def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience,
     data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
                         tokenizer, params.model.max_length, params.finetune)
     model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
-    _, stats, curve = finetune(model, tokenizer, data, data, params, tmp_path / "work")
+    _, stats, curve = finetune(model, tokenizer, data, data, params.finetune, params.train, params.seed,
+                               tmp_path / "work")
     assert stats["epochs_run"] == epochs_run and len(curve) == int(epochs_run)
     assert stats["stopped_early"] is (patience > 0) and stats["best_epoch"] == 1.0

@@ -68,8 +68,9 @@ def test_length_grouped_predictions_equal_padded(tiny_model):
                         "finetune": {"eval_batch_size": 4}})
     encoded = encode_split(Dataset.from_dict({"text": texts, "label": [0] * len(texts)}),
                            tokenizer, params.model.max_length, params.finetune)
-    grouped = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-grouped")
-    padded = predict(model, tokenizer, encoded, params, "/tmp/dapt-test-padded", pad_to=64)
+    batch = params.finetune.eval_batch_size
+    grouped = predict(model, tokenizer, encoded, params.train, batch, "/tmp/dapt-test-grouped")
+    padded = predict(model, tokenizer, encoded, params.train, batch, "/tmp/dapt-test-padded", pad_to=64)
     np.testing.assert_allclose(grouped, padded, atol=1e-5)
     assert (grouped.argmax(-1) == padded.argmax(-1)).all()
 

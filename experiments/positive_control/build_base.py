@@ -92,20 +92,22 @@ def perplexities(model, tokenizer, params) -> dict:
     out = {}
     for name in ("news", "imdb"):
         texts = Dataset.from_parquet(str(DATA / f"heldout_{name}.parquet"))
-        r = mlm_perplexity(model, heldout_blocks(texts, tokenizer, params), tokenizer, params)
+        blocks = heldout_blocks(texts, tokenizer, params.pretrain, shuffle_seed=params.task.seed)
+        r = mlm_perplexity(model, blocks, tokenizer, params.pretrain, params.train.precision,
+                           mask_seed=params.task.seed)
         out[f"perplexity_{name}"], out[f"masked_tokens_{name}"] = r["perplexity"], r["masked_tokens"]
     return out
 
 
 def build_base(xp: dict) -> dict:
     params = pipeline_params(xp)
-    tokenizer = load_tokenizer(xp["base"]["tokenizer"], params)
+    tokenizer = load_tokenizer(xp["base"]["tokenizer"], params.model.trust_remote_code)
     model = init_model(xp, tokenizer)
     if torch.cuda.is_available():
         model.to("cuda")
     corpus = Dataset.from_parquet(str(DATA / "train.parquet"))
     run_id = f"{xp}"  # a changed param never resumes another run's checkpoint
-    stats = continue_pretraining(model, tokenizer, corpus, params, WORK_DIR, run_id)
+    stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, WORK_DIR, run_id)
     curve = stats.pop("curve")
     heldout = perplexities(model, tokenizer, params)
     with atomic_dir(MODEL) as tmp:

@@ -29,7 +29,7 @@ def token_counts(texts: list[str], tokenizer, size: int) -> np.ndarray:
 
 def main() -> None:
     xp = load_xp()
-    tokenizer = load_tokenizer(xp["base"]["tokenizer"], pipeline_params(xp))
+    tokenizer = load_tokenizer(xp["base"]["tokenizer"], pipeline_params(xp).model.trust_remote_code)
     size = len(tokenizer)
     train = token_counts(Dataset.from_parquet(str(DATA / "train.parquet"))["text"], tokenizer, size)
     logp = np.log((train + 1) / (train.sum() + size))
