@@ -8,7 +8,6 @@ with fresh masks (the collator masks at batch time), a large one was sampled by 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import types
@@ -304,7 +303,7 @@ def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime:
     frozen = [w for w in encoder.parameters() if w.requires_grad]
     for w in frozen:
         w.requires_grad_(False)
-    warm = dataclasses.replace(p, max_tokens=p.head_warmup_tokens, lr=p.head_warmup_lr)
+    warm = p.model_copy(update={"max_tokens": p.head_warmup_tokens, "lr": p.head_warmup_lr})
     try:
         stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc)
     finally:

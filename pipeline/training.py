@@ -101,7 +101,10 @@ def mean_logged_loss(trainer: Trainer, result) -> float:
 
 def fingerprint(config: dict, files: list[str | Path]) -> str:
     """Identity of a training run's inputs: the params that shape it and its data files."""
-    h = hashlib.blake2b(json.dumps(config, sort_keys=True, default=str).encode(), digest_size=16)
+    def plain(value):  # a params section (pydantic model) by its values
+        return value.model_dump() if hasattr(value, "model_dump") else str(value)
+
+    h = hashlib.blake2b(json.dumps(config, sort_keys=True, default=plain).encode(), digest_size=16)
     for path in files:
         hash_file(h, path)
     return h.hexdigest()

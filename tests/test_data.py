@@ -91,7 +91,7 @@ def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir,
     assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == in_train["near"]
     assert stats["train_docs"] == len(train) - sum(in_train.values()) == len(dropped)
     assert not set(exact + near) & dropped
-    with pytest.raises(ConfigError, match=r"`task.train_overlap` is 'keep'; it must be report or drop"):
+    with pytest.raises(ConfigError, match=r"`task.train_overlap` is 'keep'; it must be one of report, drop"):
         params_for(task_dir, train_overlap="keep")
 
 

@@ -5,7 +5,6 @@ them), and declares no module it does not import. So editing any code a stage ru
 
 import ast
 import contextlib
-import dataclasses
 import importlib
 import json
 import os
@@ -13,7 +12,6 @@ import re
 import runpy
 import subprocess
 import sys
-import typing
 from pathlib import Path
 
 import pytest
@@ -90,7 +88,7 @@ def test_stage_declares_exactly_the_modules_it_runs(pipeline, name, stage):
 def recorded_param_reads():
     """Record every params key read (`section.key`, dotted) while the block runs.
 
-    Each params dataclass gets a recording `__getattribute__` for its leaf fields. Reads made
+    Each params model (section) gets a recording `__getattribute__` for its leaf fields. Reads made
     only to validate the params (every key at load; lengths against the model's positions) or to name a run (the resume fingerprint
     hashes whole sections) are not counted: they decide whether a stage may start or resume,
     not what it computes.
@@ -104,8 +102,7 @@ def recorded_param_reads():
                 config.Train: "train.", config.Launch: "launch.", config.Tracking: "tracking."}
     saved = {cls: cls.__getattribute__ for cls in prefixes}
     for cls, prefix in prefixes.items():
-        hints = typing.get_type_hints(cls)
-        leaves = {f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(hints[f.name])}
+        leaves = {name for name, f in cls.model_fields.items() if f.annotation not in prefixes}
 
         def getattribute(self, name, _get=saved[cls], _prefix=prefix, _leaves=leaves):
             if name in _leaves and not paused[0]:
