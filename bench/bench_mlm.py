@@ -8,7 +8,9 @@ Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only)
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
     python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
-    python bench/bench_mlm.py --profile        # where the pipeline step's CPU time goes, by kind of op
+    python bench/bench_mlm.py --profile 3      # where the pipeline step's CPU time goes, by kind of op
+    python bench/bench_mlm.py --stage 30       # the real training path (continue_pretraining: Trainer, collator,
+                                               # seeded masks) against the bench's step, same process
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+from pathlib import Path
 
 import torch
 from transformers import BertForMaskedLM
@@ -99,6 +102,43 @@ def profile(step, steps: int) -> str:
     return "\n".join(lines)
 
 
+def stage_vs_step(base, step, args, vocab_size: int) -> None:
+    """tokens/s of `continue_pretraining` on packed random-word text, next to the bench step's (best of
+    `args.rounds` rounds before and after it). The stage's figure is its own `tokens_per_second`:
+    Trainer start-up, the collator's seeded masks and the data loader included, packing not."""
+    import os
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import BertTokenizerFast
+
+    from pipeline.config import from_dict
+    from pipeline.mlm import continue_pretraining
+
+    os.environ.setdefault("WANDB_MODE", "disabled")  # a bench is not a tracked run
+    words = [f"w{i}" for i in range(vocab_size - 5)]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+        tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+        rng = torch.Generator().manual_seed(0)
+        n_words = args.stage * args.batch * args.seq + 10 * args.seq
+        ids = torch.randint(1000, len(words), (n_words,), generator=rng).tolist()
+        texts = [" ".join(words[i] for i in ids[k:k + 500]) for k in range(0, n_words, 500)]
+        params = from_dict({"pretrain": {"max_tokens": args.stage * args.batch * args.seq, "block_size": args.seq,
+                                         "batch_size": args.batch, "lr": 5e-5},
+                            "train": {"checkpoint_steps": 0}})
+        tokens = args.batch * args.seq
+        before = alternate({"step": step}, tokens, args.steps, args.rounds, warmup=2)["step"]
+        stats = continue_pretraining(copy.deepcopy(base).train(), tokenizer, Dataset.from_dict({"text": texts}),
+                                     params.pretrain, params.train, Path(tmp) / "work")
+        after = alternate({"step": step}, tokens, args.steps, args.rounds, warmup=0)["step"]
+    bench = (before + after) / 2
+    print(f"\nmachine: {machine()}\n\n| path | tokens/s | ratio vs the bench step |\n|---|---:|---:|\n"
+          f"| bench: pipeline step (best of {args.rounds} rounds before: {before:,.0f}, after: {after:,.0f}) | "
+          f"{bench:,.0f} | 1.00 |\n| pretrain stage: `continue_pretraining`, {stats['steps']} steps of "
+          f"{args.batch} x {args.seq} | {stats['tokens_per_second']:,.0f} | {stats['tokens_per_second'] / bench:.2f} |")
+
+
 class _NoStep:
     """An optimizer stand-in that only clears gradients: times forward + backward alone."""
 
@@ -131,6 +171,9 @@ def main() -> None:
                          "per optimizer step, the optimizer step left out (its cost)")
     ap.add_argument("--compile-modes", nargs="*", default=[], metavar="MODE",
                     help="also time the pipeline path under torch.compile(mode=MODE) for each MODE")
+    ap.add_argument("--stage", type=int, default=0, metavar="STEPS",
+                    help="only compare `pipeline.mlm.continue_pretraining` (what the pretrain stage runs) over STEPS "
+                         "steps with the bench's pipeline step, timed before and after it")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="only profile STEPS pipeline steps (torch.profiler) and print the share of each kind of op")
     args = ap.parse_args()
@@ -173,6 +216,9 @@ def main() -> None:
         return step
 
     on_cpu = device == "cpu"
+    if args.stage:
+        stage_vs_step(base, build(True, precision, True, fast=on_cpu), args, config.vocab_size)
+        return
     if args.profile:
         print(f"machine: {machine()}\n")
         print(profile(build(True, precision, True, fast=on_cpu), args.profile))
