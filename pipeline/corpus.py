@@ -36,7 +36,7 @@ from datasets.utils.tqdm import tqdm
 from pipeline.config import Collect, ConfigError, Pretrain, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, fingerprints, normalised_hash, words
-from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub
+from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub, local_path
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
 SOURCE_KEYS = {"name", "path", "config", "split", "text_field", "weight", "licence", "min_chars", "max_chars"}
@@ -91,7 +91,7 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
 
 
 def local_source_files(path: str) -> list[Path]:
-    p = Path(path).expanduser()
+    p = local_path("path", path)
     if p.is_dir():
         return sorted(f for f in p.iterdir() if any(f.name.endswith(ext) for ext in LOCAL_FORMATS))
     if any(ch in path for ch in "*?["):
@@ -107,9 +107,9 @@ def check_sources(spec: dict, task: Task, source: str) -> None:
     test file (the leakage guard would drop every document, but the corpus would be empty or
     silently different, so it is an error in the YAML instead).
     """
-    task_dir = Path(task.dataset).expanduser()
+    task_dir = local_path("task.dataset", task.dataset)
     test_files = ({(task_dir / f"{task.test_split}{ext}").resolve() for ext in LOCAL_FORMATS}
-                  if task_dir.is_dir() else set())
+                  if task_dir is not None and task_dir.is_dir() else set())
     for src in spec["sources"]:
         path, where = str(src["path"]), f"{src['where']} (`{src['name']}`)"
         if path == TASK_SOURCE:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.config import Collect, ConfigError, Task
 from pipeline.data import split_file
-from pipeline.io import hash_file, is_local_path, write_json
+from pipeline.io import hash_file, is_local_path, local_path, write_json
 
 TASK_RECORD, CORPUS_RECORD = "data/inputs/task.json", "data/inputs/corpus.json"
 
@@ -27,9 +27,9 @@ def file_record(path: Path) -> dict:
 
 
 def task_record(task: Task) -> dict:
-    if not is_local_path(task.dataset):
+    folder = local_path("task.dataset", task.dataset)
+    if folder is None:
         return {"hub": task.dataset, "config": task.config, "splits": [task.train_split, task.test_split]}
-    folder = Path(task.dataset).expanduser()
     splits = (task.train_split, "dev", task.test_split)
     files = [f for s in splits if (f := split_file(folder, s))] if folder.is_dir() else []
     return {"local": str(folder), "files": [file_record(f) for f in files]}

@@ -109,12 +109,18 @@ def local_or_hub(key: str, value: str) -> Path | None:
     local: its Path is returned and the caller checks what it must hold. Anything else is a hub
     id: None is returned once the Hub is known to be reachable (`require_hub`).
     """
+    local = local_path(key, value)
+    if local is None:
+        require_hub(key, value)
+    return local
+
+
+def local_path(key: str, value: str) -> Path | None:
+    """`local_or_hub` without asking the Hub: the local path `value` names (`pkg:` resolved), or None
+    for a hub id. For what must never touch the network (the `inputs` stage, checks of YAML)."""
     if value.startswith(PACKAGE_PREFIX):
         return package_path(key, value)
-    if is_local_path(value):
-        return Path(value).expanduser()
-    require_hub(key, value)
-    return None
+    return Path(value).expanduser() if is_local_path(value) else None
 
 
 def package_path(key: str, value: str) -> Path:

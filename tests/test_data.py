@@ -1,10 +1,11 @@
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fixtures import write_jsonl
+from fixtures import make_task, write_jsonl
 from pipeline.config import ConfigError, from_dict
 from pipeline.data import load_prepared, prepare_task
 
@@ -119,3 +120,22 @@ def test_a_local_dev_file_is_the_dev_split(task_dir, tmp_path, capsys):
     dev = load_prepared("dev", tmp_path / "out")
     assert dev["text"] == [r["text"] for r in rows[:30]] and stats["train_docs"] == len(rows) - 30
     assert "dev.jsonl: used as the dev split (task.dev_size is not used)" in capsys.readouterr().out
+
+
+def test_a_task_inside_a_package_is_one_local_folder_everywhere(tmp_path, monkeypatch):
+    """`pkg:NAME/dir` names the same folder for prepare, the inputs record and the corpus check."""
+    from pipeline.corpus import check_sources
+    from pipeline.inputs import task_record
+
+    package = tmp_path / "site" / "fake_task_pkg"
+    make_task(package / "task")
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    task = from_dict({"task": {"dataset": "pkg:fake_task_pkg/task"}}).task
+    record = task_record(task)
+    assert record["local"] == str(package / "task")
+    assert {Path(f["path"]).name for f in record["files"]} == {"train.jsonl", "test.jsonl"}
+    test_file = str(package / "task" / "test.jsonl")
+    spec = {"path": "in_domain.yaml", "sources": [{"name": "copy", "path": test_file, "where": "in_domain.yaml"}]}
+    with pytest.raises(ConfigError, match="the task's test split"):
+        check_sources(spec, task, "in_domain")
