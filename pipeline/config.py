@@ -126,7 +126,7 @@ class Pretrain(Section):
 
 class Finetune(Section):
     lr: Float = Field(2e-5, gt=0, description="a positive learning rate")
-    epochs: Int = Field(3, ge=1, description="at least 1")
+    epochs: Int = Field(6, ge=1, description="at least 1")  # the most: see patience
     batch_size: Int = Field(16, ge=1, description="at least 1")  # per device
     # effective batch to reach with gradient accumulation; 0: batch_size x devices
     target_batch: Int = Field(0, ge=0, description="0 (no accumulation) or a positive batch size")
@@ -136,7 +136,7 @@ class Finetune(Section):
     weight_decay: Float = 0.01
     layer_decay: Float = Field(0.95, gt=0, le=1, description="in (0, 1]")  # layer-wise lr decay; 1.0 turns it off
     # stop once dev accuracy has not improved for this many epochs (finetune.epochs is the most); 0: off
-    patience: Int = Field(0, ge=0, description="a number of epochs (0: off)")
+    patience: Int = Field(2, ge=0, description="a number of epochs (0: off)")
     truncation: Literal["head", "tail", "head_tail"] = "head"  # flat model
     head_tokens: Int = 128
     model: Literal["flat", "hierarchical"] = "flat"  # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019)

@@ -127,7 +127,8 @@ def tiny_params(task_dir: Path, model_dir: Path, corpora_dir: Path, **overrides)
                                "eval_max_tokens": 4096})
     # 6 epochs: with 4, whether the tiny classifier "takes off" before the end depended on the
     # seed's dropout draws (bimodal: 0.5 or 0.99 accuracy), for torch's and the fast dropout alike
-    params["finetune"].update({"lr": 3e-3, "epochs": 6, "batch_size": 16, "layer_decay": 0.9})
+    # (patience 0: a late take-off must not be cut short by early stopping)
+    params["finetune"].update({"lr": 3e-3, "epochs": 6, "batch_size": 16, "layer_decay": 0.9, "patience": 0})
     params["train"].update({"precision": "fp32"})
     for dotted, value in overrides.items():
         section, _, key = dotted.rpartition(".")
