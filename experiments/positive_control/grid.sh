@@ -22,6 +22,6 @@ SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
 COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
   -S model.name=$HERE/model -S model.max_length=256 -S collect.corpora_dir=$HERE/.grid/corpora
   -S pretrain.max_tokens=2000000 -S pretrain.lr=5e-4 -S pretrain.eval_max_tokens=50000
-  -S finetune.lr=3e-4 -S finetune.epochs=6" \
+  -S finetune.lr=3e-4 -S finetune.epochs=6 -S finetune.patience=0" \
 PREFIX=${PREFIX:-control} CORPORA_OUT=$HERE/.grid/corpora OUT=${OUT:-$HERE/reports} SHARED=$SHARED \
   bash "$ROOT/experiments/grid.sh"
