@@ -13,7 +13,7 @@ grid=()   # the grid's finished runs: none (every seed) and the 2M-token points
 for seed in 1 2 3; do for s in none task in_domain; do grid+=("control-$s-seed$seed"); done; done
 COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
   -S model.name=$HERE/model -S model.max_length=256 -S collect.corpora_dir=$HERE/.grid/corpora
-  -S pretrain.lr=5e-4 -S pretrain.eval_max_tokens=50000 -S finetune.lr=3e-4 -S finetune.epochs=6" \
+  -S pretrain.lr=5e-4 -S pretrain.eval_max_tokens=50000 -S finetune.lr=3e-4 -S finetune.epochs=6 -S finetune.patience=0" \
 PREFIX=dose STRATEGIES="task in_domain" SEEDS=${SEEDS:-1} BY=pretrain.max_tokens VALUES=${VALUES:-"250000 1000000 4000000"} \
 CORPORA_OUT=$HERE/.grid/corpora OUT=${OUT:-$HERE/reports-dose} SHARED=$SHARED EXTRA_EXPS="${grid[*]}" \
   bash "$ROOT/experiments/grid.sh"
