@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
 
 from pipeline.config import Train
 from pipeline.distributed import barrier, is_main_process, single_device
@@ -196,7 +195,25 @@ class StopWhenDevStalls(TrainerCallback):
 
 def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     """The last checkpoint in `work_dir` if it was written for these inputs (`run_id`), else None."""
-    return get_last_checkpoint(str(work_dir)) if _written_for(Path(work_dir), run_id) else None
+    return last_complete_checkpoint(work_dir) if _written_for(Path(work_dir), run_id) else None
+
+
+def last_complete_checkpoint(work_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` whose `trainer_state.json` is whole. The Trainer writes that file
+    last (after weights, optimizer, scheduler and RNG), so a process killed while saving leaves a
+    newer folder without it; transformers' `get_last_checkpoint` would pick that folder and the
+    resume would fail. The previous, complete checkpoint is still there (rotation runs after)."""
+    def step(path: Path) -> int:
+        return int(path.name.rpartition("-")[2])
+
+    found = [c for c in Path(work_dir).glob("checkpoint-*") if c.is_dir() and c.name.rpartition("-")[2].isdigit()]
+    for checkpoint in sorted(found, key=step, reverse=True):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # being written when the process died
+        return str(checkpoint)
+    return None
 
 
 def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str, name: str = "train"):
@@ -205,7 +222,7 @@ def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str, name:
     if is_main_process():
         claim_work_dir(work_dir, run_id)
     barrier()
-    checkpoint = get_last_checkpoint(str(work_dir))
+    checkpoint = last_complete_checkpoint(work_dir)
     resumed = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
     if checkpoint and is_main_process():
         print(f"[{name}] resuming from {checkpoint} (step {resumed}): the same inputs were interrupted there; "

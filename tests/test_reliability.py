@@ -178,3 +178,21 @@ def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience,
                                tmp_path / "work")
     assert stats["epochs_run"] == epochs_run and len(curve) == int(epochs_run)
     assert stats["stopped_early"] is (patience > 0) and stats["best_epoch"] == 1.0
+
+
+def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path):
+    """The Trainer writes trainer_state.json last: a newer folder without it (or with it cut short)
+    is a save the kill interrupted, and the resume takes the newest complete one."""
+    from pipeline.training import last_complete_checkpoint
+
+    for step in (8, 16, 24):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "checkpoint-8" / "trainer_state.json").write_text('{"global_step": 8}')
+    (tmp_path / "checkpoint-16" / "trainer_state.json").write_text('{"global_step": 16}')
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-16")  # 24: no state yet
+    (tmp_path / "checkpoint-24" / "trainer_state.json").write_text('{"global_st')  # cut short
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-16")
+    (tmp_path / "checkpoint-24" / "trainer_state.json").write_text('{"global_step": 24}')
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-24")
+    assert last_complete_checkpoint(tmp_path / "none") is None
