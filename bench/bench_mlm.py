@@ -209,9 +209,9 @@ def main() -> None:
             module = torch.compile(module, **({"mode": compile_} if isinstance(compile_, str) else {}))
         opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=fused or None)
         batches = batches or [batch]
-        step = make_step(module, opt, batches if masked_only else [standard(b) for b in batches], prec)
         if not optimizer:  # forward and backward only: the optimizer step's cost is the difference
-            step = make_step(module, _NoStep(opt), batches, prec)
+            opt = _NoStep(opt)
+        step = make_step(module, opt, batches if masked_only else [standard(b) for b in batches], prec)
         step.work = sum(b["input_ids"].numel() for b in batches)
         return step
 

@@ -192,24 +192,24 @@ def _section(path: tuple) -> type[BaseModel]:
 def _config_error(exc: ValidationError, where: str) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
-    # union members add their type to the location (task.label_names.list[any]): keep the field path
-    path, cls = [], Params
-    for part in loc:
-        if part in cls.model_fields:
-            path.append(part)
-            hint = cls.model_fields[part].annotation
-            cls = hint if _is_section(hint) else cls
-        elif err["type"] != "extra_forbidden":
-            break
-    key = ".".join(path if err["type"] != "extra_forbidden" else loc)
     value, kind = err.get("input"), err["type"]
     if kind == "extra_forbidden":
         names = list(_section(tuple(loc[:-1])).model_fields)
         prefix = ".".join(loc[:-1]) + "." if len(loc) > 1 else ""
         close = difflib.get_close_matches(loc[-1], names, n=1)
         hint = f" Did you mean `{prefix}{close[0]}`?" if close else f" Known keys: {', '.join(names)}."
-        return ConfigError(f"{where}: unknown key `{key}`.{hint}")
-    field = _section(tuple(path[:-1])).model_fields[path[-1]] if path else None
+        return ConfigError(f"{where}: unknown key `{'.'.join(loc)}`.{hint}")
+    # the field the error is about; union members add their type to the location
+    # (task.label_names.list[any]), so the walk stops at the first part that is not a field
+    path, holder, field = [], Params, None
+    for part in loc:
+        if part not in holder.model_fields:
+            break
+        path.append(part)
+        field = holder.model_fields[part]
+        if _is_section(field.annotation):
+            holder = field.annotation
+    key = ".".join(path)
     if kind == "literal_error":
         choices = typing.get_args(field.annotation)
         return ConfigError(f"{where}: `{key}` is {value!r}; it must be one of {', '.join(choices)}.")

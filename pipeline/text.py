@@ -52,6 +52,14 @@ def tokenize_for_classification(batch: dict, tokenizer, max_length: int, mode: s
             "length": [len(x) for x in ids], "full_length": [len(x) for x in encoded]}
 
 
+def check_overlap(overlap: int, max_length: int, layout: tuple[int, int]) -> int:
+    """The text tokens a chunk holds (`max_length` less the special tokens); `overlap` must be fewer."""
+    room = max_length - layout[0] - layout[1]
+    if not 0 <= overlap < room:
+        raise ValueError(f"chunk overlap {overlap} must be in [0, {room}) for chunks of {max_length} tokens")
+    return room
+
+
 def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0,
               layout: tuple[int, int] = (1, 1)) -> list[list[int]]:
     """Split `ids` (with special tokens) into at most `max_chunks` chunks of at most `max_length`,
@@ -62,9 +70,7 @@ def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0
     lead, trail = layout
     prefix, suffix = list(ids[:lead]), list(ids[len(ids) - trail:])
     body = ids[lead:len(ids) - trail]
-    room = max_length - lead - trail
-    if not 0 <= overlap < room:
-        raise ValueError(f"chunk overlap {overlap} must be in [0, {room}) for chunks of {max_length} tokens")
+    room = check_overlap(overlap, max_length, layout)
     chunks, start = [], 0
     while True:
         chunks.append(prefix + list(body[start:start + room]) + suffix)
@@ -88,9 +94,7 @@ def tokenize_for_chunks(batch: dict, tokenizer, max_length: int, max_chunks: int
         full = [len(x) for x in encoded]
     else:
         lead, trail = layout
-        if not 0 <= overlap < max_length - lead - trail:
-            raise ValueError(f"chunk overlap {overlap} must be in [0, {max_length - lead - trail}) for chunks of "
-                             f"{max_length} tokens")
+        check_overlap(overlap, max_length, layout)
         out = tokenizer(batch["text"], truncation=True, max_length=max_length, stride=overlap,
                         return_overflowing_tokens=True, verbose=False)
         every: list[list[list[int]]] = [[] for _ in batch["text"]]

@@ -198,16 +198,18 @@ def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     return last_complete_checkpoint(work_dir) if _written_for(Path(work_dir), run_id) else None
 
 
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step of a `checkpoint-N` folder."""
+    return int(Path(checkpoint).name.rpartition("-")[2])
+
+
 def last_complete_checkpoint(work_dir: str | Path) -> str | None:
     """The newest `checkpoint-N` whose `trainer_state.json` is whole. The Trainer writes that file
     last (after weights, optimizer, scheduler and RNG), so a process killed while saving leaves a
     newer folder without it; transformers' `get_last_checkpoint` would pick that folder and the
     resume would fail. The previous, complete checkpoint is still there (rotation runs after)."""
-    def step(path: Path) -> int:
-        return int(path.name.rpartition("-")[2])
-
     found = [c for c in Path(work_dir).glob("checkpoint-*") if c.is_dir() and c.name.rpartition("-")[2].isdigit()]
-    for checkpoint in sorted(found, key=step, reverse=True):
+    for checkpoint in sorted(found, key=checkpoint_step, reverse=True):
         try:
             json.loads((checkpoint / "trainer_state.json").read_text())
         except (OSError, ValueError):
@@ -223,7 +225,7 @@ def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str, name:
         claim_work_dir(work_dir, run_id)
     barrier()
     checkpoint = last_complete_checkpoint(work_dir)
-    resumed = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+    resumed = checkpoint_step(checkpoint) if checkpoint else 0
     if checkpoint and is_main_process():
         print(f"[{name}] resuming from {checkpoint} (step {resumed}): the same inputs were interrupted there; "
               f"the steps before it are not repeated", flush=True)
