@@ -6,9 +6,12 @@ All rows run the pipeline's own code (`pipeline.finetune.training_args` + the Tr
 pad every text to max_length: one in fp32 (what run_glue does by default), one at the pipeline's
 precision (bf16 where the device has it), so the gain of length grouping alone is shown too.
 On CPU the last row is the pipeline's full path: length grouping plus `train.fast_dropout`
-(dropout masks from 16 random bits per value, pipeline/fast_dropout.py).
+(dropout masks from 16 random bits per value, pipeline/fast_dropout.py) and `train.keep_freed_memory`
+(glibc keeps freed memory for the next step, pipeline/allocator.py); the other rows run with glibc's
+default allocator, set before each row, as run_glue has it.
 
     python bench/bench_finetune.py [--model DIR] [--data FILE] [--train 128 --eval 256 --max-length 512]
+    python bench/bench_finetune.py --allocator   # also padding with freed memory kept, and the pipeline without
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 
 from common import machine, minilm_config
 from imdb_sample import OFFLINE_MODEL, imdb_texts
+from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, set_malloc
 from pipeline.config import from_dict
 from pipeline.precision import resolve_precision
 from pipeline.evaluate import predict
@@ -42,15 +46,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--only", type=int, default=None, help="run only row N (0-based) of the table: to time each "
                                                              "path in its own process and check for order effects")
+    ap.add_argument("--allocator", action="store_true",
+                    help="also time padding with freed memory kept, and the pipeline's path with glibc's default "
+                         "allocator (train.keep_freed_memory false)")
     ap.add_argument("--data", default=None, help="texts to use (.parquet or .jsonl[.gz] with `text`); "
                                                  "default: IMDB train from the shared data folder")
     args = ap.parse_args()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     texts, source = imdb_texts(args.train + args.eval, **({"path": args.data} if args.data else {}))
-    params = from_dict({"model": {"max_length": args.max_length},
+    # the allocator is set by hand before each row (the setting is process-wide): off in training_arguments
+    params = from_dict({"model": {"max_length": args.max_length}, "train": {"keep_freed_memory": False},
                         "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
-    fp32 = from_dict({"model": {"max_length": args.max_length}, "train": {"precision": "fp32"},
+    fp32 = from_dict({"model": {"max_length": args.max_length},
+                      "train": {"precision": "fp32", "keep_freed_memory": False},
                       "finetune": {"batch_size": args.batch, "eval_batch_size": 2 * args.batch}})
     precision = resolve_precision("auto")
     data = encode_split(Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(len(texts))]}),
@@ -62,15 +71,22 @@ def main() -> None:
     work = tempfile.mkdtemp()
     results = {}
     on_cpu = not torch.cuda.is_available()
-    rows = [(f"pad to max_length, {precision}", True, params, False),
-            (f"length-grouped, dynamic padding, {precision}", False, params, False)]
-    if on_cpu:  # the pipeline's CPU path also draws cheaper dropout masks (train.fast_dropout)
-        rows.append((f"pipeline: length-grouped, dynamic padding, {precision}, CPU fast dropout", False, params, True))
+    # (name, pad to max_length, params, fast dropout, keep freed memory)
+    rows = [(f"pad to max_length, {precision}", True, params, False, False),
+            (f"length-grouped, dynamic padding, {precision}", False, params, False, False)]
+    if on_cpu:  # the pipeline's CPU path: cheaper dropout masks, freed memory kept (train.fast_dropout, keep_freed_memory)
+        if args.allocator:
+            rows.append((f"pad to max_length, {precision}, freed memory kept", True, params, False, True))
+            rows.append((f"length-grouped, dynamic padding, {precision}, CPU fast dropout", False, params, True, False))
+        rows.append((f"pipeline: length-grouped, dynamic padding, {precision}, CPU fast dropout, freed memory kept",
+                     False, params, True, True))
     if precision != "fp32":
-        rows.insert(0, ("pad to max_length, fp32 (run_glue default)", True, fp32, False))
+        rows.insert(0, ("pad to max_length, fp32 (run_glue default)", True, fp32, False, False))
     if args.only is not None:
         rows = [rows[args.only]]
-    for name, padded, run_params, fast in rows:
+    for name, padded, run_params, fast, keep in rows:
+        if on_cpu:
+            set_malloc(KEEP_FREED if keep else GLIBC_STEADY_STATE)
         model = BertForSequenceClassification(minilm_config(num_labels=2))
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)

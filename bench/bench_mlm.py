@@ -4,10 +4,14 @@ Baseline (what run_mlm does): `BertForMaskedLM(labels=...)` in fp32 (the LM head
 position onto the vocabulary), torch AdamW with its default (foreach) implementation.
 Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only), bf16 autocast via
 `pipeline.distributed.autocast` where the device has bf16, fused AdamW, and on CPU
-`pipeline.fast_dropout` (dropout masks from 16 random bits per value); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
+`pipeline.fast_dropout` (dropout masks from 16 random bits per value) and freed memory kept for reuse
+(`pipeline.allocator`: glibc's mallopt, switched per step so that run_mlm keeps glibc's default in
+the same process); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch,
+sequence length, data.
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
     python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
+    python bench/bench_mlm.py --allocator      # both paths with and without freed memory kept (a 2 x 2)
     python bench/bench_mlm.py --profile 3      # where the pipeline step's CPU time goes, by kind of op
     python bench/bench_mlm.py --stage 30       # the real training path (continue_pretraining: Trainer, collator,
                                                # seeded masks) against the bench's step, same process
@@ -24,6 +28,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from common import alternate, machine, minilm_config, report
+from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, set_malloc
 from pipeline.precision import autocast, resolve_precision
 from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
@@ -48,9 +53,14 @@ def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
     return 3 * (config.num_hidden_layers * layer + head_fraction * head)
 
 
-def make_step(module, optimizer, batches: list[dict], precision: str):
-    """One optimizer step over `batches` (more than one: gradient accumulation)."""
+def make_step(module, optimizer, batches: list[dict], precision: str, keep_freed: bool | None = None):
+    """One optimizer step over `batches` (more than one: gradient accumulation). `keep_freed` sets the
+    C allocator first: True as the pipeline does on CPU (`train.keep_freed_memory`), False glibc's own
+    steady state (what run_mlm gets), None leaves it; switched per step, so each path keeps its own in
+    one process."""
     def step():
+        if keep_freed is not None:
+            set_malloc(KEEP_FREED if keep_freed else GLIBC_STEADY_STATE)
         for batch in batches:
             with autocast(precision):
                 out = module(**batch)
@@ -174,6 +184,9 @@ def main() -> None:
     ap.add_argument("--stage", type=int, default=0, metavar="STEPS",
                     help="only compare `pipeline.mlm.continue_pretraining` (what the pretrain stage runs) over STEPS "
                          "steps with the bench's pipeline step, timed before and after it")
+    ap.add_argument("--allocator", action="store_true",
+                    help="also time run_mlm with freed memory kept and the pipeline with glibc's default allocator "
+                         "(the pipeline keeps freed memory on CPU, train.keep_freed_memory; run_mlm does not)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="only profile STEPS pipeline steps (torch.profiler) and print the share of each kind of op")
     args = ap.parse_args()
@@ -196,14 +209,15 @@ def main() -> None:
     def standard(b: dict) -> dict:
         return {k: v for k, v in b.items() if k != "masked_count"}  # what the standard forward takes
 
-    keep = contextlib.ExitStack()  # holds the fast-dropout swaps for the whole run
+    keep_swaps = contextlib.ExitStack()  # holds the fast-dropout swaps for the whole run
+    on_cpu = device == "cpu"
 
     def build(masked_only: bool, prec: str, fused: bool, compile_: bool | str = False, fast: bool = False,
-              batches: list[dict] | None = None, dtype=None, optimizer: bool = True):
+              batches: list[dict] | None = None, dtype=None, optimizer: bool = True, keep: bool = True):
         model = copy.deepcopy(base).train()
         if dtype is not None:
             model.to(dtype)
-        keep.enter_context(fast_dropout(model, enabled=fast))
+        keep_swaps.enter_context(fast_dropout(model, enabled=fast))
         module = use_masked_only_head(model, enabled=masked_only)
         if compile_:
             module = torch.compile(module, **({"mode": compile_} if isinstance(compile_, str) else {}))
@@ -211,11 +225,11 @@ def main() -> None:
         batches = batches or [batch]
         if not optimizer:  # forward and backward only: the optimizer step's cost is the difference
             opt = _NoStep(opt)
-        step = make_step(module, opt, batches if masked_only else [standard(b) for b in batches], prec)
+        step = make_step(module, opt, batches if masked_only else [standard(b) for b in batches], prec,
+                         keep_freed=keep if on_cpu else None)
         step.work = sum(b["input_ids"].numel() for b in batches)
         return step
 
-    on_cpu = device == "cpu"
     if args.stage:
         stage_vs_step(base, build(True, precision, True, fast=on_cpu), args, config.vocab_size)
         return
@@ -224,7 +238,8 @@ def main() -> None:
         print(profile(build(True, precision, True, fast=on_cpu), args.profile))
         return
 
-    candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False)}
+    # every row but run_mlm's keeps freed memory on CPU, as the pipeline does (train.keep_freed_memory)
+    candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False, keep=False)}
     if args.components:
         candidates["masked-only head, fp32"] = build(True, "fp32", True)
         candidates[f"full head, {precision}"] = build(False, precision, True)
@@ -236,6 +251,9 @@ def main() -> None:
         candidates["pipeline + torch.compile"] = build(True, precision, True, compile_=True, fast=on_cpu)
     for mode in args.compile_modes:
         candidates[f"pipeline + torch.compile(mode={mode})"] = build(True, precision, True, compile_=mode, fast=on_cpu)
+    if args.allocator and on_cpu:
+        candidates["run_mlm baseline, freed memory kept (as the pipeline does)"] = build(False, "fp32", False, keep=True)
+        candidates[f"{pipeline}, glibc's default allocator"] = build(True, precision, True, fast=True, keep=False)
     if args.variants:
         candidates["pipeline, model held in bf16 (no fp32 master, no casts: the most bf16 weights can give)"] = \
             build(True, precision, True, fast=on_cpu, dtype=torch.bfloat16)

@@ -150,6 +150,7 @@ class Train(Section):
     num_workers: Int = 0
     compile: Bool = False  # torch.compile the model (pays off on GPU for long runs)
     fast_dropout: Bool = True  # on CPU: dropout masks from 16 random bits per value (pipeline/fast_dropout.py)
+    keep_freed_memory: Bool = True  # on CPU: glibc reuses freed blocks, no page faults per step (pipeline/allocator.py)
     # save a resumable checkpoint every N optimizer steps; 0: never
     checkpoint_steps: Int = Field(200, ge=0, description="0 (off) or more")
 

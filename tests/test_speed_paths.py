@@ -1,5 +1,10 @@
 """The fast paths compute the same thing as the standard ones."""
 
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -155,3 +160,34 @@ def test_fast_dropout_model_masks_padding_like_sdpa(tiny_model, monkeypatch):
         with fd.fast_dropout(model.train()):
             got = model(**batch).logits
     assert torch.allclose(got, want, atol=1e-5)
+
+
+FAULTS_SCRIPT = """
+import resource, sys, tempfile, torch
+from pipeline.config import Train
+from pipeline.training import training_arguments
+training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
+faults = []
+for _ in range(3):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.ones(24 * 2**20)
+    del x
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(faults[0], faults[-1])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
+    """train.keep_freed_memory (pipeline/allocator.py): a large tensor freed by one step is reused by the
+    next without the kernel mapping its pages again; turned off, every step faults its pages in anew.
+    Each run in its own process: the setting is process-wide."""
+    pages = 96 * 2**20 // resource.getpagesize()
+    counts = {}
+    for flag in ("on", "off"):
+        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, flag], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        counts[flag] = [int(v) for v in out.stdout.split()]
+    assert counts["off"][1] > 0.5 * pages  # glibc's default: mmap'd anew, every page faulted again
+    assert counts["on"][0] > 0.5 * pages  # the first allocation faults in either case
+    assert counts["on"][1] < 0.05 * pages  # kept: the same pages, no faults
