@@ -98,6 +98,11 @@ def load_run_dir(path: str | Path) -> Run:
     return make_run(path.name, params, metrics, (path / "outputs/predictions.csv").read_text())
 
 
+def _has_eval(rev: dict) -> bool:
+    entry = ((rev.get("data") or {}).get("metrics") or {}).get("metrics/eval.json") or {}
+    return bool(entry.get("data")) and not rev.get("error")
+
+
 def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> list[Run]:
     """Finished DVC experiments of `repo` (on every baseline commit). Params and metrics come from
     DVC's experiment table, read in process, predictions from the DVC cache at the experiment's
@@ -120,7 +125,9 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
     for baseline in states:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                if rev.get("name") and rev.get("rev"):
+                # a name can come twice (a failed queue entry beside the finished run of that name):
+                # the finished one wins
+                if rev.get("name") and rev.get("rev") and not (rev["name"] in found and _has_eval(found[rev["name"]])):
                     found[rev["name"]] = rev
     if names:
         unknown = [n for n in names if n not in found]

@@ -179,3 +179,52 @@ def test_cli_names_a_missing_file(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     assert main(["--runs", str(tmp_path / "half"), "--out", str(tmp_path / "r")]) == 2
     assert "params.yaml" in capsys.readouterr().err
+
+
+def test_a_failed_queue_entry_does_not_hide_the_finished_run_of_its_name(tmp_path, monkeypatch):
+    """DVC lists an experiment name twice when a queued run of that name failed beside a finished one
+    (e.g. the same grid queued again): compare reads the finished one, in either order."""
+    import dvc.api
+    from dvc.repo import Repo
+
+    from pipeline.compare import dvc_experiments
+
+    run = write_run(tmp_path, "task-seed1", "task", 1, 180)
+    finished = {"name": "task-seed1", "rev": "a" * 40, "data": {
+        "metrics": {f"metrics/{m}.json": {"data": json.loads((run / f"metrics/{m}.json").read_text())}
+                    for m in ("eval", "pretrain")},
+        "params": {"params.yaml": {"data": yaml.safe_load((run / "params.yaml").read_text())}}}}
+    failed = {"name": "task-seed1", "rev": "b" * 40, "error": {"msg": "Experiment run failed"},
+              "data": {"metrics": {"metrics/eval.json": {"error": {"msg": "No storage files available"}}}}}
+
+    class State:
+        def __init__(self, revs):
+            self.revs = revs
+
+        def dumpd(self):
+            return {"experiments": [{"revs": self.revs}]}
+
+    class FakeRepo:
+        order = None
+
+        def __init__(self):
+            self.experiments = self
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def show(self, all_commits):
+            return [State(self.order)]
+
+    monkeypatch.setattr(Repo, "open", staticmethod(lambda path: FakeRepo()))
+    reads = []
+    monkeypatch.setattr(dvc.api, "read", lambda path, repo, rev: reads.append(rev) or
+                        (run / "outputs/predictions.csv").read_text())
+    for order in ([finished, failed], [failed, finished]):
+        FakeRepo.order = order
+        runs = dvc_experiments(tmp_path, ["task-seed1"])
+        assert [r.name for r in runs] == ["task-seed1"] and runs[0].metrics["eval"]["accuracy"] == 0.9
+    assert reads == ["a" * 40, "a" * 40]
