@@ -13,6 +13,7 @@ sequence length, data.
     python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
     python bench/bench_mlm.py --allocator      # both paths with and without freed memory kept (a 2 x 2)
     python bench/bench_mlm.py --profile 3      # where the pipeline step's CPU time goes, by kind of op
+    python bench/bench_mlm.py --profile 3 --shapes 12 [--glibc]   # and by op and tensor shape
     python bench/bench_mlm.py --stage 30       # the real training path (continue_pretraining: Trainer, collator,
                                                # seeded masks) against the bench's step, same process
 """
@@ -91,12 +92,13 @@ def op_kind(name: str) -> str:
     return "other"
 
 
-def profile(step, steps: int) -> str:
-    """Self CPU time of each kind of op over `steps` calls of `step` (after 2 warm-up calls)."""
+def profile(step, steps: int, shapes: int = 0) -> str:
+    """Self CPU time of each kind of op over `steps` calls of `step` (after 2 warm-up calls); with
+    `shapes`, also the `shapes` largest (op, input shapes) entries with their time per call."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     step(); step()
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=bool(shapes)) as prof:
         for _ in range(steps):
             step()
     shares: dict[str, float] = {}
@@ -109,6 +111,13 @@ def profile(step, steps: int) -> str:
     lines += [f"| {k} | {v / total:.0%} |" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])]
     top = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
     lines += ["", "top ops: " + ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top[:8])]
+    if shapes:
+        by_shape = sorted((e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::")),
+                          key=lambda e: -e.self_cpu_time_total)
+        lines += ["", "| op | input shapes | calls per step | ms per call | share of CPU time |", "|---|---|---:|---:|---:|"]
+        lines += [f"| `{e.key}` | {' '.join(str(x) for x in e.input_shapes if x)} | {e.count / steps:g} | "
+                  f"{e.self_cpu_time_total / e.count / 1e3:.1f} | {e.self_cpu_time_total / total:.1%} |"
+                  for e in by_shape[:shapes]]
     return "\n".join(lines)
 
 
@@ -184,9 +193,14 @@ def main() -> None:
     ap.add_argument("--stage", type=int, default=0, metavar="STEPS",
                     help="only compare `pipeline.mlm.continue_pretraining` (what the pretrain stage runs) over STEPS "
                          "steps with the bench's pipeline step, timed before and after it")
+    ap.add_argument("--shapes", type=int, default=0, metavar="N",
+                    help="with --profile: also the N largest ops by input shape (which tensors the time goes to)")
     ap.add_argument("--allocator", action="store_true",
                     help="also time run_mlm with freed memory kept and the pipeline with glibc's default allocator "
                          "(the pipeline keeps freed memory on CPU, train.keep_freed_memory; run_mlm does not)")
+    ap.add_argument("--glibc", action="store_true",
+                    help="with --profile: profile the pipeline step with the allocator left as glibc starts it "
+                         "(freed memory not kept; this process only runs the profile)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="only profile STEPS pipeline steps (torch.profiler) and print the share of each kind of op")
     args = ap.parse_args()
@@ -213,7 +227,7 @@ def main() -> None:
     on_cpu = device == "cpu"
 
     def build(masked_only: bool, prec: str, fused: bool, compile_: bool | str = False, fast: bool = False,
-              batches: list[dict] | None = None, dtype=None, optimizer: bool = True, keep: bool = True):
+              batches: list[dict] | None = None, dtype=None, optimizer: bool = True, keep: bool | None = True):
         model = copy.deepcopy(base).train()
         if dtype is not None:
             model.to(dtype)
@@ -235,7 +249,7 @@ def main() -> None:
         return
     if args.profile:
         print(f"machine: {machine()}\n")
-        print(profile(build(True, precision, True, fast=on_cpu), args.profile))
+        print(profile(build(True, precision, True, fast=on_cpu, keep=None if args.glibc else True), args.profile, args.shapes))
         return
 
     # every row but run_mlm's keeps freed memory on CPU, as the pipeline does (train.keep_freed_memory)
