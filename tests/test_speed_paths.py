@@ -168,19 +168,19 @@ from pipeline.config import Train
 from pipeline.training import training_arguments
 training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
 faults = []
-for _ in range(3):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
+for _ in range(6):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     x = torch.ones(24 * 2**20)
     del x
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(faults[0], faults[-1])
+print(*faults)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
     """train.keep_freed_memory (pipeline/allocator.py): a large tensor freed by one step is reused by the
-    next without the kernel mapping its pages again; turned off, every step faults its pages in anew.
+    next steps without the kernel mapping its pages again; turned off, every step faults its pages in anew.
     Each run in its own process: the setting is process-wide."""
     pages = 96 * 2**20 // resource.getpagesize()
     counts = {}
@@ -188,6 +188,8 @@ def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
         out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, flag], capture_output=True, text=True,
                              check=True, cwd=Path(__file__).resolve().parents[1])
         counts[flag] = [int(v) for v in out.stdout.split()]
-    assert counts["off"][1] > 0.5 * pages  # glibc's default: mmap'd anew, every page faulted again
+    assert all(n > 0.5 * pages for n in counts["off"])  # glibc's default: mmap'd anew, every page faulted again
     assert counts["on"][0] > 0.5 * pages  # the first allocation faults in either case
-    assert counts["on"][1] < 0.05 * pages  # kept: the same pages, no faults
+    # kept: later steps reuse the heap. A small allocation can land in the freed block and split it, so
+    # the heap may grow once more (at most once in 30 runs of this script); after that the steps fault nothing.
+    assert sum(counts["on"][1:]) < 1.5 * pages and counts["on"][-1] < 0.05 * pages
