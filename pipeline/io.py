@@ -160,3 +160,23 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step of a `checkpoint-N` folder."""
+    return int(Path(checkpoint).name.rpartition("-")[2])
+
+
+def last_complete_checkpoint(work_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` whose `trainer_state.json` is whole. The Trainer writes that file
+    last (after weights, optimizer, scheduler and RNG), so a process killed while saving leaves a
+    newer folder without it; transformers' `get_last_checkpoint` would pick that folder and the
+    resume would fail. The previous, complete checkpoint is still there (rotation runs after)."""
+    found = [c for c in Path(work_dir).glob("checkpoint-*") if c.is_dir() and c.name.rpartition("-")[2].isdigit()]
+    for checkpoint in sorted(found, key=checkpoint_step, reverse=True):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # being written when the process died
+        return str(checkpoint)
+    return None

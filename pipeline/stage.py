@@ -18,7 +18,7 @@ from transformers import set_seed
 from pipeline import tracking
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.distributed import is_main_process
-from pipeline.io import write_json
+from pipeline.io import last_complete_checkpoint, write_json
 
 
 # where the training stages keep their resumable checkpoints (stages/pretrain.py, stages/finetune.py use these)
@@ -29,9 +29,7 @@ CHECKPOINT_DIRS = {"pretrain": (PRETRAIN_WORK, PRETRAIN_HEAD_WORK), "finetune": 
 
 def interrupted_message(name: str) -> str:
     """One line for Ctrl-C: where the last checkpoint is, and that a rerun resumes from it."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = [c for d in CHECKPOINT_DIRS.get(name, ()) if Path(d).is_dir() and (c := get_last_checkpoint(d))]
+    found = [c for d in CHECKPOINT_DIRS.get(name, ()) if Path(d).is_dir() and (c := last_complete_checkpoint(d))]
     if found:
         return (f"[{name}] interrupted; the last checkpoint is {found[0]}: rerun the stage (dvc repro) and it "
                 f"resumes from there.")

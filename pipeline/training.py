@@ -17,7 +17,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from pipeline.allocator import keep_freed_memory
 from pipeline.config import Train
 from pipeline.distributed import barrier, is_main_process, single_device
-from pipeline.io import atomic_dir, hash_file
+from pipeline.io import atomic_dir, checkpoint_step, hash_file, last_complete_checkpoint
 from pipeline.precision import resolve_precision
 from pipeline.tracking import report_to
 
@@ -199,26 +199,6 @@ class StopWhenDevStalls(TrainerCallback):
 def resumable_checkpoint(work_dir: str | Path, run_id: str) -> str | None:
     """The last checkpoint in `work_dir` if it was written for these inputs (`run_id`), else None."""
     return last_complete_checkpoint(work_dir) if _written_for(Path(work_dir), run_id) else None
-
-
-def checkpoint_step(checkpoint: str | Path) -> int:
-    """The optimizer step of a `checkpoint-N` folder."""
-    return int(Path(checkpoint).name.rpartition("-")[2])
-
-
-def last_complete_checkpoint(work_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` whose `trainer_state.json` is whole. The Trainer writes that file
-    last (after weights, optimizer, scheduler and RNG), so a process killed while saving leaves a
-    newer folder without it; transformers' `get_last_checkpoint` would pick that folder and the
-    resume would fail. The previous, complete checkpoint is still there (rotation runs after)."""
-    found = [c for c in Path(work_dir).glob("checkpoint-*") if c.is_dir() and c.name.rpartition("-")[2].isdigit()]
-    for checkpoint in sorted(found, key=checkpoint_step, reverse=True):
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue  # being written when the process died
-        return str(checkpoint)
-    return None
 
 
 def train_with_resume(trainer: Trainer, work_dir: str | Path, run_id: str, name: str = "train"):
