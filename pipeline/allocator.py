@@ -23,6 +23,7 @@ leaves glibc's defaults. On other C libraries (musl, macOS, Windows) nothing is 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 # glibc's mallopt parameter numbers (malloc.h)
@@ -35,6 +36,7 @@ KEEP_FREED = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: -1}
 _state = {"applied": None}
 
 
+@functools.cache  # the benches switch settings every step
 def _libc():
     if not sys.platform.startswith("linux"):
         return None
