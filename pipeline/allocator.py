@@ -5,9 +5,10 @@ fresh `mmap`, and hands it back to the kernel on `free`. A CPU training step mak
 that size every step: the masked-only MLM head's logits (640 x 30522 fp32: 78 MB), the word
 embeddings' gradient and bf16 copy (47 MB and 23 MB at BERT's vocabulary), fine-tuning's attention
 scores (batch 16 x 12 heads x 512^2 fp32: 200 MB). Each step the kernel maps those pages again and
-zeroes them on first touch. Profiled on the MLM step (BENCHMARKS.md), `fill_` and `copy_` on the
-vocabulary-sized tensors took 40 to 70 ms a call, at a few GB/s instead of the tens a warm buffer
-gets.
+zeroes them on first touch. Profiled on the MLM step (BENCHMARKS.md, round three), `fill_` and
+`copy_` on the vocabulary-sized tensors took up to 40 to 70 ms a call, under 1 GB/s (how much a
+fault costs varies with the kernel's state); keeping freed memory made the step 9% faster and
+fine-tuning at 512 tokens 41% faster.
 
 PyTorch's own answer is another allocator loaded before the process starts (jemalloc or tcmalloc
 through LD_PRELOAD, as `python -m torch.backends.xeon.run_cpu` sets up); neither ships with torch
