@@ -168,7 +168,7 @@ from pipeline.config import Train
 from pipeline.training import training_arguments
 training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
 faults = []
-for _ in range(6):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
+for _ in range(10):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     x = torch.ones(24 * 2**20)
     del x
@@ -190,6 +190,7 @@ def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
         counts[flag] = [int(v) for v in out.stdout.split()]
     assert all(n > 0.5 * pages for n in counts["off"])  # glibc's default: mmap'd anew, every page faulted again
     assert counts["on"][0] > 0.5 * pages  # the first allocation faults in either case
-    # kept: later steps reuse the heap. A small allocation can land in the freed block and split it, so
-    # the heap may grow once more (at most once in 30 runs of this script); after that the steps fault nothing.
-    assert sum(counts["on"][1:]) < 1.5 * pages and counts["on"][-1] < 0.05 * pages
+    # kept: the steps settle on reused heap. A small allocation can land in a freed block and split it,
+    # so the heap may grow again in the first few steps (once or twice in 60 runs of this script, always
+    # before the 5th step); the last five steps fault nothing.
+    assert sum(counts["on"][5:]) < 0.05 * pages
