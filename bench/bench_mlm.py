@@ -1,17 +1,20 @@
 """MLM training tokens/s: the run_mlm-equivalent step vs the pipeline's step, in one process.
 
 Baseline (what run_mlm does): `BertForMaskedLM(labels=...)` in fp32 (the LM head projects every
-position onto the vocabulary), torch AdamW with its default (foreach) implementation.
+position onto the vocabulary), fused torch AdamW: `TrainingArguments`' default `optim` in
+transformers 5 is `adamw_torch_fused` (transformers 4's was `adamw_torch`, foreach, timed as a
+second row).
 Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only), bf16 autocast via
 `pipeline.distributed.autocast` where the device has bf16, fused AdamW, and on CPU
 `pipeline.fast_dropout` (dropout masks from 16 random bits per value) and freed memory kept for reuse
-(`pipeline.allocator`: glibc's mallopt, switched per step so that run_mlm keeps glibc's default in
-the same process); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch,
+(`pipeline.allocator`: glibc's mallopt, switched before each round, with the heap's free pages handed
+back and one warm step, so that run_mlm keeps glibc's default in the same process); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch,
 sequence length, data.
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
     python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
     python bench/bench_mlm.py --allocator      # both paths with and without freed memory kept (a 2 x 2)
+    python bench/bench_mlm.py --baseline-alone # run_mlm's rows only, glibc untouched: the one-process switch's check
     python bench/bench_mlm.py --profile 3      # where the pipeline step's CPU time goes, by kind of op
     python bench/bench_mlm.py --profile 3 --shapes 12 [--glibc]   # and by op and tensor shape
     python bench/bench_mlm.py --stage 30       # the real training path (continue_pretraining: Trainer, collator,
@@ -29,7 +32,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from common import alternate, machine, minilm_config, report
-from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, set_malloc
+from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, release_free_memory, set_malloc
 from pipeline.precision import autocast, resolve_precision
 from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
@@ -56,18 +59,27 @@ def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
 
 def make_step(module, optimizer, batches: list[dict], precision: str, keep_freed: bool | None = None):
     """One optimizer step over `batches` (more than one: gradient accumulation). `keep_freed` sets the
-    C allocator first: True as the pipeline does on CPU (`train.keep_freed_memory`), False glibc's own
-    steady state (what run_mlm gets), None leaves it; switched per step, so each path keeps its own in
-    one process."""
-    def step():
+    C allocator: True as the pipeline does on CPU (`train.keep_freed_memory`), False glibc's own
+    steady state (what run_mlm gets), None leaves it. So that each path keeps its own in one process,
+    `step.enter` (which `alternate` calls before each round) switches it, and runs one untimed step:
+    every round is timed in its path's steady state. Switching to glibc's, it first hands the heap's
+    free pages back to the kernel (`malloc_trim`): otherwise run_mlm would run in memory the
+    pipeline's rows kept, which it would not have in a process of its own (BENCHMARKS.md, round four)."""
+    def enter():
         if keep_freed is not None:
             set_malloc(KEEP_FREED if keep_freed else GLIBC_STEADY_STATE)
+            if not keep_freed:
+                release_free_memory()
+            step()
+
+    def step():
         for batch in batches:
             with autocast(precision):
                 out = module(**batch)
             (out.loss / len(batches)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    step.enter = enter
     return step
 
 
@@ -97,7 +109,8 @@ def profile(step, steps: int, shapes: int = 0) -> str:
     `shapes`, also the `shapes` largest (op, input shapes) entries with their time per call."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    step(); step()
+    step.enter()  # the step's allocator setting, and a first untimed step
+    step()
     with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=bool(shapes)) as prof:
         for _ in range(steps):
             step()
@@ -198,6 +211,9 @@ def main() -> None:
     ap.add_argument("--allocator", action="store_true",
                     help="also time run_mlm with freed memory kept and the pipeline with glibc's default allocator "
                          "(the pipeline keeps freed memory on CPU, train.keep_freed_memory; run_mlm does not)")
+    ap.add_argument("--baseline-alone", action="store_true",
+                    help="time only run_mlm's rows, with the allocator as glibc starts it (no mallopt, no pipeline "
+                         "rows in this process): what the one-process bench's switch to glibc must reproduce")
     ap.add_argument("--glibc", action="store_true",
                     help="with --profile: profile the pipeline step with the allocator left as glibc starts it "
                          "(freed memory not kept; this process only runs the profile)")
@@ -253,7 +269,14 @@ def main() -> None:
         return
 
     # every row but run_mlm's keeps freed memory on CPU, as the pipeline does (train.keep_freed_memory)
-    candidates = {"run_mlm baseline (fp32, full head)": build(False, "fp32", False, keep=False)}
+    alone = args.baseline_alone  # run_mlm in a process of its own: glibc's allocator untouched
+    candidates = {"run_mlm baseline (fp32, full head, fused AdamW)": build(False, "fp32", True, keep=None if alone else False),
+                  "run_mlm as in transformers 4 (foreach AdamW)": build(False, "fp32", False, keep=None if alone else False)}
+    if alone:
+        report(f"run_mlm alone in this process, glibc's allocator untouched, tokens/s (batch {args.batch}, seq "
+               f"{args.seq})", alternate(candidates, args.batch * args.seq, args.steps, args.rounds, warmup=2),
+               next(iter(candidates)), "tokens/s")
+        return
     if args.components:
         candidates["masked-only head, fp32"] = build(True, "fp32", True)
         candidates[f"full head, {precision}"] = build(False, precision, True)
@@ -266,7 +289,7 @@ def main() -> None:
     for mode in args.compile_modes:
         candidates[f"pipeline + torch.compile(mode={mode})"] = build(True, precision, True, compile_=mode, fast=on_cpu)
     if args.allocator and on_cpu:
-        candidates["run_mlm baseline, freed memory kept (as the pipeline does)"] = build(False, "fp32", False, keep=True)
+        candidates["run_mlm baseline, freed memory kept (as the pipeline does)"] = build(False, "fp32", True, keep=True)
         candidates[f"{pipeline}, glibc's default allocator"] = build(True, precision, True, fast=True, keep=False)
     if args.variants:
         candidates["pipeline, model held in bf16 (no fp32 master, no casts: the most bf16 weights can give)"] = \

@@ -7,7 +7,8 @@ Two parts of the pipeline's CPU step (MiniLM shape, batch 32 x 128, bf16 autocas
   separate log-softmax backward; the idea of Liger Kernel's fused linear cross-entropy, which is
   for CUDA only);
 - one layer's attention with dropout 0.1: today's `pipeline.fast_dropout.attention`, against the
-  scale moved onto q, the mask applied by multiply or `where`, after the bf16 cast, and torch's
+  scale moved onto q, the mask applied by multiply or `where`, after the bf16 cast, the softmax
+  in bf16 (autocast's fp32 softmax left out), and torch's
   fused SDPA without dropout (what the CPU kernel would cost if dropout were off).
 
     python bench/bench_parts.py [--rounds 5 --calls 6]
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from common import alternate, machine
 from pipeline.allocator import KEEP_FREED, set_malloc
-from pipeline.fast_dropout import attention, keep_mask
+from pipeline.fast_dropout import attention, drop, keep_mask
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
@@ -125,9 +126,19 @@ def main() -> None:
                 torch.softmax(torch.matmul(q * scale, k.transpose(-2, -1)), -1))),
         "scale on q, mask after the bf16 cast": lambda: out(
             (lambda s: s * keep_mask(s.shape, p))(torch.softmax(torch.matmul(q * scale, k.transpose(-2, -1)), -1).to(dtype))),
+        "softmax in bf16 (no fp32 copy of the scores; fp32 accumulation inside the kernel)": lambda: bf16_softmax(),
+        "softmax in bf16, mask by where, 1/(1-p) on the output": lambda: bf16_softmax(where=True),
         "torch SDPA (fused CPU kernel), no dropout":
             lambda: F.scaled_dot_product_attention(q, k, v).transpose(1, 2).contiguous(),
     }
+
+    def bf16_softmax(where: bool = False):  # today's path with autocast's fp32 softmax left out
+        scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+        with torch.autocast("cpu", enabled=False):
+            probs = torch.softmax(scores, -1)
+            if where:
+                return out(torch.where(keep_mask(probs.shape, p), probs, 0.0))
+            return torch.matmul(drop(probs, p), v).transpose(1, 2).contiguous()
 
     def attn_step(fn):
         def run():

@@ -49,12 +49,16 @@ def timed(fn, repeats: int) -> float:
 def alternate(candidates: dict, work_per_call: float, calls: int, rounds: int, warmup: int = 1) -> dict:
     """Throughput (work units / s) of each candidate, best of `rounds` rounds run in turn,
     so that a load change on the machine hits every candidate alike. A candidate with a `work`
-    attribute does that much work per call instead of `work_per_call` (e.g. a larger batch)."""
+    attribute does that much work per call instead of `work_per_call` (e.g. a larger batch). A
+    candidate with an `enter` attribute has it called, untimed, before each of its rounds (and its
+    warm-up): to put back state the other candidates changed, such as the C allocator's."""
     for fn in candidates.values():
+        getattr(fn, "enter", lambda: None)()
         timed(fn, warmup)
     best = {name: 0.0 for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            getattr(fn, "enter", lambda: None)()
             best[name] = max(best[name], getattr(fn, "work", work_per_call) * calls / timed(fn, calls))
     return best
 

@@ -58,6 +58,17 @@ def set_malloc(settings: dict[int, int]) -> bool:
     return all(libc.mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings.items())
 
 
+def release_free_memory() -> bool:
+    """glibc's `malloc_trim(0)`: hand every free page of the heap back to the kernel (the benches
+    call it before a baseline's round, so that it does not run in pages the pipeline's rows kept,
+    as it would not in a process of its own); False where the C library is not glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(ctypes.c_size_t(0))  # returns whether anything was released; either is fine
+    return True
+
+
 def keep_freed_memory(enabled: bool = True) -> bool:
     """Make glibc keep freed memory for reuse (see the module docstring); True if it now does.
     Idempotent; with `enabled` False it changes nothing."""
