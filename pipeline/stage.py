@@ -7,6 +7,7 @@ traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import sys
 import time
@@ -41,6 +42,9 @@ def interrupted_message(name: str) -> str:
 
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True) -> None:
     """Load and check the params, seed, run `work` (in a W&B run when `track`), write its metrics."""
+    # a crash in native code (a signal such as SIGSEGV) prints the Python stack instead of dying silently
+    if sys.__stderr__ is not None and not faulthandler.is_enabled():  # pytest, running a stage in process, has its own
+        faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
         # each stage draws from the seed that names its randomness (params.yaml says which is which)

@@ -32,7 +32,7 @@ def stage(project, name, check=True):
 
 def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
     """Start a stage, send it `sig` as soon as its first checkpoint (train.checkpoint_steps) is on
-    disk; returns its stderr."""
+    disk; returns the finished process (exit status and stderr)."""
     # SIGINT as from a terminal: a test run started in the background (`cmd &`) inherits SIGINT
     # ignored, and Python then installs no KeyboardInterrupt handler; restore the default first
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=project, stdout=subprocess.DEVNULL,
@@ -50,7 +50,7 @@ def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
     _, stderr = proc.communicate()
     # the run must have been cut while training, with its checkpoint still there to resume from
     assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "the checkpoint is gone after the kill"
-    return stderr
+    return subprocess.CompletedProcess(proc.args, proc.returncode, None, stderr)
 
 
 
@@ -72,11 +72,15 @@ def project(tmp_path_factory):
 
 def test_ctrl_c_says_where_the_checkpoint_is_and_that_a_rerun_resumes(project):
     try:
-        stderr = kill_after_checkpoint(project, "pretrain", "models/.pretrain-work", signal.SIGINT)
+        killed = kill_after_checkpoint(project, "pretrain", "models/.pretrain-work", signal.SIGINT)
     finally:  # the next tests start from no checkpoint
         shutil.rmtree(project / "models/.pretrain-work", ignore_errors=True)
+    stderr = killed.stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("[pretrain] interrupted; the last checkpoint is models/.pretrain-work/checkpoint-")
+    # the whole story when it fails (a clean-clone CI run once ended on a progress bar, not this line)
+    story = f"exit status {killed.returncode}; stderr ends:\n{stderr[-3000:]}"
+    assert last.startswith("[pretrain] interrupted; the last checkpoint is models/.pretrain-work/checkpoint-"), story
+    assert killed.returncode == 130, story  # the stage's exit status for an interrupt (128 + SIGINT)
     assert last.endswith("rerun the stage (dvc repro) and it resumes from there.")
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
 
