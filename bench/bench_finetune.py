@@ -26,9 +26,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, Trainer
 
-from common import machine, minilm_config
+from common import machine, minilm_config, use_allocator
 from imdb_sample import OFFLINE_MODEL, imdb_texts
-from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, release_free_memory, set_malloc
 from pipeline.config import from_dict
 from pipeline.precision import resolve_precision
 from pipeline.evaluate import predict
@@ -86,9 +85,7 @@ def main() -> None:
         rows = [rows[args.only]]
     for name, padded, run_params, fast, keep in rows:
         if on_cpu:
-            set_malloc(KEEP_FREED if keep else GLIBC_STEADY_STATE)
-            if not keep:  # not in pages an earlier row kept: as in a process of its own (bench_mlm.make_step)
-                release_free_memory()
+            use_allocator(keep)
         model = BertForSequenceClassification(minilm_config(num_labels=2))
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)

@@ -7,9 +7,9 @@ second row).
 Pipeline: `pipeline.mlm.use_masked_only_head` (LM head on masked positions only), bf16 autocast via
 `pipeline.distributed.autocast` where the device has bf16, fused AdamW, and on CPU
 `pipeline.fast_dropout` (dropout masks from 16 random bits per value) and freed memory kept for reuse
-(`pipeline.allocator`: glibc's mallopt, switched before each round, with the heap's free pages handed
-back and one warm step, so that run_mlm keeps glibc's default in the same process); optionally torch.compile. Same model shape (MiniLM-L6-H384 by default), batch,
-sequence length, data.
+(`pipeline.allocator`: glibc's mallopt, switched before each round by `common.use_allocator`, with one
+warm step, so that run_mlm keeps glibc's default in the same process); optionally torch.compile. Same
+model shape (MiniLM-L6-H384 by default), batch, sequence length, data.
 
     python bench/bench_mlm.py [--batch 32 --seq 128 --steps 6 --rounds 3 --compile]
     python bench/bench_mlm.py --variants --compile-modes default max-autotune-no-cudagraphs   # issue 18's candidates
@@ -31,8 +31,7 @@ from pathlib import Path
 import torch
 from transformers import BertForMaskedLM
 
-from common import alternate, machine, minilm_config, report
-from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, release_free_memory, set_malloc
+from common import alternate, machine, minilm_config, report, use_allocator
 from pipeline.precision import autocast, resolve_precision
 from pipeline.fast_dropout import fast_dropout
 from pipeline.mlm import use_masked_only_head
@@ -58,18 +57,14 @@ def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
 
 
 def make_step(module, optimizer, batches: list[dict], precision: str, keep_freed: bool | None = None):
-    """One optimizer step over `batches` (more than one: gradient accumulation). `keep_freed` sets the
-    C allocator: True as the pipeline does on CPU (`train.keep_freed_memory`), False glibc's own
-    steady state (what run_mlm gets), None leaves it. So that each path keeps its own in one process,
-    `step.enter` (which `alternate` calls before each round) switches it, and runs one untimed step:
-    every round is timed in its path's steady state. Switching to glibc's, it first hands the heap's
-    free pages back to the kernel (`malloc_trim`): otherwise run_mlm would run in memory the
-    pipeline's rows kept, which it would not have in a process of its own (BENCHMARKS.md, round four)."""
+    """One optimizer step over `batches` (more than one: gradient accumulation). `keep_freed` picks the
+    C allocator (`common.use_allocator`): True as the pipeline does on CPU, False glibc's steady state
+    (what run_mlm gets), None leaves it alone. So that each path keeps its own in one process,
+    `step.enter` (which `alternate` calls before each round) switches it and then runs one untimed
+    step: every round is timed in its path's steady state. With None, `enter` does nothing."""
     def enter():
         if keep_freed is not None:
-            set_malloc(KEEP_FREED if keep_freed else GLIBC_STEADY_STATE)
-            if not keep_freed:
-                release_free_memory()
+            use_allocator(keep_freed)
             step()
 
     def step():

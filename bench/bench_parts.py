@@ -23,8 +23,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from common import alternate, machine
-from pipeline.allocator import KEEP_FREED, set_malloc
+from common import alternate, machine, use_allocator
 from pipeline.fast_dropout import attention, drop, keep_mask
 
 
@@ -63,7 +62,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     args = ap.parse_args()
     torch.manual_seed(0)
-    set_malloc(KEEP_FREED)  # as the pipeline runs on CPU (train.keep_freed_memory)
+    use_allocator(keep_freed=True)  # as the pipeline runs on CPU (train.keep_freed_memory)
     print(f"machine: {machine()}; freed memory kept, as the pipeline does\n")
 
     # the head: masked rows (15% of batch x seq, rounded up to 64 as the pipeline does) x hidden -> vocabulary

@@ -13,6 +13,8 @@ from transformers import BertConfig
 # benches run from a clone without installing it (e.g. on a GPU machine that only has the code)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, release_free_memory, set_malloc  # noqa: E402
+
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
               intermediate_size=1536, max_position_embeddings=512)
 
@@ -32,6 +34,17 @@ def machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}"
+
+
+def use_allocator(keep_freed: bool) -> None:
+    """Switch the C allocator between the paths a bench compares in one process: freed memory kept, as
+    the pipeline does on CPU (`train.keep_freed_memory`), or glibc's own steady state, as run_mlm and
+    run_glue get. Switching to glibc's, the heap's free pages are first handed back (`malloc_trim`), so
+    the baseline does not run in memory the pipeline's rows kept, which it would not have in a process
+    of its own (BENCHMARKS.md, round four)."""
+    set_malloc(KEEP_FREED if keep_freed else GLIBC_STEADY_STATE)
+    if not keep_freed:
+        release_free_memory()
 
 
 def timed(fn, repeats: int) -> float:

@@ -37,7 +37,7 @@ KEEP_FREED = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: -1}
 _state = {"applied": None}
 
 
-@functools.cache  # the benches switch settings every step
+@functools.cache  # the benches switch settings before every round
 def _libc():
     if not sys.platform.startswith("linux"):
         return None
@@ -59,9 +59,9 @@ def set_malloc(settings: dict[int, int]) -> bool:
 
 
 def release_free_memory() -> bool:
-    """glibc's `malloc_trim(0)`: hand every free page of the heap back to the kernel (the benches
-    call it before a baseline's round, so that it does not run in pages the pipeline's rows kept,
-    as it would not in a process of its own); False where the C library is not glibc."""
+    """glibc's `malloc_trim(0)`: hand every free page of the heap back to the kernel (the benches call
+    it before a baseline's round: bench/common.py, `use_allocator`); False where the C library is not
+    glibc."""
     libc = _libc()
     if libc is None:
         return False

@@ -164,35 +164,28 @@ def test_fast_dropout_model_masks_padding_like_sdpa(tiny_model, monkeypatch):
 
 FAULTS_SCRIPT = """
 import resource, sys, tempfile, torch
-from pipeline.config import Train
-from pipeline.training import training_arguments
-training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
-faults = []
-for _ in range(10):  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    x = torch.ones(24 * 2**20)
-    del x
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(*faults)
-"""
-
-RELEASE_SCRIPT = """
-import resource, tempfile, torch
 from pipeline.allocator import release_free_memory
 from pipeline.config import Train
 from pipeline.training import training_arguments
-training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=True))  # as a pipeline stage (and FAULTS_SCRIPT)
-def step():  # faults of one 96 MB 'step'
+training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
+def step():  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB); its page faults
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     x = torch.ones(24 * 2**20)
     del x
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-for _ in range(8):  # the kept heap settles (regrowth ends by the 4th step: the test below)
-    step()
-kept = step()
-release_free_memory()
-print(kept, step())
+faults = [step() for _ in range(10)]
+if "release" in sys.argv[2:]:  # then hand the free pages back, and one more step
+    release_free_memory()
+    faults.append(step())
+print(*faults)
 """
+
+
+def count_faults(*args: str) -> list[int]:
+    """FAULTS_SCRIPT in its own process (the allocator setting is process-wide): faults per step."""
+    out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, *args], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    return [int(v) for v in out.stdout.split()]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -201,11 +194,7 @@ def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
     next steps without the kernel mapping its pages again; turned off, every step faults its pages in anew.
     Each run in its own process: the setting is process-wide."""
     pages = 96 * 2**20 // resource.getpagesize()
-    counts = {}
-    for flag in ("on", "off"):
-        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, flag], capture_output=True, text=True,
-                             check=True, cwd=Path(__file__).resolve().parents[1])
-        counts[flag] = [int(v) for v in out.stdout.split()]
+    counts = {flag: count_faults(flag) for flag in ("on", "off")}
     assert all(n > 0.5 * pages for n in counts["off"])  # glibc's default: mmap'd anew, every page faulted again
     assert counts["on"][0] > 0.5 * pages  # the first allocation faults in either case
     # kept: the steps settle on reused heap. A small allocation can land in a freed block and split it,
@@ -220,8 +209,6 @@ def test_release_free_memory_hands_kept_pages_back():
     freed memory; `release_free_memory` (malloc_trim) before the baseline's rounds hands those pages
     back, so the baseline faults its large tensors in as it would in a process of its own."""
     pages = 96 * 2**20 // resource.getpagesize()
-    out = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
-    kept, released = (int(v) for v in out.stdout.split())
-    assert kept < 0.05 * pages  # kept: reused without faults
+    *_, kept, released = count_faults("on", "release")
+    assert kept < 0.05 * pages  # kept: the 10th step reused the heap without faults (the test above)
     assert released > 0.5 * pages  # handed back: faulted in again
