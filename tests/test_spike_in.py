@@ -1,0 +1,155 @@
+"""The spike-in control's vocabulary shift (experiments/spike_in/spike.py) on fixture reviews and a
+fixture vocabulary: deterministic, chosen from training labels only, applied to test and corpus but
+never to train, and no nonce form is a word any text already holds."""
+
+import gzip
+import json
+import random
+import re
+import shutil
+import subprocess
+
+import pytest
+from transformers import BertTokenizer
+
+from experiments.spike_in import spike
+from fixtures import NEGATIVE, NEWS, POSITIVE, REVIEW, ROOT, SPECIAL, news, review, write_jsonl
+
+# rare whole words of the fixture vocabulary that no fixture text holds: the nonce pool
+RARE = "zorbit quaffle glimmox vantrel droskel pimbry wuxtor"
+CHARS = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'<>/-"))
+
+
+def make_vocab(directory, extra=RARE.split()):
+    vocab = SPECIAL + sorted(set(POSITIVE + NEGATIVE + REVIEW + NEWS + extra)) + CHARS + [f"##{c}" for c in CHARS]
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(directory)
+    return directory
+
+
+def make_xp(root, seed=0, ks=(0, 2, 4), flip_train=False, flip_test=False, placebo_extra=""):
+    """The experiment's inputs under root/src and its params; returns the params dict."""
+    rng = random.Random(7)
+    src = root / "src"
+
+    def rows(n, flip):
+        out = []
+        for i in range(n):
+            label = i % 2
+            out.append({"text": review(rng, label, rng.randint(12, 40)), "label": 1 - label if flip else label})
+        return out
+
+    write_jsonl(src / "train.jsonl.gz", rows(200, flip_train))
+    write_jsonl(src / "test.jsonl.gz", rows(80, flip_test))
+    write_jsonl(src / "unsup.jsonl.gz", [{"text": review(rng, None, 30)} for _ in range(120)])
+    write_jsonl(src / "placebo" / "news.jsonl.gz", [{"text": news(rng, 30) + placebo_extra} for _ in range(50)])
+    tok = make_vocab(src / "tokenizer")
+    return {"spike": {"ks": list(ks), "seed": seed, "min_docs": 5},
+            "source": {"train": str(src / "train.jsonl.gz"), "test": str(src / "test.jsonl.gz"),
+                       "unsup": str(src / "unsup.jsonl.gz"), "placebo": str(src / "placebo"),
+                       "tokenizer": str(tok)}}
+
+
+def read(path):
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def build(root, monkeypatch, **kw):
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(root)
+    xp = make_xp(root, **kw)
+    stats = spike.build(xp)
+    table = json.loads((root / spike.DATA / "map.json").read_text())["table"]
+    return xp, stats, table
+
+
+def test_the_map_is_deterministic_given_the_seed(tmp_path, monkeypatch):
+    _, _, first = build(tmp_path / "a", monkeypatch)
+    _, _, again = build(tmp_path / "b", monkeypatch)
+    _, _, other = build(tmp_path / "c", monkeypatch, seed=5)
+    assert first == again
+    assert [e["word"] for e in other] == [e["word"] for e in first]  # the words come from the data ...
+    assert [e["nonce"] for e in other] != [e["nonce"] for e in first]  # ... the nonce forms from the seed
+    shifted = [read(tmp_path / d / spike.DATA / "task" / "test_k004.jsonl.gz") for d in ("a", "b")]
+    assert shifted[0] == shifted[1]
+
+
+def test_words_are_chosen_from_training_labels_only(tmp_path, monkeypatch):
+    _, _, base = build(tmp_path / "a", monkeypatch)
+    _, _, test_flipped = build(tmp_path / "b", monkeypatch, flip_test=True)
+    _, _, train_flipped = build(tmp_path / "c", monkeypatch, flip_train=True)
+    assert test_flipped == base  # test labels are never read
+    polarity = {e["word"]: e["polarity"] for e in base}
+    assert set(polarity) <= set(POSITIVE + NEGATIVE)
+    assert all((w in POSITIVE) == (p == "positive") for w, p in polarity.items())
+    # flipping the training labels flips which words count as positive
+    assert all((e["word"] in NEGATIVE) == (e["polarity"] == "positive") for e in train_flipped)
+
+
+def words_of(rows):
+    return [set(re.findall(r"[a-z]+", r["text"].lower())) for r in rows]
+
+
+def test_the_map_applies_to_test_and_corpus_and_never_to_train(tmp_path, monkeypatch):
+    xp, stats, table = build(tmp_path, monkeypatch)
+    data = tmp_path / spike.DATA
+    assert read(data / "task" / "train.jsonl.gz") == read(xp["source"]["train"])
+    assert not (data / "task" / "dev.jsonl.gz").exists()  # dev is carved from the unshifted train by `prepare`
+    test_in, unsup_in = read(xp["source"]["test"]), read(xp["source"]["unsup"])
+    assert read(data / "task" / "test_k000.jsonl.gz") == test_in  # K = 0: nothing planted
+    mapping = spike.map_for(table, 4)
+    assert len(mapping) == 4
+    for name, original in (("task/test_k004.jsonl.gz", test_in), ("corpus/unsup_k004.jsonl.gz", unsup_in)):
+        shifted = read(data / name)
+        assert [r.get("label") for r in shifted] == [r.get("label") for r in original]
+        before, after = words_of(original), words_of(shifted)
+        planted = sum(w in mapping for ws in before for w in ws)
+        assert planted > 0
+        for ws_before, ws_after in zip(before, after):
+            assert not ws_after & set(mapping)  # every mapped word replaced, in any case
+            assert {mapping[w] for w in ws_before & set(mapping)} <= ws_after
+            assert ws_before - set(mapping) <= ws_after  # nothing else touched
+    per_k = stats["per_k"]["k004"]
+    assert per_k["test_replacements"] >= per_k["test_reviews_touched"] > 0
+    # nested: the map at K = 2 is the first positive and the first negative word of the one at K = 4
+    assert spike.map_for(table, 2).items() <= mapping.items()
+
+
+def test_no_nonce_form_collides_with_a_word_in_any_text(tmp_path, monkeypatch):
+    # the placebo text now holds three of the seven rare words: the four words need the other four
+    xp, _, table = build(tmp_path, monkeypatch, ks=(0, 4), placebo_extra=" zorbit quaffle glimmox")
+    nonces = {e["nonce"] for e in table}
+    texts = [r["text"] for key in ("train", "test", "unsup") for r in read(xp["source"][key])]
+    texts += [r["text"] for r in read(tmp_path / "src" / "placebo" / "news.jsonl.gz")]
+    assert nonces == set(RARE.split()) - {"zorbit", "quaffle", "glimmox"}
+    assert not nonces & spike.vocabulary(texts)
+    assert len(nonces) == len(table)  # one form per word
+
+
+def test_too_few_usable_nonce_forms_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    xp = make_xp(tmp_path, ks=(0, 8))
+    make_vocab(tmp_path / "src" / "tokenizer", extra=["zorbit"])
+    with pytest.raises(spike.ConfigError, match="vocabulary has only 1 tokens absent"):
+        spike.build(xp)
+
+
+def test_dvc_repro_writes_the_shifted_data(tmp_path):
+    """The experiment's dvc.yaml runs the stage from the project root on the params' paths."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "pipeline", project / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "experiments", project / "experiments",
+                    ignore=shutil.ignore_patterns("__pycache__", "data", "metrics", "reports", ".grid", "dvc.lock",
+                                                  "positive_control"))
+    xp = make_xp(tmp_path)
+    params = project / "experiments" / "spike_in" / "params.yaml"
+    params.write_text(json.dumps(xp))  # YAML reads JSON
+    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false")):
+        subprocess.run(cmd, cwd=project, check=True, capture_output=True)
+    result = subprocess.run(["dvc", "repro"], cwd=project / "experiments" / "spike_in", capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    out = project / "experiments" / "spike_in"
+    assert sorted(p.name for p in (out / "data" / "task").iterdir()) == [
+        "test_k000.jsonl.gz", "test_k002.jsonl.gz", "test_k004.jsonl.gz", "train.jsonl.gz"]
+    metrics = json.loads((out / "metrics" / "shift.json").read_text())
+    assert metrics["per_k"]["k004"]["corpus_replacements"] > 0
