@@ -1,17 +1,17 @@
 """Compare strategies over a grid of finished runs: mean +- std per strategy, the difference from
-the baseline with a paired bootstrap confidence interval, a markdown table, a CSV for DVC plots
-and a PNG.
+the baseline with a confidence interval and the smallest difference the grid can detect, a markdown
+table, a CSV for DVC plots and a PNG.
 
     python -m pipeline.compare                      # every DVC experiment of this repo
     python -m pipeline.compare --exps task-seed1 …  # some of them
     python -m pipeline.compare --runs runs/*        # run folders (params.yaml, metrics/, outputs/)
 
-The interval is a paired bootstrap over test examples (Efron & Tibshirani; Koehn 2004 for NLP):
-every resample draws the same test examples for the strategy and the baseline, and the
-difference is averaged over the seeds both have. It measures how much the figure depends on
-which test examples were drawn; the spread over seeds is the separate `std` column.
-Written here because no library at hand does a paired bootstrap over saved predictions of a
-DVC experiment grid (scipy.stats.bootstrap resamples one statistic of independent samples).
+Δ accuracy: the mean paired difference over the seeds both strategies have, with a t interval whose
+SE covers test-set sampling AND the fine-tuning seed spread (pipeline/power.py: a seeds x test
+examples random-effects model), and the minimum detectable effect (MDE) of the grid. With one paired
+seed it is a paired bootstrap over test examples (Efron & Tibshirani; Koehn 2004), as is Δ macro-F1:
+every resample draws the same test examples for both strategies (written here: scipy.stats.bootstrap
+resamples one statistic of independent samples, not saved predictions of a DVC experiment grid).
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline import power
 from pipeline.config import SOURCES, ConfigError
 from pipeline.io import atomic_file, atomic_write_text, write_csv, write_json
 
 METRIC_FILES = ("eval", "pretrain", "finetune")
 BOOT_CELLS = 20_000_000  # resample counts held at once (160 MB): the bootstrap runs in chunks of this size
+WARN_MDE = 0.01  # warn when a comparison cannot detect a 1-point difference: the literature's effects are 0.5 to 2
 
 
 @dataclass
@@ -264,6 +266,9 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
             entry["vs_baseline"] = paired_bootstrap(labels, preds[a], preds[b], len(classes), n_boot, seed,
                                                     confidence)
             entry["vs_baseline"]["paired_seeds"] = common
+            d, paired_by = power.paired_diff(preds[a] == labels, [runs[i].seed for i in a], preds[b] == labels,
+                                             [runs[i].seed for i in b])
+            entry["vs_baseline"]["power"] = {**power.interval(d, confidence), "paired_by": paired_by}
         table[strategy] = entry
     return {"baseline": baseline, "order": order, "confidence": confidence, "bootstrap_resamples": n_boot,
             "test_examples": int(labels.shape[0]), "classes": classes, "strategies": table}
@@ -280,32 +285,87 @@ def _ci(d: dict, scale: float = 100.0) -> str:
     return f"{d['diff'] * scale:+.2f} [{d['ci_low'] * scale:+.2f}, {d['ci_high'] * scale:+.2f}]"
 
 
+def _headline(vs: dict) -> dict:
+    """The Δ accuracy that tables, CSVs and plots show: over test examples and seeds (pipeline/power.py) when
+    several paired seeds measured the seed spread, else the paired bootstrap over test examples."""
+    return vs["power"] if vs["power"]["seed_term"] else vs["accuracy"]
+
+
+def _delta_cells(vs: dict | None) -> list[str]:
+    """Δ accuracy [CI], the p of that interval, the MDE in points; †: one paired seed (test sampling only)."""
+    if not vs:
+        return ["–"] * 3
+    shown, mark = _headline(vs), "" if vs["power"]["seed_term"] else " †"
+    return [_ci(shown) + mark, f"{shown['p_value']:.3f}", f"{vs['power']['mde'] * 100:.2f}{mark}"]
+
+
+def _delta_note(summary: dict, groups: list[dict]) -> str:
+    """What the Δ accuracy, p and MDE columns cover (both kinds when the table holds both)."""
+    kinds = {e["vs_baseline"]["power"]["seed_term"] for g in groups for e in g["strategies"].values()
+             if "vs_baseline" in e}
+    note = (f"Δ accuracy: the difference in points ± t·SE, the SE covering both the sampling of the "
+            f"{summary['test_examples']} test examples and the spread over the paired fine-tuning seeds (seeds x "
+            f"examples random-effects model, pipeline/power.py), t at its Satterthwaite df (few seeds widen it); "
+            f"p: its two-sided p-value. " * (True in kinds))
+    note += (f"{'†: ' if True in kinds else 'Δ accuracy: '}one paired seed, no measured seed spread: paired "
+             f"bootstrap over the test examples only ({summary['bootstrap_resamples']:,} resamples), p its "
+             f"two-sided p-value, the MDE from test sampling only. " * (False in kinds))
+    return note + (f"MDE: the smallest true difference detected with 80% power at {summary['confidence']:.0%} "
+                   f"confidence (a warning says when it is above {WARN_MDE * 100:g} point).")
+
+
+def _csv_row(e: dict, lead: dict, default: float | None = None, **extra) -> dict:
+    """A CSV row: accuracy, the Δ accuracy the table shows and its MDE (points), perplexity, minutes."""
+    vs = e.get("vs_baseline")
+    shown = _headline(vs) if vs else {}
+    return {**lead, "runs": len(e["runs"]), "accuracy": round(e["accuracy"] * 100, 3),
+            "accuracy_std": None if e["accuracy_std"] is None else round(e["accuracy_std"] * 100, 3), **extra,
+            **{col: round(shown[key] * 100, 3) if vs else default
+               for col, key in (("delta_accuracy", "diff"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))},
+            "mde": round(vs["power"]["mde"] * 100, 3) if vs else None, "perplexity_after": e["perplexity_after"],
+            "minutes": round(e["minutes"], 2)}
+
+
 def markdown(summary: dict) -> str:
     conf = int(round(summary["confidence"] * 100))
     base = summary["baseline"]
-    lines = [f"| strategy | runs (seeds) | accuracy % | macro-F1 % | Δ accuracy vs `{base}` [{conf}% CI] | "
-             f"Δ macro-F1 vs `{base}` [{conf}% CI] | p | held-out MLM ppl before → after | minutes per run |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [f"| strategy | runs (seeds) | accuracy % | macro-F1 % | Δ accuracy vs `{base}` [{conf}% CI] | p | "
+             f"MDE (80% power) | Δ macro-F1 vs `{base}` [{conf}% CI] | held-out MLM ppl before → after | "
+             f"minutes per run |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for strategy, e in summary["strategies"].items():
         vs = e.get("vs_baseline")
-        delta_acc = _ci(vs["accuracy"]) if vs else "–"
         delta_f1 = _ci(vs["macro_f1"]) if vs else "–"
-        p = f"{vs['accuracy']['p_value']:.3f}" if vs else "–"
-        if math.isnan(e["perplexity_after"]):
-            ppl = "–"
-        else:
-            ppl = (f"{e['perplexity_before']:,.0f} → "
-                   f"{_pm(e['perplexity_after'], e['perplexity_after_std'], scale=1.0, digits=0)}")
+        ppl = _pm(e["perplexity_after"], e["perplexity_after_std"], scale=1.0, digits=0)
+        ppl = ppl if ppl == "–" else f"{e['perplexity_before']:,.0f} → {ppl}"
         lines.append(f"| `{strategy}` | {len(e['runs'])} ({', '.join(map(str, e['seeds']))}) | "
                      f"{_pm(e['accuracy'], e['accuracy_std'])} | {_pm(e['macro_f1'], e['macro_f1_std'])} | "
-                     f"{delta_acc} | {delta_f1} | {p} | {ppl} | "
+                     f"{' | '.join(_delta_cells(vs))} | {delta_f1} | {ppl} | "
                      f"{_pm(e['minutes'], e['minutes_std'], scale=1.0, digits=1)} |")
     lines.append("")
-    lines.append(f"Mean ± sample std over seeds. Δ: paired bootstrap over the {summary['test_examples']} test "
-                 f"examples ({summary['bootstrap_resamples']:,} resamples), averaged over the seeds both strategies "
-                 f"have, in accuracy points; p: two-sided bootstrap p-value of no difference in accuracy. Minutes: "
-                 f"wall time of a run's pretrain, finetune and evaluate stages (their metrics' `seconds`).")
+    lines.append(f"Mean ± sample std over seeds. {_delta_note(summary, [summary])} Δ macro-F1: paired bootstrap "
+                 f"over the test examples only ({summary['bootstrap_resamples']:,} resamples), averaged over the "
+                 f"seeds both strategies have. Minutes: wall time of a run's pretrain, finetune and evaluate stages "
+                 f"(their metrics' `seconds`).")
     return "\n".join(lines) + "\n"
+
+
+def power_warnings(summary: dict, plan_flags: str = "") -> list[str]:
+    """A line per comparison whose MDE is above WARN_MDE, and per comparison paired in seed order."""
+    lines = []
+    for value, group in summary["groups"].items() if "by" in summary else [(None, summary)]:
+        for strategy, e in group["strategies"].items():
+            pw = e.get("vs_baseline", {}).get("power")
+            what = f"{strategy} vs {summary['baseline']}" + (f" at {summary['by']}={value}" if "by" in summary else "")
+            if pw and pw["paired_by"] == "order":
+                lines.append(f"[compare] note: {what}: no fine-tuning seed in common; Δ accuracy pairs "
+                             f"{pw['seeds']} run(s) of each in seed order")
+            if pw and pw["mde"] > WARN_MDE:
+                lines.append(f"[compare] warning: {what}: this grid can only detect differences of "
+                             f"{pw['mde'] * 100:.1f} points or more (80% power"
+                             f"{'' if pw['seed_term'] else '; test sampling only, one seed'}); the literature's "
+                             f"effects are 0.5 to 2 points. Plan a larger grid: python -m pipeline.power --test "
+                             f"{group['test_examples']} --seeds {pw['seeds']} --target-mde {WARN_MDE:g}{plan_flags}")
+    return lines
 
 
 def plot(summary: dict, runs: list[Run], path: Path) -> None:
@@ -328,7 +388,7 @@ def plot(summary: dict, runs: list[Run], path: Path) -> None:
     rows = [(x, summary["strategies"][s].get("vs_baseline")) for x, s in enumerate(strategies)]
     for x, vs in rows:
         if vs:
-            a = vs["accuracy"]
+            a = _headline(vs)
             ax.errorbar(x, a["diff"] * 100, yerr=[[(a["diff"] - a["ci_low"]) * 100], [(a["ci_high"] - a["diff"]) * 100]],
                         fmt="s", capsize=6, color="C2")
     ax.axhline(0, color="grey", lw=0.8)
@@ -359,15 +419,8 @@ def write_report(summary: dict, runs: list[Run], out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.md", markdown(summary))
     write_json(out / "compare.json", summary)
-    rows = []
-    for s, e in summary["strategies"].items():
-        vs = (e.get("vs_baseline") or {}).get("accuracy", {})
-        rows.append({"strategy": s, "runs": len(e["runs"]), "accuracy": round(e["accuracy"] * 100, 3),
-                     "accuracy_std": None if e["accuracy_std"] is None else round(e["accuracy_std"] * 100, 3),
-                     "macro_f1": round(e["macro_f1"] * 100, 3),
-                     "delta_accuracy": round(vs.get("diff", 0.0) * 100, 3),
-                     "ci_low": round(vs.get("ci_low", 0.0) * 100, 3), "ci_high": round(vs.get("ci_high", 0.0) * 100, 3),
-                     "perplexity_after": e["perplexity_after"], "minutes": round(e["minutes"], 2)})
+    rows = [_csv_row(e, {"strategy": s}, 0.0, macro_f1=round(e["macro_f1"] * 100, 3))
+            for s, e in summary["strategies"].items()]
     write_csv(out / "compare.csv", rows, list(rows[0]))
     plot(summary, runs, out / "compare.png")
     return {"markdown": out / "compare.md", "json": out / "compare.json", "csv": out / "compare.csv",
@@ -408,23 +461,20 @@ def summarise_by(runs: list[Run], by: str, baseline: str = "none", n_boot: int =
 
 def markdown_by(summary: dict) -> str:
     by, base, conf = summary["by"], summary["baseline"], int(round(summary["confidence"] * 100))
-    lines = [f"| `{by}` | strategy | runs (seeds) | accuracy % | Δ accuracy vs `{base}` [{conf}% CI] | p | "
-             f"held-out MLM ppl after | minutes per run |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| `{by}` | strategy | runs (seeds) | accuracy % | Δ accuracy vs `{base}` [{conf}% CI] | p | MDE (80% "
+             f"power) | held-out MLM ppl after | minutes per run |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for value, group in zip(summary["values"], summary["groups"].values()):
         for strategy, e in group["strategies"].items():
-            vs = e.get("vs_baseline")
-            ppl = "–" if math.isnan(e["perplexity_after"]) else _pm(e["perplexity_after"], e["perplexity_after_std"],
-                                                                    scale=1.0, digits=0)
-            delta, p = (_ci(vs["accuracy"]), f"{vs['accuracy']['p_value']:.3f}") if vs else ("–", "–")
+            ppl = _pm(e["perplexity_after"], e["perplexity_after_std"], scale=1.0, digits=0)  # – : no MLM
             lines.append(f"| {value} | `{strategy}` | {len(e['runs'])} ({', '.join(map(str, e['seeds']))}) | "
-                         f"{_pm(e['accuracy'], e['accuracy_std'])} | {delta} | {p} | {ppl} | "
-                         f"{_pm(e['minutes'], e['minutes_std'], scale=1.0, digits=1)} |")
+                         f"{_pm(e['accuracy'], e['accuracy_std'])} | "
+                         f"{' | '.join(_delta_cells(e.get('vs_baseline')))} | "
+                         f"{ppl} | {_pm(e['minutes'], e['minutes_std'], scale=1.0, digits=1)} |")
     lines.append("")
     note = (f" The `{base}` runs (one value of `{by}`) serve as the baseline at "
             f"{', '.join(map(str, summary['baseline_borrowed_at']))}." if summary["baseline_borrowed_at"] else "")
-    lines.append(f"Mean ± sample std over seeds (– : one run). Δ: paired bootstrap over the "
-                 f"{summary['test_examples']} test examples at each value of `{by}`, averaged over the seeds both "
-                 f"strategies have.{note}")
+    lines.append(f"Mean ± sample std over seeds (– : one run). At each value of `{by}`: "
+                 f"{_delta_note(summary, list(summary['groups'].values()))}{note}")
     return "\n".join(lines) + "\n"
 
 
@@ -456,7 +506,7 @@ def plot_by(summary: dict, path: Path) -> None:
                 if not math.isnan(e["minutes"]):
                     axes[0].annotate(f"{e['minutes']:.0f} min", (x, e["accuracy"] * 100), fontsize=7,
                                      color=f"C{i}", textcoords="offset points", xytext=(4, 4))
-        vs = [(x, e["vs_baseline"]["accuracy"]) for x, e in pts if e.get("vs_baseline")]
+        vs = [(x, _headline(e["vs_baseline"])) for x, e in pts if e.get("vs_baseline")]
         if vs:
             axes[1].errorbar([x for x, _ in vs], [a["diff"] * 100 for _, a in vs],
                              yerr=[[(a["diff"] - a["ci_low"]) * 100 for _, a in vs],
@@ -494,17 +544,9 @@ def write_report_by(summary: dict, out: str | Path) -> dict:
     write_json(paths["json"], {**summary, "values": [str(v) for v in summary["values"]],
                                            "groups": {str(k): g for k, g in summary["groups"].items()},
                                            "baseline_borrowed_at": [str(v) for v in summary["baseline_borrowed_at"]]})
-    rows = []
-    for value, group in zip(summary["values"], summary["groups"].values()):
-        for strategy, e in group["strategies"].items():
-            vs = (e.get("vs_baseline") or {}).get("accuracy", {})
-            rows.append({summary["by"]: value, "strategy": strategy, "runs": len(e["runs"]),
-                         "accuracy": round(e["accuracy"] * 100, 3),
-                         "accuracy_std": None if e["accuracy_std"] is None else round(e["accuracy_std"] * 100, 3),
-                         "delta_accuracy": round(vs["diff"] * 100, 3) if vs else None,
-                         "ci_low": round(vs["ci_low"] * 100, 3) if vs else None,
-                         "ci_high": round(vs["ci_high"] * 100, 3) if vs else None,
-                         "perplexity_after": e["perplexity_after"], "minutes": round(e["minutes"], 2)})
+    rows = [_csv_row(e, {summary["by"]: value, "strategy": strategy})
+            for value, group in zip(summary["values"], summary["groups"].values())
+            for strategy, e in group["strategies"].items()]
     write_csv(paths["csv"], rows, list(rows[0]))
     plot_by(summary, paths["png"])
     return paths
@@ -538,6 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         paths = write_report(summary, runs, args.out)
         print(markdown(summary))
+    # the planning command measures the variance on these runs (one recipe per strategy: not with --by)
+    plan = [] if args.by else ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])]
+    plan += ["--repo", args.repo] * (args.repo != "." and not args.runs)
+    plan += ["--baseline", args.baseline] * (args.baseline != "none")
+    for line in power_warnings(summary, " ".join(["", *plan])):
+        print(line, file=sys.stderr)
     print(f"[compare] wrote {', '.join(str(p) for p in paths.values())}")
     # not declared in dvc.yaml: it exists only once compare has run (a declared plot would warn before)
     axes = "-x accuracy -y strategy --template bar_horizontal" if not args.by else f"-x {args.by} -y accuracy"

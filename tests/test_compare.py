@@ -1,11 +1,13 @@
 """The compare command on fixture runs whose metrics and predictions are known."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import yaml
 from scipy.stats import binom
+from scipy.stats import t as student_t
 
 from pipeline.compare import load_run_dir, main, markdown, paired_bootstrap, summarise, summarise_by
 from pipeline.config import ConfigError
@@ -67,10 +69,30 @@ def test_table_has_mean_std_and_known_interval(grid):
     assert vs["p_value"] < 0.001
     assert summary["strategies"]["task"]["vs_baseline"]["paired_seeds"] == [1, 2, 3]
 
+    # The table's headline interval also covers the seed spread (three paired seeds): d[s, i] is 1 on
+    # examples 160 + 4(s - 1) .. 179, else 0. ANOVA mean squares by hand: row means 0.10, 0.08, 0.06;
+    # column means 1/3 (4 examples), 2/3 (4), 1 (12), 0 (180); sum of d² 48; grand mean 0.08.
+    ms_seed = N * 0.02 ** 2
+    ms_example = 3 * (4 / 9 + 16 / 9 + 12 - N * 0.08 ** 2) / (N - 1)
+    ms_resid = (48 - 3 * N * 0.08 ** 2 - 2 * ms_seed - (N - 1) * ms_example) / (2 * (N - 1))
+    total = ms_example + ms_seed - ms_resid
+    se = math.sqrt(total / (3 * N))
+    df = total ** 2 / (ms_example ** 2 / (N - 1) + ms_seed ** 2 / 2 + ms_resid ** 2 / (2 * (N - 1)))  # Satterthwaite
+    pw = task["vs_baseline"]["power"]
+    assert pw["seed_term"] and pw["paired_by"] == "seed" and pw["se"] == pytest.approx(se, rel=1e-9)
+    assert pw["df"] == pytest.approx(df, rel=1e-9) and 2 < df < N - 1  # between seeds-only and test-only
+    assert pw["se_test"] == pytest.approx(math.sqrt(ms_example / (3 * N)), rel=1e-9)
+    half = student_t.ppf(0.975, df) * se
+    assert pw["ci_low"] == pytest.approx(0.08 - half) and pw["ci_high"] == pytest.approx(0.08 + half)
+    assert pw["p_value"] == pytest.approx(2 * student_t.sf(0.08 / se, df))
+    assert pw["ci_high"] - pw["ci_low"] > vs["ci_high"] - vs["ci_low"]  # the seed spread widens it
+
     table = markdown(summary)
     assert "| `none` | 3 (1, 2, 3) | 82.00 ± 2.00 |" in table
     assert "| `task` | 3 (1, 2, 3) | 90.00 ± 0.00 |" in table
-    assert f"| +8.00 [{vs['ci_low'] * 100:+.2f}, {vs['ci_high'] * 100:+.2f}] |" in table
+    assert (f"| +8.00 [{pw['ci_low'] * 100:+.2f}, {pw['ci_high'] * 100:+.2f}] | {pw['p_value']:.3f} | "
+            f"{pw['mde'] * 100:.2f} |") in table
+    assert "†" not in table and "covering both the sampling of the 200 test examples and the spread" in table
     assert "100 → 42 ± 1" in table
 
 
