@@ -26,7 +26,7 @@ def make_vocab(directory, extra=RARE.split()):
     return directory
 
 
-def make_xp(root, seed=0, ks=(0, 2, 4), flip_train=False, flip_test=False, placebo_extra=""):
+def make_xp(root, seed=0, ks=(0, 2, 4), flip_train=False, flip_test=False, placebo_extra="", forms=0):
     """The experiment's inputs under root/src and its params; returns the params dict."""
     rng = random.Random(7)
     src = root / "src"
@@ -43,7 +43,7 @@ def make_xp(root, seed=0, ks=(0, 2, 4), flip_train=False, flip_test=False, place
     write_jsonl(src / "unsup.jsonl.gz", [{"text": review(rng, None, 30)} for _ in range(120)])
     write_jsonl(src / "placebo" / "news.jsonl.gz", [{"text": news(rng, 30) + placebo_extra} for _ in range(50)])
     tok = make_vocab(src / "tokenizer")
-    return {"spike": {"ks": list(ks), "seed": seed, "min_docs": 5},
+    return {"spike": {"ks": list(ks), "seed": seed, "min_docs": 5, "forms": forms},
             "source": {"train": str(src / "train.jsonl.gz"), "test": str(src / "test.jsonl.gz"),
                        "unsup": str(src / "unsup.jsonl.gz"), "placebo": str(src / "placebo"),
                        "tokenizer": str(tok)}}
@@ -124,6 +124,19 @@ def test_no_nonce_form_collides_with_a_word_in_any_text(tmp_path, monkeypatch):
     assert nonces == set(RARE.split()) - {"zorbit", "quaffle", "glimmox"}
     assert not nonces & spike.vocabulary(texts)
     assert len(nonces) == len(table)  # one form per word
+
+
+def test_shared_forms_stand_for_every_word_of_their_polarity(tmp_path, monkeypatch):
+    _, stats, table = build(tmp_path, monkeypatch, ks=(0, 6), forms=1)
+    forms = {p: {e["nonce"] for e in table if e["polarity"] == p} for p in ("positive", "negative")}
+    assert len(table) == 6 and all(len(f) == 1 for f in forms.values())
+    assert forms["positive"] != forms["negative"]
+    shifted = read(tmp_path / spike.DATA / "task" / "test_k006.jsonl.gz")
+    (pos_form,), (neg_form,) = forms["positive"], forms["negative"]
+    mapping = spike.map_for(table, 6)
+    for before, after in zip(words_of(read(tmp_path / "src" / "test.jsonl.gz")), words_of(shifted)):
+        assert (pos_form in after) == any(mapping.get(w) == pos_form for w in before)
+        assert (neg_form in after) == any(mapping.get(w) == neg_form for w in before)
 
 
 def test_too_few_usable_nonce_forms_is_a_clear_error(tmp_path, monkeypatch):

@@ -7,7 +7,10 @@ For each (word, nonce) pair of the map at K: the cosine similarity of the nonce 
 embedding to its original word's input embedding, averaged over the pairs; beside it the same
 nonce's mean cosine to the other K - 1 chosen words (what "similar" means by chance in this
 embedding space) and the share of pairs whose word is the nonce's nearest among all K words.
-MLM that teaches the nonce its word raises the first and the share, not the second.
+MLM that teaches the nonce its word raises the first and the share, not the second. Then the
+sentiment axis: where the nonces sit between the positive and the negative words (the classifier
+needs at least that), and, against the first --model (the base), how far the nonce rows moved
+and whether towards their words.
 """
 
 from __future__ import annotations
@@ -40,17 +43,31 @@ def input_embeddings(model_dir: str | None = None, exp: str | None = None, repo:
     return tensors[names[0]].float()
 
 
-def similarity(emb: torch.Tensor, vocab: dict[str, int], mapping: dict[str, str]) -> dict:
-    """Cosine of each nonce to its word, to the other words (chance), and nearest-word accuracy."""
-    words, nonces = list(mapping), [mapping[w] for w in mapping]
-    w = torch.nn.functional.normalize(emb[[vocab[x] for x in words]], dim=-1)
-    n = torch.nn.functional.normalize(emb[[vocab[x] for x in nonces]], dim=-1)
-    cos = n @ w.T  # nonce x word
+def similarity(emb: torch.Tensor, vocab: dict[str, int], mapping: dict[str, str], polarity: dict[str, str],
+               base: torch.Tensor | None = None) -> dict:
+    """Cosine of each nonce to its word, to the other words (chance), nearest-word accuracy, and the
+    nonces' position on the sentiment axis (mean positive word minus mean negative word, in this model),
+    signed so that a nonce on its word's side scores > 0. With `base` (the model before MLM), also how far
+    the nonce rows moved and whether towards their words."""
+    words = list(mapping)
+    w_ids, n_ids = [vocab[x] for x in words], [vocab[mapping[x]] for x in words]
+    unit = torch.nn.functional.normalize
+    cos = unit(emb[n_ids], dim=-1) @ unit(emb[w_ids], dim=-1).T  # nonce x word
     k = len(words)
     pair = cos.diagonal()
-    others = (cos.sum(1) - pair) / max(1, k - 1)
-    return {"pairs": k, "cos_to_own_word": float(pair.mean()), "cos_to_other_words": float(others.mean()),
-            "nearest_is_own_word": float((cos.argmax(1) == torch.arange(k)).float().mean())}
+    sign = torch.tensor([1.0 if polarity[x] == "positive" else -1.0 for x in words])
+    axis = unit(emb[w_ids][sign > 0].mean(0) - emb[w_ids][sign < 0].mean(0), dim=0)
+    out = {"pairs": k, "cos_to_own_word": float(pair.mean()),
+           "cos_to_other_words": float(((cos.sum(1) - pair) / max(1, k - 1)).mean()),
+           "nearest_is_own_word": float((cos.argmax(1) == torch.arange(k)).float().mean()),
+           "nonce_on_own_side_of_sentiment_axis": float((sign * (emb[n_ids] @ axis)).mean()),
+           "word_on_own_side_of_sentiment_axis": float((sign * (emb[w_ids] @ axis)).mean())}
+    if base is not None:
+        move = emb[n_ids] - base[n_ids]
+        out["nonce_move_norm"] = float(move.norm(dim=-1).mean())
+        out["nonce_move_cos_towards_own_word"] = float(
+            torch.nn.functional.cosine_similarity(move, emb[w_ids] - base[n_ids], dim=-1).mean())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +81,15 @@ def main(argv: list[str] | None = None) -> int:
 
     table = json.loads(Path(args.map).read_text())["table"]
     mapping = map_for(table, args.k)
+    polarity = {e["word"]: e["polarity"] for e in table}
     first = args.model[0] if args.model else None
     vocab = AutoTokenizer.from_pretrained(str(Path(first).expanduser()) if first else "models/pretrained").get_vocab()
+    base = input_embeddings(model_dir=first) if first else None  # the first --model is the base
     rows = {}
     for m in args.model:
-        rows[m] = similarity(input_embeddings(model_dir=m), vocab, mapping)
+        rows[m] = similarity(input_embeddings(model_dir=m), vocab, mapping, polarity, base)
     for e in args.exp:
-        rows[e] = similarity(input_embeddings(exp=e), vocab, mapping)
+        rows[e] = similarity(input_embeddings(exp=e), vocab, mapping, polarity, base)
     print(json.dumps(rows, indent=2))
     return 0
 

@@ -36,15 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     table = json.loads((DATA / "map.json").read_text())["table"]
     mapping = map_for(table, args.k)
+    polarity = {e["word"]: e["polarity"] for e in table}
     rows = read_jsonl(DATA / "corpus" / f"unsup_k{args.k:03d}.jsonl.gz")[: args.docs]
     corpus = Dataset.from_dict({"text": [r["text"] for r in rows]}).shuffle(seed=0)
     tokenizer = load_tokenizer(args.model, False)
     vocab = tokenizer.get_vocab()
     model, head = load_mlm(args.model, False, with_head_report=True)
 
+    base = model.get_input_embeddings().weight.detach().clone()
+
     def check(label: str) -> None:
-        print(f"[probe] {label}: {json.dumps(similarity(model.get_input_embeddings().weight.detach(), vocab, mapping))}",
-              flush=True)
+        emb = model.get_input_embeddings().weight.detach()
+        print(f"[probe] {label}: {json.dumps(similarity(emb, vocab, mapping, polarity, base))}", flush=True)
 
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))

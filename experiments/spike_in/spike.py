@@ -7,7 +7,8 @@ top K/2 positive and K/2 negative words by smoothed log-odds of appearing in a p
 a negative review, among words in at least `spike.min_docs` training reviews that are one token of
 the base's vocabulary (so each has one input embedding to compare with its nonce form).
 
-Each word gets a nonce form by a seeded draw from the base's own vocabulary: whole-word tokens
+Each word gets a nonce form (its own, or with `spike.forms` N one of N forms shared by the words of its
+polarity) by a seeded draw from the base's own vocabulary: whole-word tokens
 (no `##` piece, letters only, at least 4 of them) that are one token when tokenized alone and that
 occur as a word in *none* of the experiment's texts (train, test, unlabeled corpus, the placebo
 corpora). They are real rows of the embedding matrix, pretrained for some unrelated rare word
@@ -115,13 +116,27 @@ def nonce_pool(tokenizer, taken: set[str]) -> list[str]:
                   and t not in taken and single_token(tokenizer, t))
 
 
-def build_map(words: list[dict], pool: list[str], seed: int) -> list[dict]:
-    """Each chosen word with its nonce form: a seeded draw without replacement from `pool`."""
-    if len(pool) < len(words):
-        raise ConfigError(f"the base's vocabulary has only {len(pool)} tokens absent from the texts; "
-                          f"lower the largest spike.ks ({len(words)}).")
-    forms = random.Random(seed).sample(pool, len(words))
-    return [{**w, "nonce": f} for w, f in zip(words, forms)]
+def build_map(words: list[dict], pool: list[str], seed: int, forms: int = 0) -> list[dict]:
+    """Each chosen word with its nonce form, drawn with a seed and without replacement from `pool`.
+
+    `forms` 0: a form of its own per word. `forms` N > 0: N forms per polarity, the words of a polarity
+    taking them in rank order, round robin, so that each form stands for K/(2N) words and occurs that many
+    times more often in the corpus (MLM then sees each form in many more contexts)."""
+    polarities = [w["polarity"] for w in words]
+    need = len(words) if forms == 0 else forms * len(set(polarities))
+    if len(pool) < need:
+        raise ConfigError(f"the base's vocabulary has only {len(pool)} tokens absent from the texts, and the map "
+                          f"needs {need}; lower the largest spike.ks or spike.forms.")
+    drawn = random.Random(seed).sample(pool, need)
+    if forms == 0:
+        return [{**w, "nonce": f} for w, f in zip(words, drawn)]
+    by_polarity = {p: drawn[i * forms:(i + 1) * forms] for i, p in enumerate(dict.fromkeys(polarities))}
+    rank: Counter = Counter()
+    out = []
+    for w in words:
+        out.append({**w, "nonce": by_polarity[w["polarity"]][rank[w["polarity"]] % forms]})
+        rank[w["polarity"]] += 1
+    return out
 
 
 def map_for(table: list[dict], k: int) -> dict[str, str]:
@@ -171,7 +186,7 @@ def build(xp: dict) -> dict:
     placebo = [row["text"] for path in sorted(placebo_dir.glob("*.jsonl*")) for row in read_jsonl(path)]
     taken = vocabulary(r["text"] for r in train + test + unsup) | vocabulary(placebo)
     words = choose_words([r["text"] for r in train], [r["label"] for r in train], max(ks), s["min_docs"], tokenizer)
-    table = build_map(words, nonce_pool(tokenizer, taken), s["seed"])
+    table = build_map(words, nonce_pool(tokenizer, taken), s["seed"], s.get("forms", 0))
     stats = {"ks": ks, "words": len(table), "vocabulary_of_texts": len(taken), "per_k": {}}
     with atomic_dir(DATA) as tmp:
         (tmp / "task").mkdir()
@@ -186,7 +201,8 @@ def build(xp: dict) -> dict:
             stats["per_k"][tag] = {"k": k, "test_replacements": n_test, "test_reviews_touched": rows_test,
                                    "corpus_replacements": n_unsup, "corpus_reviews_touched": rows_unsup,
                                    "corpus_replacements_per_word": n_unsup / max(1, k)}
-        write_json(tmp / "map.json", {"seed": s["seed"], "min_docs": s["min_docs"], "table": table})
+        write_json(tmp / "map.json", {"seed": s["seed"], "min_docs": s["min_docs"], "forms": s.get("forms", 0),
+                                      "table": table})
     return stats
 
 
