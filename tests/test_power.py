@@ -154,7 +154,8 @@ def test_mde_and_power_agree(df):
 
 def test_planning_solves_the_formula():
     comps = power.components_from_rates()
-    assert comps == {"var_example": 0.12, "var_seed": 2 * 0.008 ** 2, "var_resid": 0.0}
+    assert comps == {"var_example": power.DEFAULT_DISAGREEMENT, "var_seed": 2 * power.DEFAULT_SEED_STD ** 2,
+                     "var_resid": 0.0}
     n = power.needed_test_size(0.03, 5, comps)
     assert power.planned_mde(n, 5, comps) <= 0.03 < power.planned_mde(n - 1, 5, comps)
     seeds = power.needed_seeds(0.02, 20_000, comps)
@@ -184,7 +185,7 @@ def test_cli_prints_the_mde_of_a_planned_grid():
                          capture_output=True, text=True, check=True).stdout
     want = power.planned_mde(5000, 3, power.components_from_rates())
     assert "5,000 test examples x 3 seeds per strategy" in out and f"MDE {want * 100:.2f} points" in out
-    assert "provisional defaults" in out
+    assert "the defaults" in out
 
 
 def test_cli_plans_for_a_target(capsys):
