@@ -8,6 +8,7 @@
 #      each strategy's corpus and MLM model: pretrain.seed is the same);
 #   3. the K curve (CURVE, default "0 40 10"): `none` and `in_domain`, seeds CURVE_SEEDS (default 1).
 # Then one `compare --by task.test_split` over every run (one group per K; the test file names the K).
+# Runs are named PREFIX-kNNN-<strategy>-seed<seed> (PREFIX default `spike`).
 # Each K has its own shifted test split (task.test_split test_kNNN of the one task folder, whose train
 # split is the unshifted IMDB train) and its own corpora folder: in_domain is the shifted IMDB `unsup`,
 # task the (unshifted) training text, cross_domain the shared news and Usenet text. Every run: the same
@@ -54,9 +55,9 @@ run_k() {  # run_k K "strategies" "seeds"
     -S model.name=$MODEL_DIR -S model.max_length=128 -S collect.corpora_dir=$dir
     -S pretrain.max_tokens=${MAX_TOKENS:-1000000} -S pretrain.lr=${MLM_LR:-2e-4} -S pretrain.eval_max_tokens=50000
     -S pretrain.head_warmup_tokens=200000" \
-  PREFIX=spike-$tag STRATEGIES=$2 SEEDS=$3 OUT=$HERE/reports/$tag SHARED=$SHARED \
+  PREFIX=${PREFIX:-spike}-$tag STRATEGIES=$2 SEEDS=$3 OUT=$HERE/reports/$tag SHARED=$SHARED \
     bash "$ROOT/experiments/grid.sh"
-  for seed in $3; do for s in $2; do names+=("spike-$tag-$s-seed$seed"); done; done
+  for seed in $3; do for s in $2; do names+=("${PREFIX:-spike}-$tag-$s-seed$seed"); done; done
 }
 
 run_k "$K" "in_domain none task cross_domain" 1
