@@ -90,8 +90,7 @@ def mde(se: float, confidence: float = 0.95, power: float = POWER, df: float | N
         return 0.0
     crit = _quantile(1 - (1 - confidence) / 2, df)
     guess = crit + _quantile(power, df)  # the shifted-t approximation brackets the root
-    return se * brentq(lambda c: nct.sf(crit, df, c) + np.nan_to_num(nct.cdf(-crit, df, c)) - power,
-                       0.0, 2 * max(guess, 1.0), xtol=1e-9)
+    return se * brentq(lambda c: power_at(c, 1.0, confidence, df) - power, 0.0, 2 * max(guess, 1.0), xtol=1e-9)
 
 
 def interval(d: np.ndarray, confidence: float = 0.95) -> dict:

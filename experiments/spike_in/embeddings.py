@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.spike_in.spike import DATA, map_for
+from experiments.spike_in.spike import DATA, load_map
 
 
 def input_embeddings(model_dir: str | None = None, exp: str | None = None, repo: str = ".") -> torch.Tensor:
@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from transformers import AutoTokenizer
 
-    table = json.loads(Path(args.map).read_text())["table"]
-    mapping = map_for(table, args.k)
-    polarity = {e["word"]: e["polarity"] for e in table}
+    mapping, polarity = load_map(args.map, args.k)
     first = args.model[0] if args.model else None
     vocab = AutoTokenizer.from_pretrained(str(Path(first).expanduser()) if first else "models/pretrained").get_vocab()
     base = input_embeddings(model_dir=first) if first else None  # the first --model is the base

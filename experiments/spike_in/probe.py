@@ -19,7 +19,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from experiments.spike_in.embeddings import similarity
-from experiments.spike_in.spike import DATA, map_for, read_jsonl
+from experiments.spike_in.spike import DATA, load_map, read_jsonl
 from pipeline.config import from_dict
 from pipeline.mlm import continue_pretraining, warm_up_head
 from pipeline.model import load_mlm, load_tokenizer
@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-tokens", type=int, default=200_000)
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw from")
     args = ap.parse_args(argv)
-    table = json.loads((DATA / "map.json").read_text())["table"]
-    mapping = map_for(table, args.k)
-    polarity = {e["word"]: e["polarity"] for e in table}
+    mapping, polarity = load_map(DATA / "map.json", args.k)
     rows = read_jsonl(DATA / "corpus" / f"unsup_k{args.k:03d}.jsonl.gz")[: args.docs]
     corpus = Dataset.from_dict({"text": [r["text"] for r in rows]}).shuffle(seed=0)
     tokenizer = load_tokenizer(args.model, False)

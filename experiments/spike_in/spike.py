@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError
+from pipeline.data import open_maybe_gz
 from pipeline.io import atomic_dir, write_json
 
 HERE = Path("experiments/spike_in")
@@ -48,9 +49,7 @@ WORD = re.compile(r"[a-z]+")  # words as the map sees them: lower-cased runs of 
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path).expanduser()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
+    with open_maybe_gz(Path(path).expanduser(), "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -82,7 +81,7 @@ def choose_words(texts: list[str], labels: list[int], k: int, min_docs: int, tok
     pos_docs, neg_docs = Counter(), Counter()
     n_pos = n_neg = 0
     for text, label in zip(texts, labels):
-        words = set(WORD.findall(text.lower()))
+        words = vocabulary([text])
         if label == positive:
             pos_docs.update(words)
             n_pos += 1
@@ -144,6 +143,12 @@ def map_for(table: list[dict], k: int) -> dict[str, str]:
     pos = [e for e in table if e["polarity"] == "positive"][:k // 2]
     neg = [e for e in table if e["polarity"] == "negative"][:k // 2]
     return {e["word"]: e["nonce"] for e in pos + neg}
+
+
+def load_map(path: str | Path, k: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The word -> nonce map at K of a written map.json, and each word's polarity."""
+    table = json.loads(Path(path).read_text(encoding="utf-8"))["table"]
+    return map_for(table, k), {e["word"]: e["polarity"] for e in table}
 
 
 def shifter(mapping: dict[str, str]):
