@@ -54,9 +54,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as fh:
+    """Gzipped JSON lines with mtime 0 in the header, so the same rows give the same bytes (and DVC hash)."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            gz.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def vocabulary(texts) -> set[str]:
