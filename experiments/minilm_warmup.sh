@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's MiniLM strategy grid again, with the MLM head warmed up first (all-MiniLM-L6-v2
+# The MiniLM strategy grid of docs/results.md again, with the MLM head warmed up first (all-MiniLM-L6-v2
 # ships without one: pretrain.head_warmup_tokens, default 200,000, encoder frozen, not counted
 # in the budget) and 10x the budget: 2,000,000 MLM tokens per strategy. Everything else is the
 # old grid's recipe (demo 1000/1000/1000, max_length 128, Sun et al.'s fine-tuning defaults of the

@@ -122,6 +122,9 @@ class Pretrain(Section):
     head_warmup_tokens: Int = Field(200_000, ge=0, description="a token count (0: no warm-up)")
     # the head starts from random: a rate for training from scratch
     head_warmup_lr: Float = Field(1e-3, gt=0, description="a positive learning rate")
+    # which weights MLM trains: all, or the word embeddings alone with the transformer body frozen (Artetxe et al.
+    # 2020 learn a new vocabulary this way, so that the body reads it as it reads the old). The MLM head trains in both.
+    trainable: Literal["all", "embeddings"] = "all"
 
 
 class Finetune(Section):

@@ -429,7 +429,7 @@ def draw_corpus(groups: list[tuple], tokenizer, c: Collect, seed: int, reports: 
 
 def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
                  task_dir: str | Path) -> dict:
-    """Step 4: the figures of `metrics/corpus.json` (see the README's table of stage outputs)."""
+    """Step 4: the figures of `metrics/corpus.json` (docs/design.md: what each stage writes)."""
     tokens = np.asarray(corpus["tokens"], dtype=np.int64)
     total = int(tokens.sum())
     by_source, docs_by_source = Counter(), Counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -260,7 +261,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     if getattr(model.forward, "__func__", None) is masked_only_forward:
         collator = CountMasked(collator)
     start = time.time()
-    with fast_dropout(model, runtime.fast_dropout):  # undone on exit: the saved model is a plain one
+    body = [] if p.trainable == "all" else body_weights(model)
+    with fast_dropout(model, runtime.fast_dropout), frozen(body):  # both undone on exit
         trainer = CheckedTrainer(model=model, args=args,
                                  train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
@@ -277,6 +279,25 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
         "curve": curve,
     }
 
+
+
+def body_weights(model) -> list:
+    """The encoder's weights except the word-embedding matrix (`pretrain.trainable: embeddings` freezes them)."""
+    words = model.get_input_embeddings().weight
+    return [w for w in getattr(model, model.base_model_prefix).parameters() if w is not words]
+
+
+@contextmanager
+def frozen(weights):
+    """`weights` take no gradient inside the block (the Trainer's optimizer skips them); restored on exit."""
+    weights = [w for w in weights if w.requires_grad]
+    for w in weights:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w in weights:
+            w.requires_grad_(True)
 
 
 def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train, head: dict,
@@ -300,15 +321,9 @@ def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime:
         # the main run's checkpoint holds the warmed-up head: resuming it needs no second warm-up
         return {"done": True, "reason": "resumed after the warm-up", "tokens": 0}
     encoder = getattr(model, model.base_model_prefix)
-    frozen = [w for w in encoder.parameters() if w.requires_grad]
-    for w in frozen:
-        w.requires_grad_(False)
     warm = p.model_copy(update={"max_tokens": p.head_warmup_tokens, "lr": p.head_warmup_lr})
-    try:
+    with frozen(encoder.parameters()):
         stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc)
-    finally:
-        for w in frozen:
-            w.requires_grad_(True)
     return {"done": True, "reason": f"newly initialised head weights: {', '.join(head['head_missing_keys'])}",
             "tokens": stats["tokens_trained"], "steps": stats["steps"], "seconds": stats["train_seconds"],
             "train_loss": stats["train_loss"]}

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import nct, norm, t
 
-# Defaults when no runs are given, both measured on IMDB with all-MiniLM-L6-v2 at 128 tokens (README):
+# Defaults when no runs are given, both measured on IMDB with all-MiniLM-L6-v2 at 128 tokens (docs/results.md):
 DEFAULT_DISAGREEMENT = 0.09  # share of test examples on which two runs differ in correctness: 0.087 between
 #   `none` and `in_domain` on 5,000 test reviews (spike-in grid, K = 0)
 DEFAULT_SEED_STD = 0.008  # std of one strategy's test accuracy over fine-tuning seeds: 0.6 to 1.0 points on

@@ -72,6 +72,27 @@ def test_complete_head_skips_the_warmup(tiny_model, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_embeddings_only_mlm_freezes_the_body(tiny_model, tmp_path):
+    """pretrain.trainable: embeddings (Artetxe et al. 2020): the word embeddings and the MLM head learn, every
+    other encoder weight (positions, layer norms, attention, feed-forward) stays as it was."""
+    from pipeline.mlm import continue_pretraining
+
+    def run(trainable):
+        params = params_for(trainable=trainable, lr=1e-2, max_tokens=640)
+        model, _ = load_mlm(str(tiny_model), False, with_head_report=True)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        continue_pretraining(model, AutoTokenizer.from_pretrained(tiny_model), corpus(), params.pretrain,
+                             params.train, tmp_path / trainable)
+        assert all(p.requires_grad for p in model.parameters()), "a weight stayed frozen after MLM"
+        return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+
+    words = "bert.embeddings.word_embeddings.weight"
+    changed = run("embeddings")
+    assert words in changed and "cls.predictions.transform.dense.weight" in changed
+    assert not {k for k in changed if k.startswith("bert.") and k != words}, changed
+    assert {k for k in run("all") if k.startswith("bert.") and k != words}  # the same run moves the body otherwise
+
+
 def test_pretrain_stage_reports_head_only_perplexity(tmp_path):
     project = make_project(tmp_path)
     model_dir = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The spike-in grid (README "Spike-in control"): `dvc repro` in experiments/spike_in first, then from
+# The spike-in grid (docs/results.md, "Spike-in control"): `dvc repro` in experiments/spike_in first, then from
 # the project root
 #     MODEL_DIR=$(../shared/scripts/offline-model.sh) bash experiments/spike_in/grid.sh
 # Order, so that the first results already answer the main question:

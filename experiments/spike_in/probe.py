@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--tokens", type=int, nargs="+", default=[1_000_000], help="MLM budgets, run one after another")
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--trainable", choices=["all", "embeddings"], default="all", help="pretrain.trainable")
     ap.add_argument("--warmup-tokens", type=int, default=200_000)
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw from")
     args = ap.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))
     params = from_dict({"model": {"name": args.model},
-                        "pretrain": {"source": "in_domain", "lr": args.lr, "head_warmup_tokens": args.warmup_tokens,
+                        "pretrain": {"source": "in_domain", "lr": args.lr, "trainable": args.trainable, "head_warmup_tokens": args.warmup_tokens,
                                      "max_tokens": args.tokens[0]},
                         "train": {"checkpoint_steps": 0}})
     warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, work / "head", work / "main")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         stats = continue_pretraining(model, tokenizer, corpus, step, params.train, work / f"mlm-{budget}")
         done = budget
-        check(f"after {budget:,} MLM tokens at lr {args.lr:g} ({time.time() - start:.0f} s, "
+        check(f"after {budget:,} MLM tokens at lr {args.lr:g}, {args.trainable} trainable ({time.time() - start:.0f} s, "
               f"{stats['tokens_per_second']:,.0f} tokens/s, loss {stats['train_loss']:.3f})")
     return 0
 
