@@ -9,6 +9,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import DataCollatorWithPadding, Trainer
 
 from pipeline.config import Train
+from pipeline.console import PhaseBars
 from pipeline.encoding import dynamic_padding
 from pipeline.training import training_arguments
 
@@ -33,6 +34,7 @@ def predict(model, tokenizer, encoded: Dataset, runtime: Train, batch_size: int,
         collator = dynamic_padding(tokenizer, model)
     args = training_arguments(work_dir, runtime, checkpoints=False, per_device_eval_batch_size=batch_size)
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
+    PhaseBars.install(trainer, "[evaluate] test")
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     logits = trainer.predict(encoded.select(order).select_columns(columns)).predictions
     probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()

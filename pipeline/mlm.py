@@ -214,7 +214,8 @@ def heldout_blocks(dev_texts: Dataset, tokenizer, pretrain: Pretrain, shuffle_se
 
 
 def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train,
-                         work_dir: str | Path, run_id: str = "", num_proc: int | None = None) -> dict:
+                         work_dir: str | Path, run_id: str = "", num_proc: int | None = None,
+                         phase: str = "[pretrain] MLM") -> dict:
     """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
     `runtime` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
@@ -263,8 +264,8 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     start = time.time()
     body = [] if p.trainable == "all" else body_weights(model)
     with fast_dropout(model, runtime.fast_dropout), frozen(body):  # both undone on exit
-        trainer = CheckedTrainer(model=model, args=args,
-                                 train_dataset=blocks, data_collator=collator, processing_class=tokenizer)
+        trainer = CheckedTrainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
+                                 processing_class=tokenizer, phase=phase)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
     seconds = time.time() - start
     tokens = steps * effective_batch * p.block_size
@@ -323,7 +324,8 @@ def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime:
     encoder = getattr(model, model.base_model_prefix)
     warm = p.model_copy(update={"max_tokens": p.head_warmup_tokens, "lr": p.head_warmup_lr})
     with frozen(encoder.parameters()):
-        stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc)
+        stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc,
+                                     phase="[pretrain] head warm-up")
     return {"done": True, "reason": f"newly initialised head weights: {', '.join(head['head_missing_keys'])}",
             "tokens": stats["tokens_trained"], "steps": stats["steps"], "seconds": stats["train_seconds"],
             "train_loss": stats["train_loss"]}

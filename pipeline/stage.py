@@ -18,6 +18,7 @@ from transformers import set_seed
 
 from pipeline import tracking
 from pipeline.config import ConfigError, Params, load_params
+from pipeline.console import summary_line
 from pipeline.distributed import is_main_process
 from pipeline.io import last_complete_checkpoint, write_json
 
@@ -40,8 +41,10 @@ def interrupted_message(name: str) -> str:
     return f"[{name}] interrupted; nothing was written: a rerun starts this stage over."
 
 
-def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True) -> None:
-    """Load and check the params, seed, run `work` (in a W&B run when `track`), write its metrics."""
+def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True,
+              then: Callable[[Params], None] | None = None) -> None:
+    """Load and check the params, seed, run `work` (in a W&B run when `track`), write its metrics and
+    print their summary line (pipeline.console); `then` runs last (evaluate prints the run's result)."""
     # a crash in native code (a signal such as SIGSEGV) prints the Python stack instead of dying silently
     if sys.__stderr__ is not None and not faulthandler.is_enabled():  # pytest, running a stage in process, has its own
         faulthandler.enable(file=sys.__stderr__)
@@ -56,8 +59,11 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
             metrics = work(params)
             metrics["seconds"] = round(time.time() - start, 2)
             tracking.log_summary(run, metrics)
-        if metrics_path and is_main_process():
-            write_json(metrics_path, metrics)
+            if metrics_path and is_main_process():
+                write_json(metrics_path, metrics)
+                print(summary_line(name, metrics), flush=True)  # before W&B's line, printed as its run closes
+        if then is not None and is_main_process():
+            then(params)
     except ConfigError as exc:
         print(f"\n[{name}] error: {exc}\n", file=sys.stderr)
         sys.exit(2)

@@ -14,9 +14,14 @@ from pipeline.config import Params, to_dict
 from pipeline.distributed import is_main_process
 
 
+def wandb_mode() -> str:
+    """WANDB_MODE, offline when unset. Passed to wandb.init, not written to the environment: with
+    WANDB_MODE=offline there, importing transformers' W&B integration prints a line of its own."""
+    return os.environ.get("WANDB_MODE", "offline")
+
+
 def wandb_enabled() -> bool:
-    os.environ.setdefault("WANDB_MODE", "offline")
-    if os.environ["WANDB_MODE"] == "disabled" or not is_main_process():
+    if wandb_mode() == "disabled" or not is_main_process():
         return False
     try:
         import wandb  # noqa: F401
@@ -48,16 +53,21 @@ def stage_run(params: Params, stage: str):
         return
     import wandb
 
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", params.tracking.wandb_project),
+    run = wandb.init(mode=wandb_mode(), project=os.environ.get("WANDB_PROJECT", params.tracking.wandb_project),
                      group=params.pretrain.source, job_type=stage,
                      name=f"{params.pretrain.source}-seed{params.seed}-{stage}",
-                     config=to_dict(params), reinit="finish_previous")
+                     config=to_dict(params), reinit="finish_previous",
+                     settings=wandb.Settings(silent=True))  # its ~20-line banners: one line below instead
     try:
         yield run
     except BaseException:
         run.finish(exit_code=1)
         raise
+    offline = run.settings.mode == "offline"
+    where = os.path.relpath(run.settings.sync_dir) if offline else run.url
     run.finish()
+    print(f"[{stage}] W&B run " + (f"saved offline in {where} (upload: wandb sync {where})" if offline else where),
+          flush=True)
 
 
 def log_summary(run, metrics: dict) -> None:

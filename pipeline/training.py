@@ -16,6 +16,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pipeline.allocator import keep_freed_memory
 from pipeline.config import Train
+from pipeline.console import PhaseBars
 from pipeline.distributed import barrier, is_main_process, single_device
 from pipeline.io import atomic_dir, checkpoint_step, hash_file, last_complete_checkpoint
 from pipeline.precision import resolve_precision
@@ -71,6 +72,11 @@ class CheckedTrainer(Trainer):
     and whose length-grouped batches resume exactly (SeededLengthGroupedSampler)."""
 
     last_finite_loss: float | None = None
+
+    def __init__(self, *args, phase: str = "[train]", per_epoch: bool = False, **kwargs):
+        """`phase` names the progress bar (`per_epoch`: one bar per epoch), pipeline.console.PhaseBars."""
+        super().__init__(*args, **kwargs)
+        PhaseBars.install(self, phase, per_epoch)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

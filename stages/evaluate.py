@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 
+from pipeline.console import result_block
 from pipeline.data import load_prepared
 from pipeline.evaluate import bucket_of, metrics_from_predictions, predict
 from pipeline.encoding import encode_split
@@ -37,4 +38,4 @@ def run(params):
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", run, "metrics/eval.json")
+    run_stage("evaluate", run, "metrics/eval.json", then=lambda params: print(result_block(params.pretrain.source)))

@@ -8,6 +8,7 @@ and noise), cross-domain text is synthetic news.
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 import subprocess
@@ -40,9 +41,10 @@ def grid(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("e2e"))
     results = {}
     for source in SOURCES:
-        dvc(project, "exp", "run", "-n", f"exp-{source}", "-S", f"pretrain.source={source}",
-            env={"WANDB_MODE": "offline"})
+        run = dvc(project, "exp", "run", "-n", f"exp-{source}", "-S", f"pretrain.source={source}",
+                  env={"WANDB_MODE": "offline"})
         results[source] = {name: metrics(project, name) for name in ("corpus", "pretrain", "finetune", "eval")}
+        results[source]["console"] = run.stdout + run.stderr
         results[source]["predictions"] = list(csv.DictReader((project / "outputs/predictions.csv").open()))
         corpus = load_corpus(project / "data/corpus")
         results[source]["corpus_hashes"] = {normalised_hash(t) for t in corpus["text"]}
@@ -144,3 +146,27 @@ def test_compare_reads_the_dvc_experiments(grid):
             assert vs["diff"] == pytest.approx(entry["accuracy"] - summary["strategies"]["none"]["accuracy"])
             assert vs["ci_low"] <= vs["diff"] <= vs["ci_high"]
     assert (project / "reports/compare.png").stat().st_size > 0
+
+
+def test_console_shows_bars_and_summaries_not_step_logs(grid):
+    """What a person reads (issue 27): per-step metrics stay off the console (they go to W&B, the log
+    history and the DVC plots), each stage ends with one summary line, W&B says one line per stage, and
+    the run ends with its result block."""
+    _, r = grid
+    for s in SOURCES:
+        lines = [ln for ln in r[s]["console"].replace("\r", "\n").splitlines() if ln.strip()]
+        shown = r[s]["console"].splitlines()  # a terminal shows a redrawn bar (\r) as one line
+        text = "\n".join(lines)
+        assert not [ln for ln in lines if "{'loss'" in ln or "{'eval_" in ln or "'learning_rate'" in ln], s
+        assert not [ln for ln in lines if ln.startswith("wandb:") or "Running in WANDB offline mode" in ln], s
+        for stage in ("collect", "pretrain", "finetune", "evaluate"):  # prepare ran once, for the first strategy
+            assert sum(ln.startswith(f"[{stage}] W&B run saved offline in ") for ln in lines) == 1, (s, stage)
+        assert re.search(r"^\[collect\] (no corpus|[\d,]+ documents, [\d,]+ tokens)", text, re.M), s
+        assert re.search(r"^\[pretrain\] (no MLM|[\d,]+ tokens in \d+ s), held-out perplexity [\d,.]+", text, re.M), s
+        assert re.search(r"^\[finetune\] best dev accuracy 0\.\d{4} at epoch \d of \d", text, re.M), s
+        assert re.search(r"^\[evaluate\] test accuracy 0\.\d{4}, macro-F1 0\.\d{4}", text, re.M), s
+        assert re.search(rf"^result   strategy {s}: test accuracy {r[s]['eval']['accuracy']:.4f}", text, re.M), s
+        if s != "none":
+            assert "[pretrain] MLM" in text and "loss=" in text  # the bar and its postfix
+        assert "[finetune] epoch 1/" in text and "dev_acc=" in text
+        assert len(shown) < 60, (s, len(shown), r[s]["console"][-3000:])

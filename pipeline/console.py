@@ -1,0 +1,158 @@
+"""What a person sees on the console: one progress bar per phase, one summary line per stage, one
+result block at the end of the pipeline.
+
+The step metrics (loss, learning rate, dev scores) still go to W&B (`report_to`), to the Trainer's
+log history (which exact resume restores and the DVC plots are written from); on the console they
+are the bar's postfix. transformers' own ProgressCallback writes every log dict as a line, one per
+step at `logging_steps=1`, between redraws of its bar: `PhaseBars` replaces it through the public
+callback API (`Trainer.remove_callback` / `add_callback`), the one thing here no library offers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tqdm.auto import tqdm
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+
+class PhaseBars(TrainerCallback):
+    """A bar per training phase (`per_epoch`: one per epoch, `phase epoch i/N`), loss, lr and dev
+    accuracy in its postfix, the ETA from tqdm; evaluation batches in a transient bar."""
+
+    def __init__(self, phase: str, per_epoch: bool = False):
+        self.phase, self.per_epoch = phase, per_epoch
+        self.bar = self.eval_bar = None
+        self.shown = 0  # the global step the bar has counted up to
+        self.training = False
+        self.postfix: dict[str, str] = {}
+
+    @staticmethod
+    def install(trainer, phase: str, per_epoch: bool = False) -> None:
+        """Replace the Trainer's step printers with a PhaseBars (nothing is shown if `disable_tqdm`)."""
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)  # what the Trainer installs instead when disable_tqdm is set
+        if not trainer.args.disable_tqdm:
+            trainer.add_callback(PhaseBars(phase, per_epoch))
+
+    def _open(self, total: int, done: int, desc: str) -> None:
+        self.close()
+        self.bar = tqdm(total=total, initial=done, desc=desc, dynamic_ncols=True, leave=True)
+        self.postfix = {}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.close()
+            self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.shown, self.training = state.global_step, True  # after a resume: the steps done before it
+        if state.is_world_process_zero and not self.per_epoch:
+            self._open(state.max_steps, state.global_step, self.phase)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.per_epoch:
+            epochs = max(1, math.ceil(args.num_train_epochs))
+            per_epoch = math.ceil(state.max_steps / epochs)
+            epoch = min(epochs, int(state.global_step // per_epoch) + 1)
+            self._open(per_epoch, state.global_step - (epoch - 1) * per_epoch, f"{self.phase} epoch {epoch}/{epochs}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.shown)
+        self.shown = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.postfix.update(loss=f"{logs['loss']:.3f}", lr=f"{logs.get('learning_rate', 0):.1e}")
+        if "eval_accuracy" in logs:
+            self.postfix["dev_acc"] = f"{logs['eval_accuracy']:.3f}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if not state.is_world_process_zero or eval_dataloader is None:
+            return
+        if self.eval_bar is None:  # dev evaluation inside training: transient; a test prediction: kept
+            total = len(eval_dataloader) if hasattr(eval_dataloader, "__len__") else None
+            self.eval_bar = tqdm(total=total, desc=f"{self.phase} dev" if self.training else self.phase,
+                                 leave=not self.training, dynamic_ncols=True)
+        self.eval_bar.update(1)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.eval_bar is not None:
+            self.eval_bar.close()
+            self.eval_bar = None
+        if self.per_epoch:  # the epoch's bar ends with its dev accuracy
+            self.close()
+
+    def on_predict(self, args, state, control, **kwargs):
+        self.on_evaluate(args, state, control)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+        self.training = False
+
+
+def _int(n) -> str:
+    return f"{int(n):,}"
+
+
+def _ppl(x) -> str:
+    return "–" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+
+
+def summary_line(stage: str, m: dict) -> str:
+    """The one line a stage ends with: its key figures and its time (from its metrics)."""
+    t = f"in {m.get('seconds', 0):,.0f} s"
+    if stage == "prepare":
+        return (f"[prepare] {_int(m['train_docs'])} train / {_int(m['dev_docs'])} dev / {_int(m['test_docs'])} test "
+                f"examples, {m['classes']} classes, {t}")
+    if stage == "collect":
+        if not m.get("docs"):
+            return f"[collect] no corpus (pretrain.source is none) {t}"
+        return (f"[collect] {_int(m['docs'])} documents, {_int(m['tokens'])} tokens "
+                f"({m.get('budget_coverage', 0):.0%} of the budget); removed {_int(m.get('duplicates_removed', 0))} "
+                f"duplicates and {_int(m.get('leaked_removed', 0))} leaks of dev/test text, {t}")
+    if stage == "pretrain":
+        if not m.get("tokens_trained"):
+            return f"[pretrain] no MLM (pretrain.source is none); held-out perplexity {_ppl(m['perplexity_before'])}, {t}"
+        head = f" -> {_ppl(m['perplexity_head_only'])} (head warmed up)" if m.get("perplexity_head_only") else ""
+        return (f"[pretrain] {_int(m['tokens_trained'])} tokens {t}, held-out perplexity "
+                f"{_ppl(m['perplexity_before'])}{head} -> {_ppl(m['perplexity_after'])}")
+    if stage == "finetune":
+        early = ", stopped early" if m.get("stopped_early") else ""
+        return (f"[finetune] best dev accuracy {m['dev_accuracy']:.4f} at epoch {m['best_epoch']:.0f} of "
+                f"{m['epochs_run']:.0f}{early}, {t}")
+    if stage == "evaluate":
+        return f"[evaluate] test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, {t}"
+    return f"[{stage}] done {t}"
+
+
+STAGE_METRICS = {"prepare": "prepare.json", "collect": "corpus.json", "pretrain": "pretrain.json",
+                 "finetune": "finetune.json", "evaluate": "eval.json"}
+
+
+def result_block(strategy: str, metrics_dir: str | Path = "metrics") -> str:
+    """The run's result, printed once at the end of the pipeline (by `evaluate`): strategy, test
+    accuracy and macro-F1, held-out perplexity before and after MLM, minutes per stage. Display only:
+    it reads the other stages' metrics files as they are, a missing one shows as "–"."""
+    m = {}
+    for stage, name in STAGE_METRICS.items():
+        path = Path(metrics_dir) / name
+        m[stage] = json.loads(path.read_text()) if path.exists() else {}
+    ev, pre = m["evaluate"], m["pretrain"]
+    minutes = ", ".join(f"{s} {m[s]['seconds'] / 60:.1f}" if "seconds" in m[s] else f"{s} –" for s in STAGE_METRICS)
+    total = sum(m[s].get("seconds", 0) for s in STAGE_METRICS) / 60
+    rule = "-" * 60
+    return "\n".join([
+        rule,
+        f"result   strategy {strategy}: test accuracy {ev.get('accuracy', float('nan')):.4f}, "
+        f"macro-F1 {ev.get('macro_f1', float('nan')):.4f}",
+        f"         held-out MLM perplexity {_ppl(pre.get('perplexity_before'))} -> {_ppl(pre.get('perplexity_after'))}",
+        f"minutes  {minutes} (total {total:.1f})",
+        rule])
