@@ -14,7 +14,8 @@ import argparse
 
 import numpy as np
 
-from pipeline.compare import _aligned, dvc_experiments, paired_bootstrap
+from pipeline.runs import aligned, dvc_experiments
+from pipeline.stats import paired_bootstrap
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     runs = {r.name: r for r in dvc_experiments(args.repo, [args.a, args.b])}
     # one test set, class indices in one order (compare's own alignment: it refuses other examples)
-    _, classes, labels, preds = _aligned([runs[args.a], runs[args.b]])
+    _, classes, labels, preds = aligned([runs[args.a], runs[args.b]])
     out = paired_bootstrap(labels, preds[:1], preds[1:], len(classes), args.bootstrap)
     for metric in ("accuracy", "macro_f1"):
         d = out[metric]

@@ -178,7 +178,7 @@ def pooled_from_runs(runs: list, baseline: str, confidence: float = 0.95) -> tup
     """Components averaged over every strategy's comparison with `baseline`, paired as `compare` pairs them
     (its own code: summarise), and those comparisons. `var_seed` averages the comparisons that measured
     it; None when none did (one seed)."""
-    from pipeline.compare import summarise
+    from pipeline.stats import summarise
     from pipeline.config import ConfigError
 
     if not any(r.strategy == baseline for r in runs):
@@ -241,7 +241,7 @@ def _components(args, parser) -> tuple[dict, str]:
                                                     f"{seed_std * 100:.2f} points; an upper bound)")
     if args.disagreement is not None:
         parser.error("argument --disagreement: the runs measure it; drop --disagreement or --from-runs/--from-exps")
-    from pipeline.compare import dvc_experiments, load_run_dir
+    from pipeline.runs import dvc_experiments, load_run_dir
 
     runs = [load_run_dir(p) for p in args.from_runs] if args.from_runs else dvc_experiments(args.repo, args.from_exps)
     pooled, found = pooled_from_runs(runs, args.baseline, args.confidence)

@@ -14,7 +14,10 @@ from scipy.optimize import brentq
 from test_compare import write_run
 
 from pipeline import power
-from pipeline.compare import Run, load_run_dir, main as compare_main, markdown, power_warnings, summarise
+from pipeline.compare import main as compare_main
+from pipeline.report import markdown, power_warnings
+from pipeline.runs import Run, load_run_dir
+from pipeline.stats import summarise
 
 # A generative model of a grid. Example types: (baseline's probability of being right: the latent
 # difficulty, the strategy's own shift on that example: the example term, share of the test set).
@@ -59,7 +62,7 @@ def observed_power(n: int, seeds: int, delta: float, replicates: int, seed: int,
     for _ in range(replicates):
         a, b = draw_grid(rng, n, seeds, delta)
         if through_compare:
-            pw = summarise(as_runs(a, b, rng), n_boot=1)["strategies"]["task"]["vs_baseline"]["power"]
+            pw = summarise(as_runs(a, b, rng), n_boot=2)["strategies"]["task"]["vs_baseline"]["power"]
         else:  # the two calls summarise makes (test_summarise_reports_the_power_interval)
             pw = power.interval(power.paired_diff(a, list(range(seeds)), b, list(range(seeds)))[0])
         rejected += pw["ci_low"] > 0 or pw["ci_high"] < 0
@@ -230,7 +233,7 @@ def test_cli_from_runs_uses_measured_components(tmp_path, capsys):
     dirs = small_grid(tmp_path)
     assert power.main(["--test", "5000", "--seeds", "5", "--from-runs", *map(str, dirs)]) == 0
     out = capsys.readouterr().out
-    comps = summarise([load_run_dir(d) for d in dirs], n_boot=1)["strategies"]["task"]["vs_baseline"]["power"][
+    comps = summarise([load_run_dir(d) for d in dirs], n_boot=2)["strategies"]["task"]["vs_baseline"]["power"][
         "components"]
     assert "measured on 1 comparison(s) with `none` (task; up to 3 paired seeds, 200 test examples)" in out
     assert f"σ²_example {comps['var_example']:.4g}, σ²_seed {comps['var_seed']:.4g}" in out
@@ -243,7 +246,7 @@ def test_cli_from_runs_uses_measured_components(tmp_path, capsys):
 def test_cli_from_exps_reads_the_dvc_experiments(tmp_path, monkeypatch, capsys):
     runs = [load_run_dir(d) for d in small_grid(tmp_path)]
     asked = []
-    monkeypatch.setattr("pipeline.compare.dvc_experiments", lambda repo, names: asked.append((repo, names)) or runs)
+    monkeypatch.setattr("pipeline.runs.dvc_experiments", lambda repo, names: asked.append((repo, names)) or runs)
     assert power.main(["--test", "5000", "--seeds", "5", "--from-exps", "--repo", "elsewhere"]) == 0
     assert asked == [("elsewhere", [])] and "measured on 1 comparison(s)" in capsys.readouterr().out
 
@@ -269,7 +272,7 @@ def test_compare_shows_the_mde_and_warns_on_a_small_grid(tmp_path, capsys):
     assert compare_main(["--runs", *map(str, dirs), "--out", str(tmp_path / "r"), "--bootstrap", "200"]) == 0
     captured = capsys.readouterr()
     assert "| MDE (80% power) |" in captured.out
-    mde = summarise([load_run_dir(d) for d in dirs], n_boot=1)["strategies"]["task"]["vs_baseline"]["power"]["mde"]
+    mde = summarise([load_run_dir(d) for d in dirs], n_boot=2)["strategies"]["task"]["vs_baseline"]["power"]["mde"]
     assert (f"[compare] warning: task vs none: this grid can only detect differences of {mde * 100:.1f} points or "
             f"more (80% power)") in captured.err
     assert f"python -m pipeline.power --test 200 --seeds 3 --target-mde 0.01 --from-runs {dirs[0]}" in captured.err
