@@ -114,13 +114,13 @@ def summary_line(stage: str, m: dict) -> str:
                 f"examples, {m['classes']} classes, {t}")
     if stage == "collect":
         if not m.get("docs"):
-            return f"[collect] no corpus (pretrain.source is none) {t}"
+            return f"[collect] no corpus (pretrain.source none) {t}"
         return (f"[collect] {_int(m['docs'])} documents, {_int(m['tokens'])} tokens "
                 f"({m.get('budget_coverage', 0):.0%} of the budget); removed {_int(m.get('duplicates_removed', 0))} "
                 f"duplicates and {_int(m.get('leaked_removed', 0))} leaks of dev/test text, {t}")
     if stage == "pretrain":
         if not m.get("tokens_trained"):
-            return f"[pretrain] no MLM (pretrain.source is none); held-out perplexity {_ppl(m['perplexity_before'])}, {t}"
+            return f"[pretrain] no MLM (pretrain.source none) {t}, held-out perplexity {_ppl(m['perplexity_before'])}"
         head = f" -> {_ppl(m['perplexity_head_only'])} (head warmed up)" if m.get("perplexity_head_only") else ""
         return (f"[pretrain] {_int(m['tokens_trained'])} tokens {t}, held-out perplexity "
                 f"{_ppl(m['perplexity_before'])}{head} -> {_ppl(m['perplexity_after'])}")

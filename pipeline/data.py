@@ -8,7 +8,7 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import ConfigError, Task
+from pipeline.config import Collect, ConfigError, Task
 from pipeline.io import OFFLINE_HELP, atomic_dir, local_or_hub, write_json
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
@@ -166,15 +166,16 @@ def display_names(values: list, task: Task, where: str) -> list[str]:
     return names
 
 
-def train_overlap(train: Dataset, heldout: list[Dataset]) -> tuple[np.ndarray, np.ndarray]:
+def train_overlap(train: Dataset, heldout: list[Dataset], near: Collect) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `train` whose text copies a dev or test text: exactly (after cleaning, case and
-    punctuation ignored) and nearly (MinHash Jaccard of word 3-shingles >= 0.8, as `collect`'s default)."""
+    punctuation ignored) and nearly (MinHash Jaccard of word shingles >= the threshold): the same
+    `collect.near_dup_threshold`, `collect.minhash_perm` and `collect.shingle_words` as `collect`'s dedup."""
     from pipeline.dedup import NearIndex, clean_text, fingerprints
 
     def signatures(texts):
-        return fingerprints([clean_text(t) for t in texts], 3, 64)
+        return fingerprints([clean_text(t) for t in texts], near.shingle_words, near.minhash_perm)
 
-    keys, index = set(), NearIndex(0.8, 64)
+    keys, index = set(), NearIndex(near.near_dup_threshold, near.minhash_perm)
     for ds in heldout:
         k, sigs = signatures(ds["text"])
         keys.update(k)
@@ -182,8 +183,8 @@ def train_overlap(train: Dataset, heldout: list[Dataset]) -> tuple[np.ndarray, n
             index.add(sig)
     train_keys, train_sigs = signatures(train["text"])
     exact = np.asarray([k in keys for k in train_keys], dtype=bool)
-    near = np.asarray([not e and index.contains(sig) for e, sig in zip(exact, train_sigs)], dtype=bool)
-    return np.flatnonzero(exact), np.flatnonzero(near)
+    near_rows = np.asarray([not e and index.contains(sig) for e, sig in zip(exact, train_sigs)], dtype=bool)
+    return np.flatnonzero(exact), np.flatnonzero(near_rows)
 
 
 def encode(ds: Dataset, task: Task, values: list, where: str) -> tuple[Dataset, int]:
@@ -236,8 +237,9 @@ def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Data
     return train.select(np.sort(train_idx)), train.select(np.sort(dev_idx))
 
 
-def prepare_task(task: Task, out_dir: str | Path = "data/task") -> dict:
-    """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats."""
+def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None) -> dict:
+    """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
+    `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
     local = local_or_hub("task.dataset", task.dataset)  # decided once: a hub id asks the Hub once
     raw = {}
     for split, name in (("train", task.train_split), ("test", task.test_split)):
@@ -275,9 +277,10 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task") -> dict:
 
     # Train texts that copy a held-out text (IMDB: 123 train copies of test reviews) inflate dev and test
     # scores; every strategy sees them alike, so they are reported by default and dropped on request.
-    exact, near = train_overlap(splits["train"], [splits["dev"], splits["test"]])
+    dedup = dedup or Collect()
+    exact, near = train_overlap(splits["train"], [splits["dev"], splits["test"]], dedup)
     overlap = {"exact": int(len(exact)), "near": int(len(near)), "action": task.train_overlap,
-               "train_docs_checked": len(splits["train"])}
+               "train_docs_checked": len(splits["train"]), "near_threshold": dedup.near_dup_threshold}
     if len(exact) or len(near):
         print(f"[prepare] {raw['train'][1]}: {len(exact)} train text(s) copy a dev/test text exactly and "
               f"{len(near)} nearly; task.train_overlap={task.train_overlap}: "

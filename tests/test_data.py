@@ -58,7 +58,7 @@ def test_missing_split_file_is_named(task_dir, tmp_path):
 def test_hub_id_without_network_fails_fast_with_the_way_out(no_hub, tmp_path):
     start = time.time()
     with pytest.raises(ConfigError) as exc:
-        prepare_task(from_dict({}).task, tmp_path / "out")
+        prepare_task(from_dict({"task": {"dataset": "stanfordnlp/imdb"}}).task, tmp_path / "out")
     assert time.time() - start < 30
     message = str(exc.value)
     assert "stanfordnlp/imdb" in message and "task.dataset" in message and "model.name" in message
@@ -86,7 +86,12 @@ def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir,
     train = set(load_prepared("train", tmp_path / "report")["text"])
     in_train = {"exact": sum(t in train for t in exact), "near": sum(t in train for t in near)}
     assert in_train["exact"] >= 1 and in_train["near"] >= 1  # the rest went to dev (the split is seeded)
-    assert stats["train_overlap"] == {**in_train, "action": "report", "train_docs_checked": len(train)}
+    assert stats["train_overlap"] == {**in_train, "action": "report", "train_docs_checked": len(train),
+                                      "near_threshold": 0.8}
+    # the near test is collect's: its threshold, permutations and shingles (one setting for both stages)
+    strict = from_dict({"collect": {"near_dup_threshold": 0.95, "shingle_words": 10}}).collect  # J about 0.78
+    stats = prepare_task(params_for(task_dir, dev_size=0.2).task, tmp_path / "strict", strict)
+    assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == 0
     stats = prepare_task(params_for(task_dir, dev_size=0.2, train_overlap="drop").task, tmp_path / "drop")
     dropped = set(load_prepared("train", tmp_path / "drop")["text"])
     assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == in_train["near"]

@@ -25,8 +25,10 @@ SOURCES = ("none", "task", "in_domain", "cross_domain")
 
 def dvc(project, *args, env=None, check=True):
     merged = {**os.environ, **(env or {})}  # a None value unsets the variable
-    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True,
+    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True,
                             env={k: v for k, v in merged.items() if v is not None})
+    # decoded by hand: text=True would turn a progress bar's redraws (\r) into new lines
+    result.stdout, result.stderr = (b.decode("utf-8", "replace") for b in (result.stdout, result.stderr))
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -164,11 +166,14 @@ def test_console_shows_bars_and_summaries_not_step_logs(grid):
         for stage in ("collect", "pretrain", "finetune", "evaluate"):  # prepare ran once, for the first strategy
             assert sum(ln.startswith(f"[{stage}] W&B run saved offline in ") for ln in lines) == 1, (s, stage)
         assert re.search(r"^\[collect\] (no corpus|[\d,]+ documents, [\d,]+ tokens)", text, re.M), s
-        assert re.search(r"^\[pretrain\] (no MLM|[\d,]+ tokens in \d+ s), held-out perplexity [\d,.]+", text, re.M), s
-        assert re.search(r"^\[finetune\] best dev accuracy 0\.\d{4} at epoch \d of \d", text, re.M), s
-        assert re.search(r"^\[evaluate\] test accuracy 0\.\d{4}, macro-F1 0\.\d{4}", text, re.M), s
+        assert re.search(r"^\[pretrain\] (no MLM \(pretrain.source none\)|[\d,]+ tokens) in \d+ s, held-out "
+                         r"perplexity [\d,.]+", text, re.M), s
+        assert re.search(r"^\[finetune\] best dev accuracy [01]\.\d{4} at epoch \d of \d", text, re.M), s
+        assert re.search(r"^\[evaluate\] test accuracy [01]\.\d{4}, macro-F1 [01]\.\d{4}", text, re.M), s
         assert re.search(rf"^result   strategy {s}: test accuracy {r[s]['eval']['accuracy']:.4f}", text, re.M), s
-        if s != "none":
+        # a bar is drawn once its phase has run a second (TQDM_DELAY, stages/__init__.py); bars of quicker steps never
+        if r[s]["pretrain"].get("train_seconds", 0) > 2:
             assert "[pretrain] MLM" in text and "loss=" in text  # the bar and its postfix
-        assert "[finetune] epoch 1/" in text and "dev_acc=" in text
+        if r[s]["finetune"]["train_seconds"] / r[s]["finetune"]["epochs_run"] > 2:
+            assert "[finetune] epoch 1/" in text and "dev_acc=" in text
         assert len(shown) < 60, (s, len(shown), r[s]["console"][-3000:])
