@@ -1,7 +1,7 @@
 """Fine-tune and eval examples/s on IMDB's real length distribution: length-grouped batches with
 dynamic padding (the pipeline) vs padding every text to max_length, in one process.
 
-All rows run the pipeline's own code (`pipeline.finetune.training_args` + the Trainer for training,
+All rows run the pipeline's own code (`pipeline.finetune.finetune_arguments` + the Trainer for training,
 `pipeline.evaluate.predict` for evaluation), the same model, data and batch size. Two baselines
 pad every text to max_length: one in fp32 (what run_glue does by default), one at the pipeline's
 precision (bf16 where the device has it), so the gain of length grouping alone is shown too.
@@ -33,7 +33,7 @@ from pipeline.precision import resolve_precision
 from pipeline.evaluate import predict
 from pipeline.fast_dropout import fast_dropout
 from pipeline.encoding import dynamic_padding, encode_split
-from pipeline.finetune import training_args
+from pipeline.finetune import finetune_arguments
 
 
 def main() -> None:
@@ -90,7 +90,7 @@ def main() -> None:
         model.load_state_dict(base)
         collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.max_length)
                     if padded else dynamic_padding(tokenizer))
-        targs = training_args(work, run_params.finetune, run_params.train, run_params.seed,
+        targs = finetune_arguments(work, run_params.finetune, run_params.train, run_params.seed,
                               max_steps=args.train // args.batch, eval_strategy="no",
                               save_strategy="no", load_best_model_at_end=False, report_to=[],
                               logging_strategy="no", disable_tqdm=True,

@@ -35,7 +35,7 @@ from datasets.utils.tqdm import tqdm
 
 from pipeline.config import Collect, ConfigError, Pretrain, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
-from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, fingerprints, normalised_hash, words
+from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, normalised_hash, words
 from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub, local_path
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
@@ -187,7 +187,7 @@ def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_w
             rule = "too_long"
         out["text"].append(text)
         out["rule"].append(rule)
-    keys, minhashes = fingerprints(out["text"], shingle_words, num_perm)
+    keys, minhashes = keys_and_signatures(out["text"], shingle_words, num_perm)
     return {"text": out["text"], "key": keys, "rule": out["rule"], "minhash": minhashes}
 
 

@@ -170,10 +170,10 @@ def train_overlap(train: Dataset, heldout: list[Dataset], near: Collect) -> tupl
     """Rows of `train` whose text copies a dev or test text: exactly (after cleaning, case and
     punctuation ignored) and nearly (MinHash Jaccard of word shingles >= the threshold): the same
     `collect.near_dup_threshold`, `collect.minhash_perm` and `collect.shingle_words` as `collect`'s dedup."""
-    from pipeline.dedup import NearIndex, clean_text, fingerprints
+    from pipeline.dedup import NearIndex, clean_text, keys_and_signatures
 
     def signatures(texts):
-        return fingerprints([clean_text(t) for t in texts], near.shingle_words, near.minhash_perm)
+        return keys_and_signatures([clean_text(t) for t in texts], near.shingle_words, near.minhash_perm)
 
     keys, index = set(), NearIndex(near.near_dup_threshold, near.minhash_perm)
     for ds in heldout:

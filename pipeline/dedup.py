@@ -66,7 +66,7 @@ def shingles(words: list[str], n: int) -> set[bytes]:
     return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
 
 
-def fingerprints(cleaned: list[str], shingle_words: int, num_perm: int) -> tuple[list[int], list[np.ndarray]]:
+def keys_and_signatures(cleaned: list[str], shingle_words: int, num_perm: int) -> tuple[list[int], list[np.ndarray]]:
     """Exact-copy keys and MinHash signatures of already-cleaned texts, for every copy check here."""
     tokens = [words(t) for t in cleaned]
     return [doc_key(w) for w in tokens], minhash_signatures([shingles(w, shingle_words) for w in tokens], num_perm)

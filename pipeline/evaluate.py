@@ -16,10 +16,10 @@ from pipeline.training import training_arguments
 LENGTH_BUCKETS = ((0, 128, "<=128"), (129, 256, "129-256"), (257, 512, "257-512"), (513, 10**9, ">512"))
 
 
-def predict(model, tokenizer, encoded: Dataset, runtime: Train, batch_size: int, work_dir,
+def predict(model, tokenizer, encoded: Dataset, train: Train, batch_size: int, work_dir,
             pad_to: int | None = None) -> np.ndarray:
     """Class probabilities in the dataset's order, `batch_size` (`finetune.eval_batch_size`) per
-    device, with the `train` section's precision, workers and compile (`runtime`).
+    device, with the `train` section's precision, workers and compile (`train`).
 
     Batches are formed over the dataset sorted by length (little padding); the order is put
     back with the sort permutation, so row i of the result is example i whatever the sampler.
@@ -32,7 +32,7 @@ def predict(model, tokenizer, encoded: Dataset, runtime: Train, batch_size: int,
     else:
         order = np.argsort(np.asarray(encoded["length"]), kind="stable")
         collator = dynamic_padding(tokenizer, model)
-    args = training_arguments(work_dir, runtime, checkpoints=False, per_device_eval_batch_size=batch_size)
+    args = training_arguments(work_dir, train, checkpoints=False, per_device_eval_batch_size=batch_size)
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
     PhaseBars.install(trainer, "[evaluate] test")
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]

@@ -73,9 +73,9 @@ def compute_metrics(eval_pred) -> dict:
     return {"accuracy": accuracy_score(labels, preds), "macro_f1": f1_score(labels, preds, average="macro")}
 
 
-def training_args(output_dir: str | Path, recipe: Finetune, runtime: Train, seed: int,
-                  **overrides) -> TrainingArguments:
-    """The fine-tuning recipe's TrainingArguments (`recipe`: the finetune section, `runtime`: the
+def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, seed: int,
+                       **overrides) -> TrainingArguments:
+    """The fine-tuning recipe's TrainingArguments (`recipe`: the finetune section, `train`: the
     train section, `seed`: the fine-tuning seed); `overrides` (benchmarks) replace any of them."""
     f = recipe
     stage_args = dict(
@@ -95,18 +95,18 @@ def training_args(output_dir: str | Path, recipe: Finetune, runtime: Train, seed
         length_column_name="length",
     )
     stage_args.update(overrides)
-    return training_arguments(output_dir, runtime, seed=seed, **stage_args)
+    return training_arguments(output_dir, train, seed=seed, **stage_args)
 
 
-def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, runtime: Train, seed: int,
+def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, train: Train, seed: int,
              work_dir: str | Path, run_id: str = ""):
-    """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `runtime` (the
+    """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `train` (the
     train section) and `seed`; the best epoch on `dev_ds` is loaded at the end.
 
     A rerun with the same `run_id` (params and data) resumes from the last checkpoint in
     `work_dir`. Returns (trainer, stats, curve).
     """
-    args = training_args(work_dir, recipe, runtime, seed)
+    args = finetune_arguments(work_dir, recipe, train, seed)
     # Classification heads take **kwargs but ignore `num_items_in_batch`, while transformers 5.24's
     # Trainer, seeing **kwargs, multiplies the loss by the number of processes (expecting a sum
     # over items) and skips the gradient-accumulation division: under DDP the gradients would
@@ -116,7 +116,7 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
     keep_best = KeepBestEpoch(work_dir)
     stalls = StopWhenDevStalls(recipe.patience)
     start = time.time()
-    with fast_dropout(model, runtime.fast_dropout):  # undone on exit: the saved model is a plain one
+    with fast_dropout(model, train.fast_dropout):  # undone on exit: the saved model is a plain one
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, recipe), None),
@@ -139,7 +139,7 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
              "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,
              "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
-             "train_examples": len(train_ds), "precision": resolve_precision(runtime.precision),
+             "train_examples": len(train_ds), "precision": resolve_precision(train.precision),
              "resumed_from_step": resumed_from, "per_device_batch": recipe.batch_size,
              "world_size": world_size(), "gradient_accumulation": args.gradient_accumulation_steps,
              "effective_batch": recipe.batch_size * world_size() * args.gradient_accumulation_steps}

@@ -213,12 +213,12 @@ def heldout_blocks(dev_texts: Dataset, tokenizer, pretrain: Pretrain, shuffle_se
     return blocks.select(range(min(cap, len(blocks))))
 
 
-def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train,
+def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, train: Train,
                          work_dir: str | Path, run_id: str = "", num_proc: int | None = None,
                          phase: str = "[pretrain] MLM") -> dict:
     """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
-    `runtime` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
+    `train` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
     (`collect.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
     `train.checkpoint_steps`; a rerun with the same `run_id` (params and data) resumes from the
     last one: model, optimizer, scheduler, RNG, data position.
@@ -242,9 +242,9 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
               f"{distinct * p.block_size:,} tokens ({distinct:,} blocks of {p.block_size}), {coverage:.0%} of "
               f"pretrain.max_tokens {p.max_tokens:,}: {steps:,} steps pass over it {corpus_epochs:.1f} times"
               f"{', each time with fresh masks' if corpus_epochs > 1.05 else ''}.", flush=True)
-    precision = resolve_precision(runtime.precision)
+    precision = resolve_precision(train.precision)
     args = training_arguments(
-        work_dir, runtime, seed=p.seed,
+        work_dir, train, seed=p.seed,
         max_steps=steps,
         per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=accumulation,
@@ -263,7 +263,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
         collator = CountMasked(collator)
     start = time.time()
     body = [] if p.trainable == "all" else body_weights(model)
-    with fast_dropout(model, runtime.fast_dropout), frozen(body):  # both undone on exit
+    with fast_dropout(model, train.fast_dropout), frozen(body):  # both undone on exit
         trainer = CheckedTrainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
                                  processing_class=tokenizer, phase=phase)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
@@ -301,7 +301,7 @@ def frozen(weights):
             w.requires_grad_(True)
 
 
-def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime: Train, head: dict,
+def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, train: Train, head: dict,
                  work_dir: str | Path, main_work_dir: str | Path, run_id: str = "",
                  num_proc: int | None = None) -> dict:
     """Train only the MLM head (encoder frozen) on `pretrain.head_warmup_tokens` of `corpus`, when
@@ -324,7 +324,7 @@ def warm_up_head(model, tokenizer, corpus: Dataset, pretrain: Pretrain, runtime:
     encoder = getattr(model, model.base_model_prefix)
     warm = p.model_copy(update={"max_tokens": p.head_warmup_tokens, "lr": p.head_warmup_lr})
     with frozen(encoder.parameters()):
-        stats = continue_pretraining(model, tokenizer, corpus, warm, runtime, work_dir, f"head-{run_id}", num_proc,
+        stats = continue_pretraining(model, tokenizer, corpus, warm, train, work_dir, f"head-{run_id}", num_proc,
                                      phase="[pretrain] head warm-up")
     return {"done": True, "reason": f"newly initialised head weights: {', '.join(head['head_missing_keys'])}",
             "tokens": stats["tokens_trained"], "steps": stats["steps"], "seconds": stats["train_seconds"],

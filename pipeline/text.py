@@ -52,7 +52,7 @@ def tokenize_for_classification(batch: dict, tokenizer, max_length: int, mode: s
             "length": [len(x) for x in ids], "full_length": [len(x) for x in encoded]}
 
 
-def check_overlap(overlap: int, max_length: int, layout: tuple[int, int]) -> int:
+def check_chunk_overlap(overlap: int, max_length: int, layout: tuple[int, int]) -> int:
     """The text tokens a chunk holds (`max_length` less the special tokens); `overlap` must be fewer."""
     room = max_length - layout[0] - layout[1]
     if not 0 <= overlap < room:
@@ -70,7 +70,7 @@ def chunk_ids(ids: list[int], max_length: int, max_chunks: int, overlap: int = 0
     lead, trail = layout
     prefix, suffix = list(ids[:lead]), list(ids[len(ids) - trail:])
     body = ids[lead:len(ids) - trail]
-    room = check_overlap(overlap, max_length, layout)
+    room = check_chunk_overlap(overlap, max_length, layout)
     chunks, start = [], 0
     while True:
         chunks.append(prefix + list(body[start:start + room]) + suffix)
@@ -94,7 +94,7 @@ def tokenize_for_chunks(batch: dict, tokenizer, max_length: int, max_chunks: int
         full = [len(x) for x in encoded]
     else:
         lead, trail = layout
-        check_overlap(overlap, max_length, layout)
+        check_chunk_overlap(overlap, max_length, layout)
         out = tokenizer(batch["text"], truncation=True, max_length=max_length, stride=overlap,
                         return_overflowing_tokens=True, verbose=False)
         every: list[list[list[int]]] = [[] for _ in batch["text"]]
