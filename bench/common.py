@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import platform
 import sys
 import time
@@ -13,7 +14,7 @@ from transformers import BertConfig
 # benches run from a clone without installing it (e.g. on a GPU machine that only has the code)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, release_free_memory, set_malloc  # noqa: E402
+from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, glibc, set_malloc  # noqa: E402
 
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
               intermediate_size=1536, max_position_embeddings=512)
@@ -34,6 +35,16 @@ def machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {torch.get_num_threads()} threads, {gpu}, torch {torch.__version__}"
+
+
+def release_free_memory() -> bool:
+    """glibc's `malloc_trim(0)`: hand every free page of the heap back to the kernel; False where the C
+    library is not glibc. Only the benches need it (before a baseline's round: `use_allocator`)."""
+    libc = glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(ctypes.c_size_t(0))  # returns whether anything was released; either is fine
+    return True
 
 
 def use_allocator(keep_freed: bool) -> None:

@@ -38,7 +38,8 @@ _state = {"applied": None}
 
 
 @functools.cache  # the benches switch settings before every round
-def _libc():
+def glibc():
+    """The glibc C library (ctypes), or None where the C library is another (musl, macOS, Windows)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -52,21 +53,10 @@ def _libc():
 
 def set_malloc(settings: dict[int, int]) -> bool:
     """Apply glibc `mallopt` settings; False (nothing changed) where the C library is not glibc."""
-    libc = _libc()
+    libc = glibc()
     if libc is None:
         return False
     return all(libc.mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings.items())
-
-
-def release_free_memory() -> bool:
-    """glibc's `malloc_trim(0)`: hand every free page of the heap back to the kernel (the benches call
-    it before a baseline's round: bench/common.py, `use_allocator`); False where the C library is not
-    glibc."""
-    libc = _libc()
-    if libc is None:
-        return False
-    libc.malloc_trim(ctypes.c_size_t(0))  # returns whether anything was released; either is fine
-    return True
 
 
 def keep_freed_memory(enabled: bool = True) -> bool:

@@ -267,8 +267,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return from_dict(data, where=str(path))
 
 
-def to_dict(params: Params) -> dict:
-    return params.model_dump()
 def check_lengths(params: Params, model_config, where: str = "params.yaml") -> None:
     """Raise before any model is built when a length exceeds the position embeddings.
 

@@ -201,14 +201,6 @@ def prepare_texts(ds: Dataset, c: Collect, min_chars: int, max_chars: int | None
                   desc=desc)
 
 
-def heldout_hashes(task_dir: str | Path) -> set[str]:
-    """Normalised hashes of the task's dev and test text: none of it may enter a corpus."""
-    hashes = set()
-    for split in ("dev", "test"):
-        hashes.update(normalised_hash(clean_text(t)) for t in load_prepared(split, task_dir)["text"])
-    return hashes
-
-
 def top_unigrams(texts, k: int = 10_000) -> set[str]:
     counts = Counter()
     for text in texts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from pipeline.config import Params, to_dict
+from pipeline.config import Params
 from pipeline.distributed import is_main_process
 
 
@@ -56,7 +56,7 @@ def stage_run(params: Params, stage: str):
     run = wandb.init(mode=wandb_mode(), project=os.environ.get("WANDB_PROJECT", params.tracking.wandb_project),
                      group=params.pretrain.source, job_type=stage,
                      name=f"{params.pretrain.source}-seed{params.seed}-{stage}",
-                     config=to_dict(params), reinit="finish_previous",
+                     config=params.model_dump(), reinit="finish_previous",
                      settings=wandb.Settings(silent=True))  # its ~20-line banners: one line below instead
     try:
         yield run

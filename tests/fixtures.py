@@ -212,3 +212,11 @@ def make_tiny_deberta(directory: Path, texts: list[str], seed: int = 0, vocab_si
                              relative_attention=True, position_buckets=32, pos_att_type=["p2c", "c2p"])
     DebertaV2ForMaskedLM(config).save_pretrained(directory)
     return directory
+
+
+def heldout_hashes(task_dir) -> set[str]:
+    """Normalised hashes of a prepared task's dev and test text: what no corpus may contain."""
+    from pipeline.data import load_prepared
+    from pipeline.dedup import clean_text, normalised_hash
+
+    return {normalised_hash(clean_text(t)) for split in ("dev", "test") for t in load_prepared(split, task_dir)["text"]}

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
-from fixtures import NEWS, REVIEW, make_corpora, news, write_corpus_specs, write_jsonl
+from fixtures import NEWS, REVIEW, heldout_hashes, make_corpora, news, write_corpus_specs, write_jsonl
 from pipeline.config import ConfigError, from_dict
-from pipeline.corpus import (build_corpus, check_sources, clean_text, heldout_hashes, load_corpus, load_spec,
+from pipeline.corpus import (build_corpus, check_sources, clean_text, load_corpus, load_spec,
                              normalised_hash)
 from pipeline.data import prepare_task
 

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from fixtures import ROOT, make_project, set_params
-from pipeline.corpus import heldout_hashes, load_corpus, normalised_hash
+from fixtures import ROOT, heldout_hashes, make_project, set_params
+from pipeline.corpus import load_corpus, normalised_hash
 
 SOURCES = ("none", "task", "in_domain", "cross_domain")
 

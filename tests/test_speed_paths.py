@@ -164,7 +164,8 @@ def test_fast_dropout_model_masks_padding_like_sdpa(tiny_model, monkeypatch):
 
 FAULTS_SCRIPT = """
 import resource, sys, tempfile, torch
-from pipeline.allocator import release_free_memory
+sys.path.insert(0, "bench")
+from common import release_free_memory
 from pipeline.config import Train
 from pipeline.training import training_arguments
 training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
@@ -206,7 +207,7 @@ def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_release_free_memory_hands_kept_pages_back():
     """The benches time run_mlm's baseline in the same process as the pipeline's rows, which keep
-    freed memory; `release_free_memory` (malloc_trim) before the baseline's rounds hands those pages
+    freed memory; bench/common.py's `release_free_memory` (malloc_trim) before the baseline's rounds hands those pages
     back, so the baseline faults its large tensors in as it would in a process of its own."""
     pages = 96 * 2**20 // resource.getpagesize()
     *_, kept, released = count_faults("on", "release")
