@@ -237,6 +237,23 @@ def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Data
     return train.select(np.sort(train_idx)), train.select(np.sort(dev_idx))
 
 
+def handle_train_overlap(splits: dict, task: Task, dedup: Collect, where: str) -> tuple[Dataset, dict]:
+    """Train texts that copy a held-out text (IMDB: 123 train copies of test reviews) inflate dev and test
+    scores; every strategy sees them alike, so they are reported by default and dropped on request
+    (`task.train_overlap`). Returns the train split to keep and the figures."""
+    exact, near = train_overlap(splits["train"], [splits["dev"], splits["test"]], dedup)
+    overlap = {"exact": int(len(exact)), "near": int(len(near)), "action": task.train_overlap,
+               "train_docs_checked": len(splits["train"]), "near_threshold": dedup.near_dup_threshold}
+    if not (len(exact) or len(near)):
+        return splits["train"], overlap
+    print(f"[prepare] {where}: {len(exact)} train text(s) copy a dev/test text exactly and {len(near)} nearly; "
+          f"task.train_overlap={task.train_overlap}: "
+          + ("dropped from train" if task.train_overlap == "drop" else "kept (set drop to remove them)"), flush=True)
+    if task.train_overlap != "drop":
+        return splits["train"], overlap
+    return splits["train"].select(np.setdiff1d(np.arange(len(splits["train"])), np.concatenate([exact, near]))), overlap
+
+
 def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None) -> dict:
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
     `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
@@ -275,20 +292,7 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
         # dev and test first: the overlap check below looks for train copies of the texts actually held out
         splits.update({s: stratified_take(splits[s], getattr(task.demo, s), task.seed) for s in ("dev", "test")})
 
-    # Train texts that copy a held-out text (IMDB: 123 train copies of test reviews) inflate dev and test
-    # scores; every strategy sees them alike, so they are reported by default and dropped on request.
-    dedup = dedup or Collect()
-    exact, near = train_overlap(splits["train"], [splits["dev"], splits["test"]], dedup)
-    overlap = {"exact": int(len(exact)), "near": int(len(near)), "action": task.train_overlap,
-               "train_docs_checked": len(splits["train"]), "near_threshold": dedup.near_dup_threshold}
-    if len(exact) or len(near):
-        print(f"[prepare] {raw['train'][1]}: {len(exact)} train text(s) copy a dev/test text exactly and "
-              f"{len(near)} nearly; task.train_overlap={task.train_overlap}: "
-              + ("dropped from train" if task.train_overlap == "drop" else "kept (set drop to remove them)"),
-              flush=True)
-    if task.train_overlap == "drop" and (len(exact) or len(near)):
-        keep = np.setdiff1d(np.arange(len(splits["train"])), np.concatenate([exact, near]))
-        splits["train"] = splits["train"].select(keep)
+    splits["train"], overlap = handle_train_overlap(splits, task, dedup or Collect(), raw["train"][1])
     if task.demo.enabled:
         splits["train"] = stratified_take(splits["train"], task.demo.train, task.seed)
 

@@ -213,6 +213,26 @@ def heldout_blocks(dev_texts: Dataset, tokenizer, pretrain: Pretrain, shuffle_se
     return blocks.select(range(min(cap, len(blocks))))
 
 
+def fit_to_budget(blocks: Dataset, p: Pretrain, effective_batch: int) -> tuple[Dataset, int, int, float]:
+    """The packed corpus (repeated up to one batch if smaller), the optimizer steps of the token budget,
+    the distinct blocks and the passes over them; says how the corpus covers the budget."""
+    if len(blocks) == 0:
+        raise ConfigError(f"the corpus holds fewer than pretrain.block_size={p.block_size} tokens; "
+                          f"add text or lower pretrain.block_size.")
+    distinct = len(blocks)  # the real text, before any tiling below
+    if len(blocks) < effective_batch:  # too small for one batch: repeat it (fresh masks each time)
+        blocks = concatenate_datasets([blocks] * math.ceil(effective_batch / len(blocks)))
+    steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
+    corpus_epochs = steps * effective_batch / distinct  # passes over the real text
+    coverage = distinct * p.block_size / p.max_tokens
+    if is_main_process():  # a corpus drawn to the budget covers ~100% (whole documents, whole blocks)
+        print(f"[pretrain] {'warning: ' if coverage < SMALL_CORPUS else ''}the corpus holds "
+              f"{distinct * p.block_size:,} tokens ({distinct:,} blocks of {p.block_size}), {coverage:.0%} of "
+              f"pretrain.max_tokens {p.max_tokens:,}: {steps:,} steps pass over it {corpus_epochs:.1f} times"
+              f"{', each time with fresh masks' if corpus_epochs > 1.05 else ''}.", flush=True)
+    return blocks, steps, distinct, corpus_epochs
+
+
 def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, train: Train,
                          work_dir: str | Path, run_id: str = "", num_proc: int | None = None,
                          phase: str = "[pretrain] MLM") -> dict:
@@ -228,20 +248,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc, offsets=p.whole_word_mask)
     accumulation = accumulation_steps(p.batch_size, p.target_batch, "pretrain")
     effective_batch = p.batch_size * world_size() * accumulation
-    if len(blocks) == 0:
-        raise ConfigError(f"the corpus holds fewer than pretrain.block_size={p.block_size} tokens; "
-                          f"add text or lower pretrain.block_size.")
-    distinct = len(blocks)  # the real text, before any tiling below
-    if len(blocks) < effective_batch:  # too small for one batch: repeat it (fresh masks each time)
-        blocks = concatenate_datasets([blocks] * math.ceil(effective_batch / len(blocks)))
-    steps = budget_steps(p.max_tokens, p.block_size, effective_batch)
-    corpus_epochs = steps * effective_batch / distinct  # passes over the real text
-    coverage = distinct * p.block_size / p.max_tokens
-    if is_main_process():  # a corpus drawn to the budget covers ~100% (whole documents, whole blocks)
-        print(f"[pretrain] {'warning: ' if coverage < SMALL_CORPUS else ''}the corpus holds "
-              f"{distinct * p.block_size:,} tokens ({distinct:,} blocks of {p.block_size}), {coverage:.0%} of "
-              f"pretrain.max_tokens {p.max_tokens:,}: {steps:,} steps pass over it {corpus_epochs:.1f} times"
-              f"{', each time with fresh masks' if corpus_epochs > 1.05 else ''}.", flush=True)
+    blocks, steps, distinct, corpus_epochs = fit_to_budget(blocks, p, effective_batch)
     precision = resolve_precision(train.precision)
     args = training_arguments(
         work_dir, train, seed=p.seed,
