@@ -176,4 +176,6 @@ def test_console_shows_bars_and_summaries_not_step_logs(grid):
             assert "[pretrain] MLM" in text and "loss=" in text  # the bar and its postfix
         if r[s]["finetune"]["train_seconds"] / r[s]["finetune"]["epochs_run"] > 2:
             assert "[finetune] epoch 1/" in text and "dev_acc=" in text
-        assert len(shown) < 60, (s, len(shown), r[s]["console"][-3000:])
+        # DVC's own lines included (about 45 here, 14 of them its end-of-run warnings about uncached outputs);
+        # per-step logs would add a line per step (about 110 on this fixture)
+        assert len(shown) < 120, (s, len(shown), r[s]["console"][-3000:])
