@@ -36,7 +36,8 @@ from datasets.utils.tqdm import tqdm
 from pipeline.config import Collect, ConfigError, Pretrain, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, normalised_hash, words
-from pipeline.io import OFFLINE_HELP, atomic_dir, is_local_path, local_or_hub, local_path
+from pipeline.io import atomic_dir
+from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
 SOURCE_KEYS = {"name", "path", "config", "split", "text_field", "weight", "licence", "min_chars", "max_chars"}

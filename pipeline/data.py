@@ -9,7 +9,8 @@ from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import Collect, ConfigError, Task
-from pipeline.io import OFFLINE_HELP, atomic_dir, local_or_hub, write_json
+from pipeline.io import atomic_dir, write_json
+from pipeline.sources import OFFLINE_HELP, local_or_hub
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
 LOCAL_FORMATS = {

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pipeline.config import Collect, ConfigError, Task
 from pipeline.data import split_file
-from pipeline.io import hash_file, is_local_path, local_path, write_json
+from pipeline.io import hash_file, write_json
+from pipeline.sources import is_local_path, local_path
 
 TASK_RECORD, CORPUS_RECORD = "data/inputs/task.json", "data/inputs/corpus.json"
 

@@ -18,7 +18,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
 from pipeline.config import ConfigError, Finetune
 from pipeline.distributed import is_main_process
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
-from pipeline.io import OFFLINE_HELP, local_or_hub
+from pipeline.sources import OFFLINE_HELP, local_or_hub
 
 
 # Files that make a tokenizer, by kind: fast (tokenizer.json), WordPiece, BPE, SentencePiece.

@@ -20,40 +20,37 @@ from pipeline import tracking
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.console import summary_line
 from pipeline.distributed import is_main_process
-from pipeline.io import last_complete_checkpoint, write_json
+from pipeline.checkpoints import last_complete_checkpoint
+from pipeline.io import write_json
 
 
-# where the training stages keep their resumable checkpoints (stages/pretrain.py, stages/finetune.py use these)
-PRETRAIN_WORK, PRETRAIN_HEAD_WORK, FINETUNE_WORK = ("models/.pretrain-work", "models/.pretrain-head-work",
-                                                    "models/.finetune-work")
-CHECKPOINT_DIRS = {"pretrain": (PRETRAIN_WORK, PRETRAIN_HEAD_WORK), "finetune": (FINETUNE_WORK,)}
-
-
-def interrupted_message(name: str) -> str:
-    """One line for Ctrl-C: where the last checkpoint is, and that a rerun resumes from it."""
-    found = [c for d in CHECKPOINT_DIRS.get(name, ()) if Path(d).is_dir() and (c := last_complete_checkpoint(d))]
+def interrupted_message(name: str, checkpoints: tuple[str, ...] = ()) -> str:
+    """One line for Ctrl-C: where the last checkpoint in the stage's `checkpoints` folders is, and that a
+    rerun resumes from it."""
+    found = [c for d in checkpoints if Path(d).is_dir() and (c := last_complete_checkpoint(d))]
     if found:
         return (f"[{name}] interrupted; the last checkpoint is {found[0]}: rerun the stage (dvc repro) and it "
                 f"resumes from there.")
-    if name in CHECKPOINT_DIRS:
+    if checkpoints:
         return (f"[{name}] interrupted before its first checkpoint (every train.checkpoint_steps steps): a rerun "
                 f"starts this stage over.")
     return f"[{name}] interrupted; nothing was written: a rerun starts this stage over."
 
 
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True,
-              then: Callable[[Params], None] | None = None) -> None:
-    """Load and check the params, seed, run `work` (in a W&B run when `track`), write its metrics and
-    print their summary line (pipeline.console); `then` runs last (evaluate prints the run's result)."""
+              then: Callable[[Params], None] | None = None, seed: Callable[[Params], int] | None = None,
+              checkpoints: tuple[str, ...] = ()) -> None:
+    """Load and check the params, seed (`seed`: the param that names the stage's randomness), run `work`
+    (in a W&B run when `track`), write its metrics and print their summary line (pipeline.console);
+    `then` runs last (evaluate prints the run's result). `checkpoints`: the folders of the stage's
+    resumable checkpoints, named by Ctrl-C."""
     # a crash in native code (a signal such as SIGSEGV) prints the Python stack instead of dying silently
     if sys.__stderr__ is not None and not faulthandler.is_enabled():  # pytest, running a stage in process, has its own
         faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
-        # each stage draws from the seed that names its randomness (params.yaml says which is which)
-        if name not in ("inputs", "evaluate"):  # these draw nothing at random
-            set_seed(params.task.seed if name == "prepare" else
-                     params.pretrain.seed if name in ("collect", "pretrain") else params.seed)
+        if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
+            set_seed(seed(params))
         start = time.time()
         with (tracking.stage_run(params, name) if track else contextlib.nullcontext()) as run:
             metrics = work(params)
@@ -71,6 +68,6 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         # Everything has unwound (outputs are written to temporary paths, removed on the way out);
         # exit at once, so the line below is the last one (progress bars would redraw at exit).
         if is_main_process():
-            print(f"\n{interrupted_message(name)}", file=sys.stderr, flush=True)
+            print(f"\n{interrupted_message(name, checkpoints)}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)

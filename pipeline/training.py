@@ -18,7 +18,8 @@ from pipeline.allocator import keep_freed_memory
 from pipeline.config import Train
 from pipeline.console import PhaseBars
 from pipeline.distributed import barrier, is_main_process, single_device
-from pipeline.io import atomic_dir, checkpoint_step, hash_file, last_complete_checkpoint
+from pipeline.checkpoints import checkpoint_step, last_complete_checkpoint
+from pipeline.io import atomic_dir, hash_file
 from pipeline.precision import resolve_precision
 from pipeline.tracking import report_to
 

@@ -16,4 +16,4 @@ def collect(params):
 
 
 if __name__ == "__main__":
-    run_stage("collect", collect, "metrics/corpus.json")
+    run_stage("collect", collect, "metrics/corpus.json", seed=lambda params: params.pretrain.seed)  # the draw

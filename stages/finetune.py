@@ -10,10 +10,10 @@ from pipeline.encoding import encode_split
 from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.model import load_classifier, load_config, load_tokenizer
-from pipeline.stage import FINETUNE_WORK, run_stage
+from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
-BASE, WORK_DIR = "models/pretrained", FINETUNE_WORK
+BASE, WORK_DIR = "models/pretrained", "models/.finetune-work"  # the resumable checkpoints
 
 
 def run(params):
@@ -38,4 +38,4 @@ def run(params):
 
 
 if __name__ == "__main__":
-    run_stage("finetune", run, "metrics/finetune.json")
+    run_stage("finetune", run, "metrics/finetune.json", seed=lambda params: params.seed, checkpoints=(WORK_DIR,))

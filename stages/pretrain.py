@@ -11,10 +11,11 @@ from pipeline.distributed import is_main_process
 from pipeline.io import atomic_dir, write_csv
 from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
-from pipeline.stage import PRETRAIN_HEAD_WORK, PRETRAIN_WORK, run_stage
+from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
-WORK_DIR, HEAD_WORK_DIR = PRETRAIN_WORK, PRETRAIN_HEAD_WORK
+# the resumable checkpoints of the MLM run and of the head warm-up
+WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 
 
 def pretrain(params):
@@ -67,4 +68,5 @@ def pretrain(params):
 
 
 if __name__ == "__main__":
-    run_stage("pretrain", pretrain, "metrics/pretrain.json")
+    run_stage("pretrain", pretrain, "metrics/pretrain.json", seed=lambda params: params.pretrain.seed,
+              checkpoints=(WORK_DIR, HEAD_WORK_DIR))

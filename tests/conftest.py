@@ -24,7 +24,7 @@ def task_dir(tmp_path) -> Path:
 @pytest.fixture
 def no_hub(monkeypatch):
     """Pretend the Hub is unreachable, whatever this machine's network."""
-    import pipeline.io
+    import pipeline.sources
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(pipeline.io, "hub_reachable", lambda timeout=5.0: False)
+    monkeypatch.setattr(pipeline.sources, "hub_reachable", lambda timeout=5.0: False)

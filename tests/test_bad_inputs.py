@@ -148,7 +148,7 @@ def test_small_corpus_warns_and_reports_the_real_blocks(tiny_model, tmp_path, ca
 
 
 def test_a_model_inside_an_installed_package_is_found_and_a_missing_one_named(tmp_path, monkeypatch):
-    from pipeline.io import local_or_hub
+    from pipeline.sources import local_or_hub
 
     (tmp_path / "site" / "fake_encoder_pkg" / "model").mkdir(parents=True)
     (tmp_path / "site" / "fake_encoder_pkg" / "__init__.py").write_text("")

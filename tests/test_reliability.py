@@ -187,7 +187,7 @@ def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience,
 def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path):
     """The Trainer writes trainer_state.json last: a newer folder without it (or with it cut short)
     is a save the kill interrupted, and the resume takes the newest complete one."""
-    from pipeline.io import last_complete_checkpoint
+    from pipeline.checkpoints import last_complete_checkpoint
 
     for step in (8, 16, 24):
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -205,11 +205,14 @@ def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path):
 def test_the_interrupt_message_names_the_checkpoint_a_rerun_resumes_from(tmp_path, monkeypatch):
     """Ctrl-C during a save: the message names the complete checkpoint the resume takes, not the
     folder the interrupted save left behind."""
-    from pipeline.stage import PRETRAIN_WORK, interrupted_message
+    from pipeline.stage import interrupted_message
 
     monkeypatch.chdir(tmp_path)
+    work = "models/.pretrain-work"
     for step in (8, 16):
-        (tmp_path / PRETRAIN_WORK / f"checkpoint-{step}").mkdir(parents=True)
-    (tmp_path / PRETRAIN_WORK / "checkpoint-8" / "trainer_state.json").write_text('{"global_step": 8}')
-    message = interrupted_message("pretrain")
+        (tmp_path / work / f"checkpoint-{step}").mkdir(parents=True)
+    (tmp_path / work / "checkpoint-8" / "trainer_state.json").write_text('{"global_step": 8}')
+    message = interrupted_message("pretrain", ("models/.pretrain-head-work", work))
     assert "checkpoint-8" in message and "checkpoint-16" not in message
+    assert "before its first checkpoint" in interrupted_message("pretrain", ("elsewhere",))
+    assert "nothing was written" in interrupted_message("prepare")
