@@ -130,6 +130,23 @@ def use_masked_only_head(model, enabled: bool = True):
     return model
 
 
+@contextmanager
+def masked_only_head(model, enabled: bool = True):
+    """`use_masked_only_head` inside the block, undone on exit: the model leaves as it came (its own
+    forward, its config's `sparse_prediction`). Yields whether the masked-only forward is on, so the
+    caller knows to count masks for it (`CountMasked`)."""
+    sparse = getattr(model.config, "sparse_prediction", None)
+    had_forward = "forward" in model.__dict__
+    use_masked_only_head(model, enabled)
+    try:
+        yield getattr(model.forward, "__func__", None) is masked_only_forward
+    finally:
+        if sparse is not None:
+            model.config.sparse_prediction = sparse
+        if not had_forward:
+            model.__dict__.pop("forward", None)
+
+
 def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None,
          offsets: bool = False) -> Dataset:
     """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped).
@@ -189,17 +206,17 @@ def mlm_perplexity(model, blocks: Dataset, tokenizer, pretrain: Pretrain, precis
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    use_masked_only_head(model, pretrain.masked_only_head)
     total_loss, total_masked = 0.0, 0
-    for start in tqdm(range(0, len(blocks), batch_size), desc=desc, unit="batch", disable=not is_main_process()):
-        rows = blocks[start:start + batch_size]["input_ids"]
-        batch = collator([{"input_ids": ids} for ids in rows])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast(precision):
-            loss = model(**batch).loss.float().item()
-        n = int((batch["labels"] != -100).sum())
-        total_loss += loss * n
-        total_masked += n
+    with masked_only_head(model, pretrain.masked_only_head):
+        for start in tqdm(range(0, len(blocks), batch_size), desc=desc, unit="batch", disable=not is_main_process()):
+            rows = blocks[start:start + batch_size]["input_ids"]
+            batch = collator([{"input_ids": ids} for ids in rows])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast(precision):
+                loss = model(**batch).loss.float().item()
+            n = int((batch["labels"] != -100).sum())
+            total_loss += loss * n
+            total_masked += n
     model.train(was_training)
     mean = total_loss / max(1, total_masked)
     return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "masked_tokens": total_masked}
@@ -265,12 +282,11 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
         disable_tqdm=False,
     )
     collator = BatchSeededMasks(mlm_collator(tokenizer, p), p.seed)
-    model = use_masked_only_head(model, p.masked_only_head)
-    if getattr(model.forward, "__func__", None) is masked_only_forward:
-        collator = CountMasked(collator)
     start = time.time()
     body = [] if p.trainable == "all" else body_weights(model)
-    with fast_dropout(model, train.fast_dropout), frozen(body):  # both undone on exit
+    # all three undone on exit: the saved model is a plain one
+    with fast_dropout(model, train.fast_dropout), frozen(body), masked_only_head(model, p.masked_only_head) as sparse:
+        collator = CountMasked(collator) if sparse else collator
         trainer = CheckedTrainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
                                  processing_class=tokenizer, phase=phase)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")

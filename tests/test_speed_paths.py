@@ -63,6 +63,27 @@ def test_masked_only_with_collator_batch(tiny_model):
         assert use_masked_only_head(model, enabled=False)(**batch).loss.item() == pytest.approx(reference, abs=1e-6)
 
 
+def test_masked_only_head_is_scoped(tiny_model):
+    """The masked-only forward lives inside its block: the perplexity figure and training leave the model
+    with its own forward (no side effect on whoever holds the model next)."""
+    from datasets import Dataset
+
+    from pipeline.config import from_dict
+    from pipeline.mlm import masked_only_head, mlm_perplexity, pack
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = BertForMaskedLM.from_pretrained(tiny_model).eval()
+    with masked_only_head(model) as on:
+        assert on and model.forward.__func__ is masked_only_forward
+    assert "forward" not in model.__dict__
+    with masked_only_head(model, enabled=False) as on:
+        assert not on
+    blocks = pack(Dataset.from_dict({"text": ["great film boring plot " * 20] * 4}), tokenizer, 32)
+    pretrain = from_dict({"pretrain": {"masked_only_head": True}}).pretrain
+    mlm_perplexity(model, blocks, tokenizer, pretrain, "fp32", 0)
+    assert "forward" not in model.__dict__
+
+
 def test_length_grouped_predictions_equal_padded(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     torch.manual_seed(0)
