@@ -11,16 +11,18 @@ import faulthandler
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
+import torch
 from transformers import set_seed
 
 from pipeline import tracking
+from pipeline.allocator import keep_freed_memory
+from pipeline.checkpoints import last_complete_checkpoint
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.console import summary_line
 from pipeline.distributed import is_main_process
-from pipeline.checkpoints import last_complete_checkpoint
 from pipeline.io import write_json
 
 
@@ -49,6 +51,8 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
+        # the allocator is process-wide: set here, where the stage's process starts (pipeline/allocator.py)
+        keep_freed_memory(params.train.keep_freed_memory and not torch.cuda.is_available())
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
             set_seed(seed(params))
         start = time.time()

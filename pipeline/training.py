@@ -14,7 +14,6 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pipeline.allocator import keep_freed_memory
 from pipeline.config import Train
 from pipeline.console import PhaseBars
 from pipeline.distributed import barrier, is_main_process, single_device
@@ -29,9 +28,7 @@ def training_arguments(output_dir: str | Path, train: Train, seed: int | None = 
     """The TrainingArguments every Trainer here shares (pretrain, finetune, evaluate's predict):
     precision, device, data-loading workers, compile, linear schedule; for training (`seed` given,
     `checkpoints`) also the seeds, the resumable checkpoints and the tracker. `stage_args` add the
-    stage's own. Never nn.DataParallel (`single_device`). On CPU, freed memory is kept for reuse
-    (`train.keep_freed_memory`, pipeline/allocator.py)."""
-    keep_freed_memory(train.keep_freed_memory and not torch.cuda.is_available())
+    stage's own. Never nn.DataParallel (`single_device`)."""
     args = dict(output_dir=str(output_dir), bf16=resolve_precision(train.precision) == "bf16",
                 use_cpu=not torch.cuda.is_available(), dataloader_num_workers=train.num_workers,
                 torch_compile=train.compile, lr_scheduler_type="linear", report_to=[], save_strategy="no")

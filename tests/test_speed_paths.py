@@ -184,12 +184,11 @@ def test_fast_dropout_model_masks_padding_like_sdpa(tiny_model, monkeypatch):
 
 
 FAULTS_SCRIPT = """
-import resource, sys, tempfile, torch
+import resource, sys, torch
 sys.path.insert(0, "bench")
 from common import release_free_memory
-from pipeline.config import Train
-from pipeline.training import training_arguments
-training_arguments(tempfile.mkdtemp(), Train(keep_freed_memory=sys.argv[1] == "on"))
+from pipeline.allocator import keep_freed_memory
+keep_freed_memory(sys.argv[1] == "on")  # what run_stage does with train.keep_freed_memory
 def step():  # a 96 MB tensor per 'step', above glibc's largest mmap threshold (32 MB); its page faults
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     x = torch.ones(24 * 2**20)
