@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pipeline.corpus import ContainmentIndex, clean_text  # noqa: E402
+from pipeline.dedup import ContainmentIndex, clean_text  # noqa: E402
 
 
 def texts(path: Path, limit: int | None = None, rng: random.Random | None = None) -> list[str]:

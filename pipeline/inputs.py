@@ -37,7 +37,7 @@ def task_record(task: Task) -> dict:
 
 
 def corpus_record(collect: Collect, source: str) -> dict:
-    from pipeline.corpus import TASK_SOURCE, load_spec, local_source_files
+    from pipeline.corpus_spec import TASK_SOURCE, load_spec, local_source_files
 
     if source == "none":
         return {"source": "none"}

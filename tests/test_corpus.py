@@ -8,8 +8,9 @@ from transformers import AutoTokenizer
 
 from fixtures import NEWS, REVIEW, heldout_hashes, make_corpora, news, write_corpus_specs, write_jsonl
 from pipeline.config import ConfigError, from_dict
-from pipeline.corpus import (build_corpus, check_sources, clean_text, load_corpus, load_spec,
-                             normalised_hash)
+from pipeline.corpus import build_corpus, load_corpus
+from pipeline.corpus_spec import check_sources, load_spec
+from pipeline.dedup import clean_text, normalised_hash
 from pipeline.data import prepare_task
 
 
@@ -262,7 +263,7 @@ def test_contamination_guard_removes_every_planted_form_and_keeps_unrelated_text
 
 
 def test_containment_is_measured_per_heldout_text():
-    from pipeline.corpus import ContainmentIndex
+    from pipeline.dedup import ContainmentIndex
     rng = random.Random(5)
     stock = "one of the worst films i have ever seen in my life"
     heldout = [" ".join(rng.choice(REVIEW) for _ in range(100)) + " " + stock for _ in range(50)]

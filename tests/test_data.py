@@ -129,7 +129,7 @@ def test_a_local_dev_file_is_the_dev_split(task_dir, tmp_path, capsys):
 
 def test_a_task_inside_a_package_is_one_local_folder_everywhere(tmp_path, monkeypatch):
     """`pkg:NAME/dir` names the same folder for prepare, the inputs record and the corpus check."""
-    from pipeline.corpus import check_sources
+    from pipeline.corpus_spec import check_sources
     from pipeline.inputs import task_record
 
     package = tmp_path / "site" / "fake_task_pkg"

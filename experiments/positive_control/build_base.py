@@ -26,7 +26,8 @@ from datasets import Dataset, concatenate_datasets
 from transformers import BertConfig, BertForMaskedLM, set_seed
 
 from pipeline.config import ConfigError, from_dict
-from pipeline.corpus import clean_text, load_source, load_spec, normalised_hash
+from pipeline.corpus_spec import load_source, load_spec
+from pipeline.dedup import clean_text, normalised_hash
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity
 from pipeline.model import load_tokenizer
