@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,26 @@ def first_bad_json_line(path: Path) -> str:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     return f" (line {n}: {exc.msg} at column {exc.colno})"
+                if not isinstance(record, dict):
+                    return f" (line {n}: a JSON {type(record).__name__}, where each line must be one object of fields)"
     return ""
+
+
+def check_csv_header(path: Path) -> None:
+    """A CSV whose header names a column twice: the reader would keep the first and rename the other."""
+    import csv
+
+    with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, 1):
+        if name in seen:
+            raise ConfigError(f"{path}: the header names the column `{name}` twice (columns {seen[name]} and {i}); "
+                              f"rename or remove one, so that each field has one column.")
+        seen[name] = i
 
 
 def load_local_file(path: Path, fix: str = "point task.dataset at a directory with data") -> Dataset:
@@ -97,6 +114,8 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
         raise ConfigError(f"{path}: the file is empty; {fix}.")
     if builder != "parquet":
         check_utf8(path)  # Arrow takes bad bytes at load time and fails later, mid-run
+    if builder == "csv":
+        check_csv_header(path)
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types
@@ -132,12 +151,58 @@ def check_fields(ds: Dataset, task: Task, where: str) -> None:
                               f"{', '.join(ds.column_names)}. Set `{key}` to one of them.")
 
 
-def label_values(train: Dataset, task: Task) -> list:
-    """Class values in id order: the ClassLabel names when the data has them, else sorted values."""
+# characters that print as nothing: a text of only these (and spaces) is blank
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+
+
+def is_blank(text: str | None) -> bool:
+    return text is None or not text.translate(ZERO_WIDTH).strip()
+
+
+def is_missing_label(value) -> bool:
+    """No label: null, NaN or a blank string. Such a row is dropped and counted, never a class of its own."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str)
+                                                                                 and not value.strip())
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_rows(ds: Dataset, task: Task, where: str) -> None:
+    """The task rows' types, before any work: a text is a string (or missing: dropped and counted), a label
+    is a string, a number or a boolean (or missing). A list, a dict or bytes is refused, never stringified."""
+    labels = ds[task.label_field]
+    named = hasattr(ds.features[task.label_field], "names")  # a ClassLabel: integers by construction
+    for i, (text, label) in enumerate(zip(ds[task.text_field], labels), 1):
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"{where}: record {i}: `{task.text_field}` holds a {type(text).__name__} "
+                              f"({_shown(text)}), not a string; store each text as one string (join a list of "
+                              f"sentences, decode bytes), or set `task.text_field` to the text's field.")
+        if not named and not is_missing_label(label) and not isinstance(label, (str, int, float, bool)):
+            raise ConfigError(f"{where}: record {i}: `{task.label_field}` holds a {type(label).__name__} "
+                              f"({_shown(label)}); a label is one string, integer or boolean. Fix the record, or "
+                              f"set `task.label_field` to the label's field.")
+
+
+def label_values(train: Dataset, task: Task, where: str = "train") -> list:
+    """Class values in id order: the ClassLabel names when the data has them, else the sorted values found
+    (missing labels left out). Two spellings of one class (case, surrounding spaces) are refused."""
     feature = train.features[task.label_field]
     if hasattr(feature, "names"):
         return list(feature.names)
-    return sorted(set(train[task.label_field]), key=lambda v: (str(type(v)), v))
+    values = sorted({v for v in train[task.label_field] if not is_missing_label(v)}, key=lambda v: (str(type(v)), v))
+    spellings: dict[str, list] = {}
+    for v in values:
+        if isinstance(v, str):
+            spellings.setdefault(v.strip().casefold(), []).append(v)
+    clash = next((found for found in spellings.values() if len(found) > 1), None)
+    if clash:
+        raise ConfigError(f"{where}: `{task.label_field}` spells one class in {len(clash)} ways "
+                          f"({', '.join(map(repr, clash))}), which would make {len(clash)} classes; write every "
+                          f"label of a class the same way.")
+    return values
 
 
 def display_names(values: list, task: Task, where: str) -> list[str]:
@@ -188,32 +253,41 @@ def train_overlap(train: Dataset, heldout: list[Dataset], near: Collect) -> tupl
     return np.flatnonzero(exact), np.flatnonzero(near_rows)
 
 
-def encode(ds: Dataset, task: Task, values: list, where: str) -> tuple[Dataset, int]:
-    """Keep `text`, an integer `label` and the record's index `id`; drop blank or missing texts
-    (returned: how many)."""
+def encode(ds: Dataset, task: Task, values: list, where: str) -> tuple[Dataset, dict]:
+    """Keep `text`, an integer `label` and the record's index `id`; drop, and count, records whose text
+    is blank (zero-width characters count as blank) or whose label is missing."""
     texts, labels = ds[task.text_field], ds[task.label_field]
     feature = ds.features[task.label_field]
     index = {value: i for i, value in enumerate(values)}
     keep_text, keep_label, keep_id, unknown = [], [], [], set()
-    blank = 0
+    dropped = {"blank_text": 0, "missing_label": 0}
     for i, (text, label) in enumerate(zip(texts, labels)):
-        if text is None or not str(text).strip():
-            blank += 1
+        if is_blank(text):
+            dropped["blank_text"] += 1
             continue
         if hasattr(feature, "names"):
             label = feature.names[label]
+        if is_missing_label(label):
+            dropped["missing_label"] += 1
+            continue
         if label not in index:
             unknown.add(label)
             continue
-        keep_text.append(str(text))
+        keep_text.append(text)
         keep_label.append(index[label])
         keep_id.append(i)
     if unknown:
-        raise ConfigError(f"{where}: label(s) {sorted(map(str, unknown))} in `{task.label_field}` never occur in "
-                          f"the train split (labels there: {values}); fix the labels or the split.")
+        shown = sorted(map(repr, unknown))
+        same = [u for u in unknown if any(str(u) == str(v) for v in values)]
+        why = (f" They are written as {type(same[0]).__name__} ({same[0]!r}) where train's are "
+               f"{type(next(v for v in values if str(v) == str(same[0]))).__name__} "
+               f"({next(v for v in values if str(v) == str(same[0]))!r}): write the labels of every split with "
+               f"one type." if same else " Fix the labels or the split.")
+        raise ConfigError(f"{where}: label(s) {', '.join(shown)} in `{task.label_field}` never occur in the train "
+                          f"split (labels there: {', '.join(map(repr, values))}).{why}")
     if not keep_text:
         raise ConfigError(f"{where}: every text in `{task.text_field}` is empty; check `task.text_field`.")
-    return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label}), blank
+    return Dataset.from_dict({"id": keep_id, "text": keep_text, "label": keep_label}), dropped
 
 
 def check_stratifiable(ds: Dataset, names: list, where: str, what: str) -> None:
@@ -263,24 +337,28 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
     for split, name in (("train", task.train_split), ("test", task.test_split)):
         ds, where = load_task_split(task, name, local)
         check_fields(ds, task, where)
+        check_rows(ds, task, where)
         raw[split] = (ds, where)
     # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
     if local is not None and split_file(local, "dev"):
         ds, where = load_task_split(task, "dev", local)
         check_fields(ds, task, where)
+        check_rows(ds, task, where)
         raw["dev"] = (ds, where)
         print(f"[prepare] {where}: used as the dev split (task.dev_size is not used)", flush=True)
-    values = label_values(raw["train"][0], task)
+    values = label_values(raw["train"][0], task, raw["train"][1])
     if len(values) < 2:
         raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({values}); a classifier "
                           f"needs at least two. Check `task.label_field`.")
     names = display_names(values, task, raw["train"][1])
-    encoded, blank = {}, {}
+    encoded, dropped = {}, {}
     for split, (ds, where) in raw.items():
-        encoded[split], blank[split] = encode(ds, task, values, where)
-        if blank[split]:
-            print(f"[prepare] {where}: dropped {blank[split]} record(s) with a blank or missing `{task.text_field}`",
-                  flush=True)
+        encoded[split], dropped[split] = encode(ds, task, values, where)
+        for what, field in (("blank_text", task.text_field), ("missing_label", task.label_field)):
+            if dropped[split][what]:
+                print(f"[prepare] {where}: dropped {dropped[split][what]} record(s) with a "
+                      f"{'blank or missing' if what == 'blank_text' else 'missing (null, NaN or blank)'} `{field}`",
+                      flush=True)
     if "dev" not in encoded:
         check_stratifiable(encoded["train"], names, raw["train"][1], f"dev split (task.dev_size {task.dev_size})")
         encoded["train"], encoded["dev"] = split_dev(encoded["train"], task.dev_size, task.seed)
@@ -298,7 +376,10 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
         splits["train"] = stratified_take(splits["train"], task.demo.train, task.seed)
 
     stats = {"classes": len(names), "demo": task.demo.enabled,
-             "dropped_blank_text": blank,
+             # every record read is kept or counted here: records = kept + dropped (integrity, per split)
+             "records_read": {split: len(ds) for split, (ds, _) in raw.items()},
+             "dropped_blank_text": {split: d["blank_text"] for split, d in dropped.items()},
+             "dropped_missing_label": {split: d["missing_label"] for split, d in dropped.items()},
              "train_overlap": overlap}
     with atomic_dir(out_dir) as tmp:
         for split, ds in splits.items():

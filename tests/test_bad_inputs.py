@@ -158,3 +158,82 @@ def test_a_model_inside_an_installed_package_is_found_and_a_missing_one_named(tm
     with pytest.raises(ConfigError, match=r"`model.name` is `pkg:no_such_pkg_here/model`: the package `no_such_pkg_here` "
                                           r"is not installed.*pip install -e '.\[demo\]'"):
         local_or_hub("model.name", "pkg:no_such_pkg_here/model")
+
+
+# Task rows (issue 29): every label and text value is checked before any work; a missing label is
+# dropped and counted, never a class of its own; nothing is stringified.
+
+def reviews(n=20, **overrides):
+    rows = [{"text": f"film number {i} was {'great' if i % 2 else 'awful'}", "label": i % 2} for i in range(n)]
+    for i, row in overrides.items():
+        rows[int(i.lstrip("r"))].update(row)
+    return rows
+
+
+@pytest.mark.parametrize("bad", [{"a": 1}, [0, 1]], ids=["dict", "list"])
+def test_a_label_that_is_not_a_value_names_the_record(task_dir, tmp_path, bad):
+    write_jsonl(task_dir / "train.jsonl", [{"text": f"film {i}", "label": bad} for i in range(20)])
+    with pytest.raises(ConfigError, match=rf"train.jsonl: record 1: `label` holds a {type(bad).__name__} .*a label "
+                                          r"is one string, integer or boolean"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+def test_two_spellings_of_one_class_are_refused_naming_both(task_dir, tmp_path):
+    write_jsonl(task_dir / "train.jsonl", [{"text": f"film {i}", "label": ["pos", "neg", "Pos "][i % 3]}
+                                           for i in range(30)])
+    with pytest.raises(ConfigError, match=r"train.jsonl: `label` spells one class in 2 ways \('Pos ', 'pos'\)"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+def test_labels_of_another_type_in_test_are_named(task_dir, tmp_path):
+    write_jsonl(task_dir / "test.jsonl", [{"text": f"film {i}", "label": str(i % 2)} for i in range(10)])
+    with pytest.raises(ConfigError, match=r"test.jsonl: label\(s\) '0', '1' in `label` never occur.* written as str \('[01]'\) where "
+                                          r"train's are int \([01]\): write the labels of every split with one type"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+def test_missing_labels_are_dropped_and_counted(task_dir, tmp_path, capsys):
+    rows = reviews(40, r3={"label": None}, r5={"label": float("nan")}, r7={"label": " "})
+    write_jsonl(task_dir / "train.jsonl", [r if not isinstance(r["label"], float) else {**r, "label": None}
+                                           for r in rows[:5]] + rows[5:])
+    (task_dir / "train.jsonl").write_text((task_dir / "train.jsonl").read_text().replace(
+        '"label": " "', '"label": NaN', 1))  # json's NaN literal, as pandas writes it
+    stats = prepare_task(task_params(task_dir).task, tmp_path / "out")
+    assert stats["dropped_missing_label"]["train"] == 3 and stats["records_read"]["train"] == 40
+    assert stats["classes"] == 2  # never a class of its own
+    kept = stats["train_docs"] + stats["dev_docs"]
+    assert kept + stats["dropped_missing_label"]["train"] + stats["dropped_blank_text"]["train"] == 40
+    assert "dropped 3 record(s) with a missing (null, NaN or blank) `label`" in capsys.readouterr().out
+
+
+def test_texts_of_only_zero_width_characters_are_blank(task_dir, tmp_path):
+    write_jsonl(task_dir / "train.jsonl", reviews(30, r0={"text": "\u200b\u200b"}, r1={"text": " \ufeff\u200d "}))
+    stats = prepare_task(task_params(task_dir).task, tmp_path / "out")
+    assert stats["dropped_blank_text"]["train"] == 2
+
+
+@pytest.mark.parametrize("kind", ["list", "bytes"])
+def test_a_text_column_that_is_not_strings_is_refused(task_dir, tmp_path, kind):
+    from datasets import Dataset
+
+    texts = [["a film", "it was great"] if kind == "list" else b"a film" for _ in range(20)]
+    (task_dir / "train.jsonl").unlink()
+    Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(20)]}).to_parquet(str(task_dir / "train.parquet"))
+    with pytest.raises(ConfigError, match=rf"train.parquet: record 1: `text` holds a {kind} .*not a string"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(task_dir, tmp_path):
+    (task_dir / "train.jsonl").unlink()
+    (task_dir / "train.csv").write_text("text,label,source,label\n" + "".join(f"film {i},{i % 2},x,{1 - i % 2}\n"
+                                                                              for i in range(20)))
+    with pytest.raises(ConfigError, match=r"train.csv: the header names the column `label` twice \(columns 2 and 4\)"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+def test_a_jsonl_line_that_is_not_an_object_is_named(task_dir, tmp_path):
+    lines = (task_dir / "train.jsonl").read_text().splitlines()
+    (task_dir / "train.jsonl").write_text("\n".join(lines[:4] + ['["film", 1]'] + lines[4:]) + "\n")
+    with pytest.raises(ConfigError, match=r"train.jsonl: cannot be read as json \(line 5: a JSON list, where each line "
+                                          r"must be one object"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out")

@@ -45,7 +45,7 @@ def test_missing_field_names_field_and_columns(task_dir, tmp_path):
 
 def test_label_only_in_test_is_refused(task_dir, tmp_path):
     write_jsonl(task_dir / "test.jsonl", [{"text": "a fine film", "label": 7}, {"text": "bad", "label": 0}])
-    with pytest.raises(ConfigError, match=r"test.jsonl: label\(s\) \['7'\].*never occur in the train split"):
+    with pytest.raises(ConfigError, match=r"test.jsonl: label\(s\) 7 in `label` never occur in the train split"):
         prepare_task(params_for(task_dir).task, tmp_path / "out")
 
 
