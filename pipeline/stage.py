@@ -39,6 +39,12 @@ def interrupted_message(name: str, checkpoints: tuple[str, ...] = ()) -> str:
     return f"[{name}] interrupted; nothing was written: a rerun starts this stage over."
 
 
+def set_process_allocator(params: Params) -> None:
+    """The allocator is process-wide: set where the stage's process starts (pipeline/allocator.py). It
+    changes how fast a stage runs, never what it computes (so no stage declares it as a param)."""
+    keep_freed_memory(params.train.keep_freed_memory and not torch.cuda.is_available())
+
+
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True,
               then: Callable[[Params], None] | None = None, seed: Callable[[Params], int] | None = None,
               checkpoints: tuple[str, ...] = ()) -> None:
@@ -51,8 +57,7 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
-        # the allocator is process-wide: set here, where the stage's process starts (pipeline/allocator.py)
-        keep_freed_memory(params.train.keep_freed_memory and not torch.cuda.is_available())
+        set_process_allocator(params)
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
             set_seed(seed(params))
         start = time.time()

@@ -89,9 +89,9 @@ def recorded_param_reads():
     """Record every params key read (`section.key`, dotted) while the block runs.
 
     Each params model (section) gets a recording `__getattribute__` for its leaf fields. Reads made
-    only to validate the params (every key at load; lengths against the model's positions) or to name a run (the resume fingerprint
-    hashes whole sections) are not counted: they decide whether a stage may start or resume,
-    not what it computes.
+    only to validate the params (every key at load; lengths against the model's positions), to name a run (the resume fingerprint
+    hashes whole sections) or to set the process's allocator (speed only) are not counted: they decide whether
+    a stage may start or resume, or how fast it runs, not what it computes.
     """
     from pipeline import config
 
@@ -119,7 +119,8 @@ def recorded_param_reads():
         return call
     # (module, name) of the functions whose reads are not counted, wherever a module imported them by name
     targets = [(m, n) for m, mod in list(sys.modules.items()) if m.startswith(("pipeline", "stages"))
-               for n in ("fingerprint", "_check_ranges", "check_lengths") if getattr(mod, n, None) is not None]
+               for n in ("fingerprint", "_check_ranges", "check_lengths", "set_process_allocator")
+               if getattr(mod, n, None) is not None]
     originals = {(m, n): getattr(sys.modules[m], n) for m, n in targets}
     try:
         for (m, n), fn in originals.items():
