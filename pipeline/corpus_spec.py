@@ -9,13 +9,53 @@ from pathlib import Path
 
 import yaml
 from datasets import Dataset, concatenate_datasets, load_dataset
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from pipeline.config import ConfigError, Task
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
-SOURCE_KEYS = {"name", "path", "config", "split", "text_field", "weight", "licence", "min_chars", "max_chars"}
+
+
+class SourceSpec(BaseModel):
+    """One entry of a corpus definition's `sources`, typed and bounded like params.yaml (pydantic)."""
+    model_config = ConfigDict(extra="forbid")
+    path: StrictStr  # hub id, local file, glob or directory; `task:train` in task.yaml
+    name: StrictStr | None = None  # default: the path's file name
+    config: StrictStr | None = None  # hub dataset config
+    split: StrictStr = "train"  # hub split
+    text_field: StrictStr | list[StrictStr] = "text"  # a list: the fields joined with newlines
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, strict=True)  # share of the budget, relative
+    licence: StrictStr | None = None
+    min_chars: StrictInt | None = Field(None, ge=0)  # default: collect.min_chars
+    max_chars: StrictInt | None = Field(None, gt=0)
+
+
+SOURCE_KEYS = set(SourceSpec.model_fields)
+
+
+def check_source(src, where: str) -> dict:
+    """One source entry validated (SourceSpec) and filled in, or a ConfigError naming the key and the fix."""
+    if not isinstance(src, dict) or "path" not in src:
+        raise ConfigError(f"{where}: each source needs a `path` (hub id, local file, glob or directory).")
+    try:
+        spec = SourceSpec.model_validate({k: float(v) if k == "weight" and isinstance(v, int) and not isinstance(v, bool)
+                                          else v for k, v in src.items()})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown key `{key}`; known: {', '.join(sorted(SOURCE_KEYS))}.") from None
+        raise ConfigError(f"{where}: `{key}` is {err.get('input')!r}: {err['msg'].lower()}; fix `{key}` "
+                          f"(weight: a positive finite number; min_chars, max_chars: whole numbers; text_field: "
+                          f"a field name or a list of them).") from None
+    if isinstance(spec.text_field, list) and not spec.text_field:
+        raise ConfigError(f"{where}: `text_field` is an empty list; name the field (or fields) that hold the text.")
+    out = spec.model_dump(exclude_none=True)
+    out["name"] = spec.name or Path(spec.path.rstrip("/")).name.split(".")[0] or where.rsplit("[", 1)[-1].rstrip("]")
+    out["where"] = where
+    return out
 
 
 def load_spec(corpora_dir: str | Path, source: str) -> dict:
@@ -32,24 +72,7 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
     sources = spec.get("sources") if isinstance(spec, dict) else None
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{path}: `sources` must be a non-empty list of sources (each with `path`).")
-    for i, src in enumerate(sources):
-        where = f"{path}: sources[{i}]"
-        if not isinstance(src, dict) or "path" not in src:
-            raise ConfigError(f"{where}: each source needs a `path` (hub id, local file, glob or directory).")
-        unknown = set(src) - SOURCE_KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(SOURCE_KEYS)}.")
-        weight = src.setdefault("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-            raise ConfigError(f"{where}: `weight` must be a positive number, got {weight!r}.")
-        src.setdefault("name", Path(str(src["path"]).rstrip("/")).name.split(".")[0] or f"source{i}")
-        src.setdefault("split", "train")
-        field = src.setdefault("text_field", "text")
-        if not (isinstance(field, str) or (isinstance(field, list) and field
-                                           and all(isinstance(f, str) for f in field))):
-            raise ConfigError(f"{where}: `text_field` must be a field name or a list of field names "
-                              f"(joined with newlines), got {field!r}.")
-        src["where"] = where
+    sources = spec["sources"] = [check_source(src, f"{path}: sources[{i}]") for i, src in enumerate(sources)]
     names = [s["name"] for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: source names must be unique, got {names}; set `name` on each source.")
@@ -57,13 +80,22 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
     return spec
 
 
-def local_source_files(path: str) -> list[Path]:
+def local_source_files(path: str, where: str = "path") -> list[Path]:
+    """The files a local source names: a file, the data files of a directory, or a glob's matches."""
     p = local_path("path", path)
-    if p.is_dir():
-        return sorted(f for f in p.iterdir() if any(f.name.endswith(ext) for ext in LOCAL_FORMATS))
-    if any(ch in path for ch in "*?["):
-        return [Path(f) for f in sorted(glob.glob(str(p)))]
-    return [p] if p.is_file() else []
+    try:
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if any(f.name.endswith(ext) for ext in LOCAL_FORMATS))
+        elif any(ch in path for ch in "*?["):
+            files = [Path(f) for f in sorted(glob.glob(str(p)))]
+        else:
+            files = [p] if p.is_file() or p.is_symlink() else []
+        for f in files:
+            f.stat()  # a link in a loop or to nothing: said here, not as an OSError mid-stage
+    except OSError as exc:
+        raise ConfigError(f"{where}: `{path}` cannot be read: {exc.strerror} ({exc.filename}); fix the link or "
+                          f"the permissions, or point `path` elsewhere.") from None
+    return files
 
 
 def check_sources(spec: dict, task: Task, source: str) -> None:
@@ -87,7 +119,7 @@ def check_sources(spec: dict, task: Task, source: str) -> None:
         fix = (f"test text never enters an MLM corpus. Remove this source from {spec['path']} "
                f"or point it at other text.")
         if is_local_path(path):
-            hit = next((f for f in local_source_files(path) if f.resolve() in test_files), None)
+            hit = next((f for f in local_source_files(path, where) if f.resolve() in test_files), None)
             if hit is not None:
                 raise ConfigError(f"{where}: `{path}` includes {hit}, the task's test split "
                                   f"(task.dataset + task.test_split); {fix}")
@@ -109,7 +141,7 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
         ds = load_prepared("train", task_dir)
         field = "text"
     elif local_or_hub(f"{where}.path", path) is not None:
-        files = local_source_files(path)
+        files = local_source_files(path, where)
         if not files:
             raise ConfigError(f"{where}: `{path}` matches no file; fix the path (relative paths are taken from "
                               f"the project root) or drop the source.")

@@ -237,3 +237,36 @@ def test_a_jsonl_line_that_is_not_an_object_is_named(task_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"train.jsonl: cannot be read as json \(line 5: a JSON list, where each line "
                                           r"must be one object"):
         prepare_task(task_params(task_dir).task, tmp_path / "out")
+
+
+# Corpus definitions (issue 29): each source's values typed and bounded (pydantic, like params.yaml).
+
+@pytest.mark.parametrize("field, value, said", [
+    ("weight", float("nan"), r"`weight` is nan: input should be a finite number"),
+    ("weight", float("inf"), r"`weight` is inf: input should be a finite number"),
+    ("weight", 0, r"`weight` is 0.0: input should be greater than 0"),
+    ("min_chars", "abc", r"`min_chars` is 'abc': input should be a valid integer"),
+    ("text_field", 7, r"`text_field` is 7"),
+    ("text_field", ["body", 3], r"`text_field` is"),
+    ("text_field", [], r"`text_field` is an empty list"),
+    ("wieght", 1, r"unknown key `wieght`; known: .*weight"),
+], ids=["nan", "inf", "zero", "min_chars", "number", "list-with-number", "empty-list", "typo"])
+def test_a_bad_source_value_names_the_source_and_key(tmp_path, field, value, said):
+    from pipeline.corpus_spec import load_spec
+
+    (tmp_path / "in_domain.yaml").write_text(yaml.safe_dump(
+        {"sources": [{"path": "a.jsonl"}, {"path": "b.jsonl", field: value}]}))
+    with pytest.raises(ConfigError, match=r"in_domain.yaml: sources\[1\]: " + said):
+        load_spec(tmp_path, "in_domain")
+
+
+def test_a_source_folder_with_a_symlink_loop_is_named(tmp_path):
+    from pipeline.corpus_spec import local_source_files
+
+    folder = tmp_path / "reviews"
+    write_jsonl(folder / "part1.jsonl", [{"text": "a film"}])
+    (folder / "part2.jsonl").symlink_to(folder / "part2.jsonl")  # a link to itself
+    with pytest.raises(ConfigError, match=r"sources\[0\]: `.*reviews` cannot be read: .*part2.jsonl.*fix the link"):
+        local_source_files(str(folder), "in_domain.yaml: sources[0]")
+    (folder / "part2.jsonl").unlink()
+    assert local_source_files(str(folder), "in_domain.yaml: sources[0]") == [folder / "part1.jsonl"]
