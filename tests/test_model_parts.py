@@ -106,11 +106,13 @@ def test_heldout_perplexity_is_deterministic(tiny_model):
     assert 1.0 < a["perplexity"] < 10 * len(tokenizer)  # untrained: about the vocabulary size
 
 
-def test_stage_run_groups_by_strategy(monkeypatch):
+def test_stage_run_groups_by_strategy(monkeypatch, capsys):
     calls = {}
 
     class FakeRun:
         summary = {}
+        settings = type("S", (), {"mode": "offline", "sync_dir": "wandb/offline-run-x"})()
+        url = None
 
         def finish(self, exit_code=0):
             calls["exit_code"] = exit_code
@@ -121,14 +123,22 @@ def test_stage_run_groups_by_strategy(monkeypatch):
             calls.update(kwargs)
             return FakeRun()
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
+        class Settings(dict):
+            def __init__(self, **kwargs):
+                super().__init__(kwargs)
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # unset: offline, passed to wandb.init
     monkeypatch.setitem(__import__("sys").modules, "wandb", FakeWandb)
     params = from_dict({"pretrain": {"source": "in_domain"}, "seed": 3})
     with tracking.stage_run(params, "pretrain") as run:
         tracking.log_summary(run, {"a": {"b": 1}})
-    assert calls["group"] == "in_domain" and calls["job_type"] == "pretrain"
+    assert calls["group"] == "in_domain" and calls["job_type"] == "pretrain" and calls["mode"] == "offline"
     assert calls["config"]["pretrain"]["source"] == "in_domain" and calls["config"]["seed"] == 3
     assert run.summary == {"a/b": 1} and calls["exit_code"] == 0
+    assert calls["settings"] == {"silent": True}  # W&B's own banners off; one line instead:
+    assert capsys.readouterr().out == ("[pretrain] W&B run saved offline in wandb/offline-run-x "
+                                       "(upload: wandb sync wandb/offline-run-x)\n")
+    assert "WANDB_MODE" not in __import__("os").environ  # passed to wandb.init, the environment untouched
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with tracking.stage_run(params, "pretrain") as run:
         assert run is None

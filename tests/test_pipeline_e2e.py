@@ -178,5 +178,8 @@ def test_console_shows_bars_and_summaries_not_step_logs(grid):
         if r[s]["finetune"]["train_seconds"] / r[s]["finetune"]["epochs_run"] > 2:
             assert "[finetune] epoch 1/" in text and "dev_acc=" in text
         # DVC's own lines included (about 45 here, 14 of them its end-of-run warnings about uncached outputs);
-        # per-step logs would add a line per step (about 110 on this fixture)
-        assert len(shown) < 120, (s, len(shown), r[s]["console"][-3000:])
+        # per-step logs would add a line per step (about 110 on this fixture). Not counted: the bars of the
+        # libraries' data steps (datasets' Map, Generating, ...), drawn only when a step outlasts TQDM_DELAY,
+        # which depends on the machine's load; the phase bars ([stage] ...) are counted.
+        counted = [ln for ln in shown if "%|" not in ln or ln.lstrip("\r").startswith("[")]
+        assert len(counted) < 100, (s, len(counted), "\n".join(counted)[-3000:])
