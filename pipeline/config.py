@@ -267,6 +267,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return from_dict(data, where=str(path))
 
 
+def check_budget(pretrain: Pretrain, devices: int = 1, where: str = "params.yaml") -> None:
+    """Refuse, before any model is loaded, an MLM budget under one optimizer step: it would train one step at
+    the warm-up's learning rate 0 and report a batch of tokens trained. `devices`: the processes training."""
+    step = pretrain.block_size * max(pretrain.batch_size * devices, pretrain.target_batch)
+    for key, value in (("pretrain.max_tokens", pretrain.max_tokens),
+                       ("pretrain.head_warmup_tokens", pretrain.head_warmup_tokens)):
+        if 0 < value < step:
+            raise ConfigError(f"{where}: `{key}` is {value:,}; it must be at least one optimizer step, "
+                              f"pretrain.block_size x the effective batch ({step:,} tokens)"
+                              + (" (or 0: no warm-up)." if key.endswith("warmup_tokens") else
+                                 ", or set pretrain.source: none for no MLM."))
+
+
 def check_lengths(params: Params, model_config, where: str = "params.yaml") -> None:
     """Raise before any model is built when a length exceeds the position embeddings.
 

@@ -4,10 +4,10 @@ import shutil
 
 import torch
 
-from pipeline.config import check_lengths
+from pipeline.config import check_budget, check_lengths
 from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
-from pipeline.distributed import is_main_process
+from pipeline.distributed import is_main_process, world_size
 from pipeline.io import atomic_dir, write_csv
 from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
@@ -21,6 +21,8 @@ WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 def pretrain(params):
     name, trust_remote_code = params.model.name, params.model.trust_remote_code
     check_lengths(params, load_config(name, trust_remote_code))
+    if params.pretrain.source != "none":
+        check_budget(params.pretrain, world_size())
     tokenizer = load_tokenizer(name, trust_remote_code)
     # seeded: a fresh head is the same on every run
     model, head = load_mlm(name, trust_remote_code, with_head_report=True)

@@ -270,3 +270,19 @@ def test_a_source_folder_with_a_symlink_loop_is_named(tmp_path):
         local_source_files(str(folder), "in_domain.yaml: sources[0]")
     (folder / "part2.jsonl").unlink()
     assert local_source_files(str(folder), "in_domain.yaml: sources[0]") == [folder / "part1.jsonl"]
+
+
+def test_an_mlm_budget_under_one_step_is_refused():
+    """pretrain.max_tokens 40 trained one step at the warm-up's lr 0 and reported 512 tokens (issue 29)."""
+    from pipeline.config import check_budget
+
+    p = from_dict({"pretrain": {"max_tokens": 40, "block_size": 16, "batch_size": 32}}).pretrain
+    with pytest.raises(ConfigError, match=r"`pretrain.max_tokens` is 40; it must be at least one optimizer step, "
+                                          r"pretrain.block_size x the effective batch \(512 tokens\)"):
+        check_budget(p)
+    p = from_dict({"pretrain": {"max_tokens": 4096, "block_size": 16, "batch_size": 32}}).pretrain
+    check_budget(p)  # 8 steps: fine
+    with pytest.raises(ConfigError, match=r"\(1,024 tokens\)"):
+        check_budget(p.model_copy(update={"max_tokens": 1000}), devices=2)  # two processes: a larger step
+    with pytest.raises(ConfigError, match=r"`pretrain.head_warmup_tokens` is 100.*\(or 0: no warm-up\)"):
+        check_budget(p.model_copy(update={"head_warmup_tokens": 100}))
