@@ -255,16 +255,36 @@ def from_dict(data: dict | None, where: str = "params") -> Params:
     return params
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: PyYAML keeps the last
+    silently, so a second `finetune:` block would replace the first without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key `{key}` is given twice (lines {seen[key] + 1} and "
+                                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path):
+    """A YAML file of this project (params, corpus definitions): safe types only, no repeated keys."""
+    with Path(path).open(encoding="utf-8") as fh:
+        try:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found; run from the project root or pass its path.")
-    with path.open(encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return from_dict(data, where=str(path))
+    return from_dict(load_yaml(path), where=str(path))
 
 
 def check_budget(pretrain: Pretrain, devices: int = 1, where: str = "params.yaml") -> None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-import yaml
 from datasets import Dataset, concatenate_datasets, load_dataset
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from pipeline.config import ConfigError, Task
+from pipeline.config import ConfigError, Task, load_yaml
 from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
 
@@ -64,11 +63,7 @@ def load_spec(corpora_dir: str | Path, source: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: corpus definition for pretrain.source `{source}` not found; create it or "
                           f"set collect.corpora_dir to the folder that has it.")
-    with path.open(encoding="utf-8") as fh:
-        try:
-            spec = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    spec = load_yaml(path) or {}
     sources = spec.get("sources") if isinstance(spec, dict) else None
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{path}: `sources` must be a non-empty list of sources (each with `path`).")

@@ -16,8 +16,9 @@ if __name__ == "__main__":
     module = sys.argv[1]
     try:
         command = torchrun_command(load_params("params.yaml").launch, module)
-    except ConfigError as exc:
-        sys.exit(f"\n[launch] error: {exc}\n")
+    except ConfigError as exc:  # exit 2, as every stage does for a config error
+        print(f"\n[launch] error: {exc}\n", file=sys.stderr)
+        sys.exit(2)
     if command is None:
         sys.argv = [module]
         runpy.run_module(module, run_name="__main__", alter_sys=True)

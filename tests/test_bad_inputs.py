@@ -286,3 +286,31 @@ def test_an_mlm_budget_under_one_step_is_refused():
         check_budget(p.model_copy(update={"max_tokens": 1000}), devices=2)  # two processes: a larger step
     with pytest.raises(ConfigError, match=r"`pretrain.head_warmup_tokens` is 100.*\(or 0: no warm-up\)"):
         check_budget(p.model_copy(update={"head_warmup_tokens": 100}))
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second `finetune:` block replaced the first silently."""
+    path = tmp_path / "params.yaml"
+    path.write_text("finetune:\n  lr: 1.0e-5\nseed: 1\nfinetune:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: not valid YAML: .*the key `finetune` is given twice "
+                                          r"\(lines 1 and 4\); keep one"):
+        load_params(path)
+    (tmp_path / "in_domain.yaml").write_text("sources:\n  - path: a.jsonl\n    weight: 1\n    weight: 2\n")
+    from pipeline.corpus_spec import load_spec
+
+    with pytest.raises(ConfigError, match=r"in_domain.yaml: not valid YAML: .*`weight` is given twice"):
+        load_spec(tmp_path, "in_domain")
+
+
+def test_a_launch_config_error_exits_2(tmp_path):
+    """Like every stage's config error (it was 1 through the launcher)."""
+    import subprocess
+    import sys
+
+    from fixtures import ROOT
+
+    (tmp_path / "params.yaml").write_text("model:\n  max_length: 1\n")
+    result = subprocess.run([sys.executable, "-m", "stages.launch", "stages.finetune"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "`model.max_length` is 1; it must be at least 8" in result.stderr and "Traceback" not in result.stderr
