@@ -10,12 +10,13 @@ callback API (`Trainer.remove_callback` / `add_callback`), the one thing here no
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from pipeline.io import read_json
 
 
 class PhaseBars(TrainerCallback):
@@ -141,10 +142,8 @@ def result_block(strategy: str, metrics_dir: str | Path = "metrics") -> str:
     """The run's result, printed once at the end of the pipeline (by `evaluate`): strategy, test
     accuracy and macro-F1, held-out perplexity before and after MLM, minutes per stage. Display only:
     it reads the other stages' metrics files as they are, a missing one shows as "–"."""
-    m = {}
-    for stage, name in STAGE_METRICS.items():
-        path = Path(metrics_dir) / name
-        m[stage] = json.loads(path.read_text()) if path.exists() else {}
+    paths = {stage: Path(metrics_dir) / name for stage, name in STAGE_METRICS.items()}
+    m = {stage: read_json(path) if path.exists() else {} for stage, path in paths.items()}
     ev, pre = m["evaluate"], m["pretrain"]
     minutes = ", ".join(f"{s} {m[s]['seconds'] / 60:.1f}" if "seconds" in m[s] else f"{s} –" for s in STAGE_METRICS)
     total = sum(m[s].get("seconds", 0) for s in STAGE_METRICS) / 60
