@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 
 import torch
 
@@ -68,14 +67,3 @@ def torchrun_command(launch, module: str) -> list[str] | None:
     if launch.nnodes > 1:
         cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launch.rdzv_endpoint}", f"--rdzv_id={launch.rdzv_id}"]
     return cmd + ["-m", module]
-
-
-def single_device(args):
-    """Never nn.DataParallel: with several GPUs visible to one process (no torchrun), the Trainer
-    would wrap the model in it (memory piles up on GPU 0, the others idle). Use one GPU and
-    say how to use them all."""
-    if args.n_gpu > 1:
-        print(f"[dapt] {args.n_gpu} GPUs visible to one process: using one. Set launch.nproc_per_node="
-              f"{args.n_gpu} to train on all of them with DDP.", file=sys.stderr)
-        args._n_gpu = 1  # what the Trainer reads to decide on DataParallel
-    return args

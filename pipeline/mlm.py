@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from datasets.utils.tqdm import tqdm
 from transformers import DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
+from pipeline.compat import has_instance_forward, restore_forward, set_instance_forward
 from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
@@ -124,9 +124,9 @@ def use_masked_only_head(model, enabled: bool = True):
     if hasattr(model.config, "sparse_prediction"):
         model.config.sparse_prediction = enabled
     elif not enabled:
-        model.__dict__.pop("forward", None)
+        restore_forward(model)
     elif _head(model) is not None and hasattr(model, getattr(model, "base_model_prefix", "") or "-"):
-        model.forward = types.MethodType(masked_only_forward, model)
+        set_instance_forward(model, masked_only_forward)
     return model
 
 
@@ -136,7 +136,7 @@ def masked_only_head(model, enabled: bool = True):
     forward, its config's `sparse_prediction`). Yields whether the masked-only forward is on, so the
     caller knows to count masks for it (`CountMasked`)."""
     sparse = getattr(model.config, "sparse_prediction", None)
-    had_forward = "forward" in model.__dict__
+    had_forward = has_instance_forward(model)
     use_masked_only_head(model, enabled)
     try:
         yield getattr(model.forward, "__func__", None) is masked_only_forward
@@ -144,7 +144,7 @@ def masked_only_head(model, enabled: bool = True):
         if sparse is not None:
             model.config.sparse_prediction = sparse
         if not had_forward:
-            model.__dict__.pop("forward", None)
+            restore_forward(model)
 
 
 def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None,

@@ -8,15 +8,17 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from pipeline.compat import TrainSamplerHook, use_one_gpu
 from pipeline.config import Train
 from pipeline.console import PhaseBars
-from pipeline.distributed import barrier, is_main_process, single_device
+from pipeline.distributed import barrier, is_main_process
 from pipeline.checkpoints import checkpoint_step, last_complete_checkpoint
 from pipeline.io import atomic_dir, hash_file
 from pipeline.precision import resolve_precision
@@ -39,6 +41,17 @@ def training_arguments(output_dir: str | Path, train: Train, seed: int | None = 
                     save_total_limit=1, report_to=report_to())
     args.update(stage_args)
     return single_device(TrainingArguments(**args))
+
+
+def single_device(args):
+    """Never nn.DataParallel: with several GPUs visible to one process (no torchrun), the Trainer
+    would wrap the model in it (memory piles up on GPU 0, the others idle). Use one GPU and
+    say how to use them all."""
+    if args.n_gpu > 1:
+        print(f"[dapt] {args.n_gpu} GPUs visible to one process: using one. Set launch.nproc_per_node="
+              f"{args.n_gpu} to train on all of them with DDP.", file=sys.stderr)
+        use_one_gpu(args)
+    return args
 
 
 class NonFiniteLossError(RuntimeError):
@@ -65,7 +78,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-class CheckedTrainer(Trainer):
+class CheckedTrainer(TrainSamplerHook):
     """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr,
     and whose length-grouped batches resume exactly (SeededLengthGroupedSampler)."""
 
@@ -76,8 +89,7 @@ class CheckedTrainer(Trainer):
         super().__init__(*args, **kwargs)
         PhaseBars.install(self, phase, per_epoch)
 
-    def _get_train_sampler(self, train_dataset=None):
-        sampler = super()._get_train_sampler(train_dataset)
+    def train_sampler(self, sampler):
         if type(sampler) is LengthGroupedSampler:
             return SeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, self.args.data_seed)
         return sampler
