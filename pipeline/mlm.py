@@ -53,7 +53,7 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
 
     `masked_count` (added by `CountMasked` on the host) gives the gather a static size: no
     device-to-host sync in the middle of the step, which on a GPU stalled the kernel queue and
-    made the masked-only head slower than the full one (bench/bench_mlm.py, BENCHMARKS.md).
+    made the masked-only head slower than the full one (BENCHMARKS.md).
     """
     kwargs = {"attention_mask": attention_mask}
     if token_type_ids is not None:
@@ -69,7 +69,7 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
         # The gather's size rounded up to a multiple of MASKED_BUCKET, the extra rows pointing at
         # position 0 with an ignored target: the same loss, and a handful of distinct shapes
         # instead of a new one every step (each new shape of the head's matmul and of its
-        # logits left memory behind: RSS grew by ~13 MB a step, bench/bench_memory.py).
+        # logits left memory behind: RSS grew by ~13 MB a step, BENCHMARKS.md "Memory").
         count = int(masked_count)
         size = min(masked.numel(), -(-count // MASKED_BUCKET) * MASKED_BUCKET) if count else 0
         rows = torch.nonzero_static(masked, size=size, fill_value=0).squeeze(-1)

@@ -6,7 +6,7 @@ Each configuration runs the pipeline's own `finetune` and `evaluate` stages in i
 models/pretrained linked in), so the figures are what `dvc exp run -S finetune.truncation=tail`
 would give, without needing the DVC repository (e.g. on a GPU machine that only has the code).
 
-    python bench/long_texts.py --task data/task --model models/pretrained --out reports/long_texts \
+    python experiments/long_texts.py --task data/task --model models/pretrained --out reports/long_texts \
         --set model.max_length=512 --set finetune.max_chunks=4
 
 Prints a markdown table (accuracy, macro-F1, minutes) and writes it with the metrics as JSON.
