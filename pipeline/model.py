@@ -7,7 +7,6 @@ Only safetensors weights are loaded and `trust_remote_code` stays off unless the
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 import torch
@@ -82,21 +81,47 @@ def _quiet_load_report():
             lg.setLevel(level)
 
 
-def describe_load(model, info: dict, what: str) -> None:
+def describe_load(model, info: dict, what: str, name: str) -> None:
     """One line on the weights that did not come from the checkpoint: expected for a new head
-    (`what`), a warning when encoder weights are missing."""
+    (`what`). Encoder weights missing mean config.json describes another model than the weights
+    (a BERT config over RoBERTa weights loads, and trains, a random encoder): refused."""
     encoder = f"{model.base_model_prefix}."
     missing = list(info.get("missing_keys", ()))
     # the pooler belongs to the classification head: an MLM checkpoint is saved without one
     in_encoder = [k for k in missing if k.startswith(encoder) and ".pooler." not in k]
     head = [k for k in missing if k not in in_encoder]
+    if in_encoder:
+        found = sorted({k.split(".")[0] + ".*" for k in info.get("unexpected_keys", ())})
+        raise ConfigError(
+            f"model.name: `{name}`: {len(in_encoder)} encoder tensor(s) of the model config.json describes "
+            f"({type(model).__name__}) are not in its weights ({', '.join(sorted(in_encoder)[:3])}, ...)"
+            f"{'; the weights hold ' + ', '.join(found[:4]) + ' instead' if found else ''}. They would be "
+            f"initialised at random and trained as if pretrained. Use the config.json saved with these weights "
+            f"(its model_type and architectures), or point model.name at the model you meant.")
     if head and is_main_process():
         print(f"[model] {what}: {len(head)} head tensor(s) are new ({', '.join(sorted(head)[:3])}"
               f"{', ...' if len(head) > 3 else ''}), as expected; training fits them.", flush=True)
-    if in_encoder:
-        print(f"[model] warning: {len(in_encoder)} encoder tensor(s) missing from the checkpoint were initialised "
-              f"at random: {', '.join(sorted(in_encoder)[:5])}; check that model.name is the model you meant.",
-              file=sys.stderr, flush=True)
+
+
+def shape_mismatches(source: str, loader, config) -> list[str]:
+    """`checkpoint key: shape in the weights vs shape config.json gives` for each tensor whose shapes
+    differ (keys compared without the encoder prefix), read from the safetensors headers and a model
+    built on the meta device: transformers' own report of this is the table `_quiet_load_report` hides."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        model = loader.from_config(config)
+    prefix = f"{model.base_model_prefix}."
+    expected = {k.removeprefix(prefix): tuple(v.shape) for k, v in model.state_dict().items()}
+    found = []
+    for file in sorted(Path(source).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():
+                shape = tuple(weights.get_slice(key).get_shape())
+                want = expected.get(key.removeprefix(prefix))
+                if want is not None and want != shape:
+                    found.append(f"{key}: {list(shape)} in the weights vs {list(want)} from config.json")
+    return found
 
 
 def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
@@ -108,6 +133,15 @@ def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = (
         raise ConfigError(f"model.name: cannot load `{name}` ({exc}). The model directory needs config.json, "
                           f"tokenizer files and model.safetensors (pickled .bin weights are refused). "
                           f"{OFFLINE_HELP}") from exc
+    except RuntimeError as exc:
+        if "mismatched" not in str(exc) or not Path(source).is_dir():
+            raise
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        wrong = shape_mismatches(source, loader, config)
+        raise ConfigError(f"model.name: `{name}`: config.json does not fit the weights in its safetensors "
+                          f"({len(wrong)} tensor(s) of another shape: {'; '.join(wrong[:3])}). Use the "
+                          f"config.json saved with these weights (hidden_size, intermediate_size, vocab_size, "
+                          f"num_attention_heads).") from exc
 
 
 def load_config(name: str, trust_remote_code: bool):
@@ -116,7 +150,17 @@ def load_config(name: str, trust_remote_code: bool):
 
 
 def load_tokenizer(name: str, trust_remote_code: bool):
-    return _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
+    """The tokenizer, checked against the model's embeddings: an id past `config.vocab_size` would
+    index outside them (an IndexError deep in the first MLM step)."""
+    tokenizer = _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
+    config = _load(AutoConfig, name, trust_remote_code, needs=("config",))
+    rows = getattr(config, "vocab_size", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise ConfigError(f"model.name: `{name}`: the tokenizer has {len(tokenizer):,} tokens but the model's "
+                          f"embeddings hold {rows:,} (config.json vocab_size): ids from {rows:,} up would index "
+                          f"past them. Use the tokenizer saved with this model, or grow the embeddings "
+                          f"(model.resize_token_embeddings(len(tokenizer))) and save both together.")
+    return tokenizer
 
 
 # Weights are loaded in float32 whatever the checkpoint's dtype: transformers 5 would otherwise keep a
@@ -129,7 +173,7 @@ def load_mlm(name: str, trust_remote_code: bool, with_head_report: bool = False)
     """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head."""
     model, info = _load(AutoModelForMaskedLM, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE,
                         output_loading_info=True)
-    describe_load(model, info, "MLM head")
+    describe_load(model, info, "MLM head", name)
     return (model, head_report(model, info)) if with_head_report else model
 
 
@@ -157,11 +201,14 @@ def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None 
         kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                   "label2id": {n: i for i, n in enumerate(names)}}
         if recipe.model == "hierarchical":
-            encoder = _load(AutoModel, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE)
+            encoder, info = _load(AutoModel, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE,
+                                  output_loading_info=True)
+            describe_load(encoder, {"missing_keys": [f"{encoder.base_model_prefix}.{k}" for k in
+                                                     info.get("missing_keys", ())]}, "encoder", name)
             return HierarchicalClassifier.from_encoder(encoder, recipe.pooling, recipe.max_chunks,
                                                        recipe.chunk_overlap, **kwargs)
     model, info = _load(AutoModelForSequenceClassification, name, trust_remote_code, use_safetensors=True,
                         dtype=MASTER_DTYPE, output_loading_info=True, **kwargs)
     if names is not None:
-        describe_load(model, info, "classifier head")
+        describe_load(model, info, "classifier head", name)
     return model

@@ -314,3 +314,60 @@ def test_a_launch_config_error_exits_2(tmp_path):
                             capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2, result.stderr[-2000:]
     assert "`model.max_length` is 1; it must be at least 8" in result.stderr and "Traceback" not in result.stderr
+
+
+def _copy_model(tiny_model, tmp_path):
+    import shutil
+
+    return shutil.copytree(tiny_model, tmp_path / "model")
+
+
+def test_a_tokenizer_larger_than_the_embeddings_is_refused(tiny_model, tmp_path):
+    from pipeline.model import load_tokenizer
+
+    model_dir = _copy_model(tiny_model, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = len(tokenizer)
+    tokenizer.add_tokens(["zzfoo", "zzbar", "zzbaz"])
+    tokenizer.save_pretrained(model_dir)
+    with pytest.raises(ConfigError, match=rf"tokenizer has {rows + 3} tokens but the model's embeddings hold {rows} "
+                                          r"\(config.json vocab_size\).*resize_token_embeddings"):
+        load_tokenizer(str(model_dir), False)
+
+
+def test_a_config_of_another_width_than_the_weights_names_the_shapes(tiny_model, tmp_path):
+    import json
+
+    from pipeline.config import Finetune
+    from pipeline.model import load_classifier, load_mlm
+
+    model_dir = _copy_model(tiny_model, tmp_path)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "hidden_size": 16}))
+    for load in (lambda: load_mlm(str(model_dir), False),
+                 lambda: load_classifier(str(model_dir), False, Finetune(), ["neg", "pos"])):
+        with pytest.raises(ConfigError, match=r"config.json does not fit the weights .*\[\d+, 32\] in the weights vs "
+                                              r"\[\d+, 16\] from config.json.*hidden_size"):
+            load()
+
+
+def test_a_bert_config_over_roberta_weights_is_refused_not_trained_at_random(tiny_model, tmp_path):
+    import torch
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from pipeline.config import Finetune
+    from pipeline.model import load_classifier, load_mlm
+
+    model_dir = _copy_model(tiny_model, tmp_path)
+    bert_config = (model_dir / "config.json").read_text()
+    torch.manual_seed(0)
+    shape = dict(vocab_size=len(AutoTokenizer.from_pretrained(model_dir)), hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=130)
+    RobertaForMaskedLM(RobertaConfig(**shape)).save_pretrained(model_dir)
+    (model_dir / "config.json").write_text(bert_config)
+    for load in (lambda: load_mlm(str(model_dir), False),
+                 lambda: load_classifier(str(model_dir), False, Finetune(), ["neg", "pos"]),
+                 lambda: load_classifier(str(model_dir), False, Finetune(model="hierarchical"), ["neg", "pos"])):
+        with pytest.raises(ConfigError, match=r"encoder tensor\(s\) of the model config.json describes .* are not "
+                                              r"in its weights.*config.json saved with these weights"):
+            load()
