@@ -10,7 +10,7 @@ from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import Collect, ConfigError, Task
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, no_space_left, write_json
 from pipeline.sources import OFFLINE_HELP, local_or_hub
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
@@ -119,6 +119,11 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types
+        if no_space_left(exc):
+            from datasets import config as datasets_config
+            raise ConfigError(f"{path}: no space left on the device while datasets converted it to Arrow in its "
+                              f"cache ({datasets_config.HF_DATASETS_CACHE}); the file itself is fine. Free space "
+                              f"there, or set HF_DATASETS_CACHE to a disk with room.") from exc
         where = first_bad_json_line(path) if builder == "json" and ".jsonl" in path.name else ""
         raise ConfigError(f"{path}: cannot be read as {builder}{where} ({type(exc).__name__}: {exc}); "
                           f"check the file is UTF-8 {builder}.") from exc

@@ -7,10 +7,39 @@ stage never leaves an output that looks complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 from pathlib import Path
+
+
+def remove_path(path: Path) -> None:
+    """Remove whatever is at `path`: a folder with its contents, a file or a link (a stale temporary
+    output of a killed run may be either kind)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def blocked_output(path: str | Path) -> Path | None:
+    """The first folder on the way to `path` that exists but is a file (the output cannot be written
+    there), or None."""
+    return next((p for p in reversed(Path(path).parents) if p.exists() and not p.is_dir()), None)
+
+
+def no_space_left(exc: BaseException | None) -> OSError | None:
+    """The out-of-space error (ENOSPC, EDQUOT) in `exc` or the exceptions it was raised from, if any:
+    libraries wrap it (datasets, pyarrow), and their message then blames the input."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                                         or "No space left on device" in str(exc)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -19,6 +48,7 @@ def atomic_file(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    remove_path(tmp)
     try:
         yield tmp
     except BaseException:
@@ -46,7 +76,7 @@ def atomic_dir(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)
     tmp.mkdir()
     try:
         yield tmp
@@ -54,11 +84,11 @@ def atomic_dir(path: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
+    remove_path(old)
+    if path.exists() or path.is_symlink():
         os.replace(path, old)
     os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)
 
 
 def hash_file(h, path: str | Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pipeline.checkpoints import last_complete_checkpoint
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.console import summary_line
 from pipeline.distributed import is_main_process
-from pipeline.io import write_json
+from pipeline.io import blocked_output, no_space_left, write_json
 
 
 def interrupted_message(name: str, checkpoints: tuple[str, ...] = ()) -> str:
@@ -45,18 +46,38 @@ def set_process_allocator(params: Params) -> None:
     keep_freed_memory(params.train.keep_freed_memory and not torch.cuda.is_available())
 
 
+def check_outputs(paths: tuple[str, ...]) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder on its way is a file. (Found
+    after the work, the stage would stop with its data written and its metrics not.)"""
+    for path in paths:
+        if (blocker := blocked_output(path)) is not None:
+            raise ConfigError(f"`{blocker}` is a file, but this stage writes `{path}` inside a folder of that name: "
+                              f"move or remove `{blocker}`, then rerun.")
+
+
+def disk_full_message(name: str, full: OSError) -> str:
+    where = Path(full.filename) if full.filename else Path.cwd()
+    folder = next((p for p in (where, *where.parents) if p.exists()), Path.cwd())
+    return (f"[{name}] error: no space left on the device{f' writing `{full.filename}`' if full.filename else ''} "
+            f"({shutil.disk_usage(folder).free / 2**30:.1f} GiB free under {folder}). Free space there, or point "
+            f"HF_DATASETS_CACHE (datasets' cache) or TMPDIR at a disk with room; this stage's outputs were being "
+            f"written to temporary paths and were removed, so a rerun starts clean.")
+
+
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True,
               then: Callable[[Params], None] | None = None, seed: Callable[[Params], int] | None = None,
-              checkpoints: tuple[str, ...] = ()) -> None:
-    """Load and check the params, seed (`seed`: the param that names the stage's randomness), run `work`
-    (in a W&B run when `track`), write its metrics and print their summary line (pipeline.console);
-    `then` runs last (evaluate prints the run's result). `checkpoints`: the folders of the stage's
-    resumable checkpoints, named by Ctrl-C."""
+              checkpoints: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
+    """Load and check the params, check that the stage's `outputs` (besides `metrics_path`: what dvc.yaml
+    declares) can be written, seed (`seed`: the param that names the stage's randomness), run `work` (in a
+    W&B run when `track`), write its metrics and print their summary line (pipeline.console); `then` runs
+    last (evaluate prints the run's result). `checkpoints`: the folders of the stage's resumable
+    checkpoints, named by Ctrl-C."""
     # a crash in native code (a signal such as SIGSEGV) prints the Python stack instead of dying silently
     if sys.__stderr__ is not None and not faulthandler.is_enabled():  # pytest, running a stage in process, has its own
         faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
+        check_outputs(outputs + ((metrics_path,) if metrics_path else ()))
         set_process_allocator(params)
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
             set_seed(seed(params))
@@ -72,6 +93,11 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
             then(params)
     except ConfigError as exc:
         print(f"\n[{name}] error: {exc}\n", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        if (full := no_space_left(exc)) is None:
+            raise
+        print(f"\n{disk_full_message(name, full)}\n", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         # Everything has unwound (outputs are written to temporary paths, removed on the way out);

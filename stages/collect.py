@@ -16,4 +16,5 @@ def collect(params):
 
 
 if __name__ == "__main__":
-    run_stage("collect", collect, "metrics/corpus.json", seed=lambda params: params.pretrain.seed)  # the draw
+    run_stage("collect", collect, "metrics/corpus.json", seed=lambda params: params.pretrain.seed,  # the draw
+              outputs=("data/corpus",))

@@ -38,4 +38,5 @@ def run(params):
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", run, "metrics/eval.json", then=lambda params: print(result_block(params.pretrain.source)))
+    run_stage("evaluate", run, "metrics/eval.json", then=lambda params: print(result_block(params.pretrain.source)),
+              outputs=("outputs/predictions.csv", "plots/confusion.csv", "plots/length_buckets.csv"))

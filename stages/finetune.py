@@ -38,4 +38,5 @@ def run(params):
 
 
 if __name__ == "__main__":
-    run_stage("finetune", run, "metrics/finetune.json", seed=lambda params: params.seed, checkpoints=(WORK_DIR,))
+    run_stage("finetune", run, "metrics/finetune.json", seed=lambda params: params.seed, checkpoints=(WORK_DIR,),
+              outputs=("models/classifier", "plots/finetune_curve.csv"))

@@ -5,4 +5,5 @@ from pipeline.stage import run_stage
 
 if __name__ == "__main__":
     # bookkeeping, not an experiment step: no W&B run
-    run_stage("inputs", lambda params: write_records(params.task, params.collect, params.pretrain.source), track=False)
+    run_stage("inputs", lambda params: write_records(params.task, params.collect, params.pretrain.source), track=False,
+              outputs=("data/inputs/task.json", "data/inputs/corpus.json"))

@@ -5,4 +5,4 @@ from pipeline.stage import run_stage
 
 if __name__ == "__main__":
     run_stage("prepare", lambda params: prepare_task(params.task, "data/task", params.collect), "metrics/prepare.json",
-              seed=lambda params: params.task.seed)  # the split and demo subsets
+              seed=lambda params: params.task.seed, outputs=("data/task",))  # the split and demo subsets

@@ -71,4 +71,4 @@ def pretrain(params):
 
 if __name__ == "__main__":
     run_stage("pretrain", pretrain, "metrics/pretrain.json", seed=lambda params: params.pretrain.seed,
-              checkpoints=(WORK_DIR, HEAD_WORK_DIR))
+              checkpoints=(WORK_DIR, HEAD_WORK_DIR), outputs=("models/pretrained", "plots/pretrain_loss.csv"))

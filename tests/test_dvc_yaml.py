@@ -83,6 +83,28 @@ def test_stage_declares_exactly_the_modules_it_runs(pipeline, name, stage):
                                        f"the stage): {extra}")
 
 
+def run_stage_outputs(module: str) -> set[str]:
+    """The paths a stage module hands run_stage: its metrics file (third argument) and `outputs`."""
+    tree = ast.parse(module_file(module).read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "run_stage")
+    found = {ast.literal_eval(call.args[2])} if len(call.args) > 2 else set()
+    for kw in call.keywords:
+        if kw.arg == "outputs":
+            found |= set(ast.literal_eval(kw.value))
+        if kw.arg == "metrics_path":
+            found.add(ast.literal_eval(kw.value))
+    return found
+
+
+@pytest.mark.parametrize("name, stage", yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items())
+def test_stage_checks_before_work_exactly_the_outputs_dvc_yaml_declares(name, stage):
+    declared = {next(iter(o)) if isinstance(o, dict) else o
+                for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])}
+    module = [m for m in stage_modules(stage["cmd"]) if m != "stages.launch"][-1]
+    assert run_stage_outputs(module) == declared, (
+        f"dvc.yaml:{name} declares {sorted(declared)}; {module} passes run_stage {sorted(run_stage_outputs(module))}")
+
+
 # ---------------------------------------------------------------------------- params read per stage
 @contextlib.contextmanager
 def recorded_param_reads():

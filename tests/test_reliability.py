@@ -216,3 +216,73 @@ def test_the_interrupt_message_names_the_checkpoint_a_rerun_resumes_from(tmp_pat
     assert "checkpoint-8" in message and "checkpoint-16" not in message
     assert "before its first checkpoint" in interrupted_message("pretrain", ("elsewhere",))
     assert "nothing was written" in interrupted_message("prepare")
+
+
+def file_hashes(folder):
+    import hashlib
+
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_an_output_folder_that_is_a_file_stops_the_stage_before_its_data_is_replaced(tmp_path):
+    project = make_project(tmp_path)
+    stage(project, "prepare")
+    before = file_hashes(project / "data/task")
+    shutil.rmtree(project / "metrics")
+    (project / "metrics").write_text("not a folder\n")
+    set_params(project, **{"task.seed": 7})  # a rerun that would write other data
+    result = stage(project, "prepare", check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "`metrics` is a file, but this stage writes `metrics/prepare.json`" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert file_hashes(project / "data/task") == before  # data and metrics still agree
+
+
+def test_a_stale_temporary_output_of_either_kind_is_cleared(tmp_path):
+    project = make_project(tmp_path)
+    (project / "data").mkdir(parents=True, exist_ok=True)
+    (project / "data/.task.tmp").write_text("left by a killed run\n")  # a file where a folder goes
+    (project / "metrics").mkdir(exist_ok=True)
+    (project / "metrics/.prepare.json.tmp").mkdir()  # a folder where a file goes
+    stage(project, "prepare")
+    assert (project / "data/task/train.parquet").is_file() and (project / "metrics/prepare.json").is_file()
+    assert not (project / "data/.task.tmp").exists() and not (project / "metrics/.prepare.json.tmp").exists()
+
+
+def no_space(path="data/task/train.parquet"):
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", path)
+
+
+def test_a_full_disk_while_datasets_caches_an_input_is_not_blamed_on_the_input(task_dir, monkeypatch):
+    import pipeline.data as data
+    from pipeline.config import ConfigError
+
+    def load_dataset(*args, **kwargs):
+        try:
+            raise no_space("/cache/datasets/json/train.arrow")
+        except OSError as exc:
+            raise RuntimeError("An error occurred while generating the dataset") from exc
+    monkeypatch.setattr(data, "load_dataset", load_dataset)
+    with pytest.raises(ConfigError) as info:
+        data.load_local_file(task_dir / "train.jsonl")
+    message = str(info.value)
+    assert "train.jsonl: no space left on the device while datasets converted it" in message
+    assert "HF_DATASETS_CACHE" in message and "UTF-8" not in message
+
+
+def test_a_full_disk_during_a_stage_exits_2_with_where_and_what_to_do(tmp_path, monkeypatch, capsys):
+    from pipeline.stage import run_stage
+
+    project = make_project(tmp_path)
+    monkeypatch.chdir(project)
+
+    def work(params):
+        raise RuntimeError("writing the shard failed") from no_space()
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("prepare", work, "metrics/prepare.json", track=False, outputs=("data/task",))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "[prepare] error: no space left on the device writing `data/task/train.parquet`" in err
+    assert "GiB free under" in err and "rerun starts clean" in err
