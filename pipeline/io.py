@@ -1,7 +1,9 @@
 """Atomic outputs (files, folders, JSON, CSV) and file hashing.
 
 A stage writes into a temporary sibling and renames it into place at the end, so a killed
-stage never leaves an output that looks complete.
+stage never leaves an output that looks complete. Inside `outputs_together`, the stage's declared
+outputs (its data and its metrics) are renamed into place together, after all of them were written:
+a failure part-way leaves every one of them at its old state.
 """
 
 from __future__ import annotations
@@ -42,6 +44,48 @@ def no_space_left(exc: BaseException | None) -> OSError | None:
     return None
 
 
+_together: dict | None = None  # within outputs_together: {"paths": the outputs deferred, "ready": [(tmp, path)]}
+
+
+@contextlib.contextmanager
+def outputs_together(paths):
+    """Defer the final rename of the atomic outputs at `paths` to the end of the block, then rename
+    them all; on an error, remove their written temporaries (their old versions stay)."""
+    global _together
+    _together = {"paths": {Path(p).resolve() for p in paths}, "ready": []}
+    try:
+        yield
+        ready = _together["ready"]
+    except BaseException:
+        for tmp, _ in _together["ready"]:
+            remove_path(tmp)
+        raise
+    finally:
+        _together = None
+    for tmp, path in ready:
+        _put_in_place(tmp, path)
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    if _together is not None and path.resolve() in _together["paths"]:
+        if (tmp, path) not in _together["ready"]:  # written twice: the last write is what goes in place
+            _together["ready"].append((tmp, path))
+    else:
+        _put_in_place(tmp, path)
+
+
+def _put_in_place(tmp: Path, path: Path) -> None:
+    """Replace `path` (a file, folder or nothing) by `tmp`."""
+    if tmp.is_dir() and (path.exists() or path.is_symlink()):
+        old = path.with_name(f".{path.name}.old")
+        remove_path(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        remove_path(old)
+    else:
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path):
     """Yield a temporary sibling path to write; on success it replaces `path`, on error it is removed."""
@@ -54,7 +98,7 @@ def atomic_file(path: str | Path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
+    _finish(tmp, path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -83,12 +127,7 @@ def atomic_dir(path: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = path.with_name(f".{path.name}.old")
-    remove_path(old)
-    if path.exists() or path.is_symlink():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    remove_path(old)
+    _finish(tmp, path)
 
 
 def hash_file(h, path: str | Path):

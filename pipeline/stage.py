@@ -24,7 +24,7 @@ from pipeline.checkpoints import last_complete_checkpoint
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.console import summary_line
 from pipeline.distributed import is_main_process
-from pipeline.io import blocked_output, no_space_left, write_json
+from pipeline.io import blocked_output, no_space_left, outputs_together, write_json
 
 
 def interrupted_message(name: str, checkpoints: tuple[str, ...] = ()) -> str:
@@ -82,12 +82,15 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
             set_seed(seed(params))
         start = time.time()
+        declared = outputs + ((metrics_path,) if metrics_path else ())
         with (tracking.stage_run(params, name) if track else contextlib.nullcontext()) as run:
-            metrics = work(params)
-            metrics["seconds"] = round(time.time() - start, 2)
-            tracking.log_summary(run, metrics)
+            with outputs_together(declared):  # the data and the metrics are renamed into place together
+                metrics = work(params)
+                metrics["seconds"] = round(time.time() - start, 2)
+                tracking.log_summary(run, metrics)
+                if metrics_path and is_main_process():
+                    write_json(metrics_path, metrics)
             if metrics_path and is_main_process():
-                write_json(metrics_path, metrics)
                 print(summary_line(name, metrics), flush=True)  # before W&B's line, printed as its run closes
         if then is not None and is_main_process():
             then(params)

@@ -286,3 +286,33 @@ def test_a_full_disk_during_a_stage_exits_2_with_where_and_what_to_do(tmp_path, 
     err = capsys.readouterr().err
     assert "[prepare] error: no space left on the device writing `data/task/train.parquet`" in err
     assert "GiB free under" in err and "rerun starts clean" in err
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_stage_puts_its_data_and_its_metrics_in_place_together_or_not_at_all(tmp_path, monkeypatch, fails):
+    from pipeline.config import ConfigError
+    from pipeline.io import atomic_dir, read_json, write_json
+    from pipeline.stage import run_stage
+
+    project = make_project(tmp_path)
+    monkeypatch.chdir(project)
+    with atomic_dir("data/task") as tmp:
+        (tmp / "rows.txt").write_text("old\n")
+    write_json("metrics/prepare.json", {"rows": "old"})
+
+    def work(params):
+        with atomic_dir("data/task") as tmp:
+            (tmp / "rows.txt").write_text("new\n")
+        assert (project / "data/task/rows.txt").read_text() == "old\n"  # not in place before the metrics are
+        if fails:
+            raise ConfigError("something found after the data was written")
+        return {"train_docs": 1, "dev_docs": 1, "test_docs": 1, "classes": 2, "rows": "new"}
+    if fails:
+        with pytest.raises(SystemExit):
+            run_stage("prepare", work, "metrics/prepare.json", track=False, outputs=("data/task",))
+    else:
+        run_stage("prepare", work, "metrics/prepare.json", track=False, outputs=("data/task",))
+    state = "old" if fails else "new"
+    assert (project / "data/task/rows.txt").read_text() == f"{state}\n"
+    assert read_json(project / "metrics/prepare.json")["rows"] == state
+    assert not list((project / "data").glob(".task*")) and not list((project / "metrics").glob(".*"))
