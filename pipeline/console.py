@@ -155,3 +155,49 @@ def result_block(strategy: str, metrics_dir: str | Path = "metrics") -> str:
         f"         held-out MLM perplexity {_ppl(pre.get('perplexity_before'))} -> {_ppl(pre.get('perplexity_after'))}",
         f"minutes  {minutes} (total {total:.1f})",
         rule])
+
+
+LEAK_KEYS = ("leaked", "leaked_near", "leaked_ngram")
+SHORT_REASONS = {"leaked": "copies of dev/test text (the leak guard)", "too_short": "shorter than min_chars",
+                 "too_long": "longer than max_chars", "empty": "empty after cleaning",
+                 "duplicate": "exact duplicates", "near_duplicate": "near duplicates"}
+
+
+def shortfall(report: dict) -> tuple[str, str] | None:
+    """(the reason, in words) a source gave under 99% of its share of the budget, or None. Each
+    source's `fell_short` in metrics/corpus.json says it too."""
+    target = report.get("target_tokens")
+    # the draw stops at a document's boundary: short only when every kept document was drawn (or was a
+    # near duplicate of one drawn) and the tokens still fall under the share
+    exhausted = report["docs"] + report["dropped"].get("near_duplicate", 0) >= report["docs_kept"]
+    if not target or not exhausted or report["tokens"] >= 0.99 * target:
+        return None
+    dropped = dict(report["dropped"])
+    dropped["leaked"] = sum(dropped.pop(k, 0) for k in LEAK_KEYS)
+    lost = {k: v for k, v in dropped.items() if v}
+    if report["docs_in"] == 0:
+        return "empty", "it has no records"
+    why = ", ".join(f"{v:,} {SHORT_REASONS[k]}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1]))
+    main = max(lost, key=lost.get) if lost else "exhausted"
+    return main, (f"of its {report['docs_in']:,} documents {why} were dropped; the {report['docs_kept']:,} left "
+                  f"hold fewer tokens than its share" if lost else
+                  f"all its {report['docs_kept']:,} documents were drawn and hold fewer tokens than its share")
+
+
+def budget_lines(stats: dict) -> list[str]:
+    """The console lines on leaks (by source) and on each source that fell short of its share, with why."""
+    lines = []
+    leaks = {name: sum(r["dropped"][k] for k in LEAK_KEYS) for name, r in stats["sources"].items()}
+    if stats["leaked_removed"]:
+        lines.append(f"[collect] leak guard: removed {stats['leaked_removed']:,} documents that copy dev/test text "
+                     f"(exact {stats['leaked_exact']:,}, near {stats['leaked_near']:,}, 8-gram "
+                     f"{stats['leaked_ngram']:,}): " + ", ".join(f"{n} {v:,}" for n, v in leaks.items() if v))
+    for name, report in stats["sources"].items():
+        found = shortfall(report)
+        report["fell_short"] = found[0] if found else None
+        if found:
+            lines.append(f"[collect] warning: source `{name}` gave {report['tokens']:,} of its "
+                         f"{report['target_tokens']:,.0f}-token share ({found[0]}): {found[1]}. Its unused share "
+                         f"is not given to other sources (budget coverage {stats['budget_coverage']:.0%}): add "
+                         f"text to it, lower its weight, or remove it.")
+    return lines

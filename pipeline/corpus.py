@@ -32,6 +32,7 @@ from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.utils.tqdm import tqdm
 
 from pipeline.config import Collect, ConfigError, Pretrain, Task
+from pipeline.console import budget_lines
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
@@ -364,6 +365,8 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                           f"(dropped: {dropped}); add sources or lower collect.min_chars.")
     stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
+    for line in budget_lines(stats):  # pipeline.console
+        print(line, flush=True)
     with atomic_dir(out_dir) as tmp:
         corpus.to_parquet(str(tmp / "corpus.parquet"))
     return stats

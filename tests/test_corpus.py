@@ -386,3 +386,21 @@ def test_num_proc_does_not_change_the_corpus(setup):
     finally:
         datasets.enable_caching()
     assert corpus_one["text"] == corpus_two["text"] and one == two
+
+
+def test_a_source_whose_share_goes_unused_is_named_with_why_and_leaks_get_a_line(setup, tmp_path, task_dir, capsys):
+    build, _, _ = setup
+    copy = [{"text": json.loads(line)["text"]} for line in (task_dir / "test.jsonl").read_text().splitlines()]
+    write_jsonl(tmp_path / "copied.jsonl", copy)  # the test reviews under another name: only the guard sees them
+    (tmp_path / "corpora" / "in_domain.yaml").write_text(yaml.safe_dump({"sources": [
+        {"name": "reviews", "path": str(tmp_path / "corpora_data" / "reviews.jsonl.gz"), "weight": 0.5},
+        {"name": "copied", "path": str(tmp_path / "copied.jsonl"), "weight": 0.5}]}))
+    stats, _ = build("in_domain", max_tokens=2000)
+    out = capsys.readouterr().out
+    assert stats["sources"]["copied"]["tokens"] == 0 and stats["sources"]["copied"]["fell_short"] == "leaked"
+    assert stats["sources"]["reviews"]["fell_short"] is None, (stats["sources"]["reviews"], out)
+    assert f"[collect] leak guard: removed {stats['leaked_removed']:,} documents" in out and "copied 80" in out
+    assert ("[collect] warning: source `copied` gave 0 of its 1,000-token share (leaked): of its 80 documents 80 "
+            "copies of dev/test text (the leak guard) were dropped") in out
+    assert f"budget coverage {stats['budget_coverage']:.0%}" in out and "reviews" not in out.split("warning:")[1]
+    assert out.count("warning:") == 1
