@@ -128,8 +128,8 @@ class Pretrain(Section):
 
 
 class Finetune(Section):
-    lr: Float = Field(2e-5, gt=0, description="a positive learning rate")
-    epochs: Int = Field(6, ge=1, description="at least 1")  # the most: see patience
+    lr: Float = Field(5e-5, gt=0, description="a positive learning rate")
+    epochs: Int = Field(3, ge=1, description="at least 1")  # the most: see patience
     batch_size: Int = Field(16, ge=1, description="at least 1")  # per device
     # effective batch to reach with gradient accumulation; 0: batch_size x devices
     target_batch: Int = Field(0, ge=0, description="0 (no accumulation) or a positive batch size")
