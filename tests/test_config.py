@@ -6,7 +6,7 @@ from pipeline.config import ConfigError, check_lengths, from_dict, load_params
 
 def test_defaults_and_repo_params_load():
     params = load_params("params.yaml")
-    assert params.finetune.lr == pytest.approx(2e-5)
+    assert params.finetune.lr == pytest.approx(5e-5) and params.finetune.epochs == 3
     assert params.task.demo.enabled and params.task.demo.train == 1000
     assert params.pretrain.source in ("none", "task", "in_domain", "cross_domain")
 
