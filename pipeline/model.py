@@ -153,6 +153,9 @@ def load_tokenizer(name: str, trust_remote_code: bool):
     """The tokenizer, checked against the model's embeddings: an id past `config.vocab_size` would
     index outside them (an IndexError deep in the first MLM step)."""
     tokenizer = _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
+    local = local_or_hub("model.name", name)
+    if local is not None and not (local / "config.json").is_file():
+        return tokenizer  # a tokenizer-only directory (a base built from scratch): no embeddings to check against
     config = _load(AutoConfig, name, trust_remote_code, needs=("config",))
     rows = getattr(config, "vocab_size", None)
     if rows is not None and len(tokenizer) > rows:
