@@ -227,7 +227,8 @@ def screen_sources(spec: dict, c: Collect, heldout: Heldout, task_dir: str | Pat
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
     screened, prior_keys = [], np.zeros(0, dtype=np.int64)
     for src in spec["sources"]:
-        raw = load_source(src, task_dir)
+        files: dict = {}
+        raw = load_source(src, task_dir, files)
         ds = prepare_texts(raw, c, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
                            desc=f"clean {src['name']}")
         codes, kept_keys = screen(ds, heldout, prior_keys, desc=f"screen {src['name']}")
@@ -235,7 +236,7 @@ def screen_sources(spec: dict, c: Collect, heldout: Heldout, task_dir: str | Pat
         counts = np.bincount(codes, minlength=len(RULES))
         rows = np.flatnonzero(codes == 0)
         screened.append({"src": src, "ds": ds, "rows": rows, "report": {
-            "docs_in": len(raw), "docs_kept": len(rows),
+            "docs_in": len(raw), "docs_kept": len(rows), "files": files,
             "dropped": {rule: int(counts[_CODE[rule]]) for rule in RULES[1:]} | {"near_duplicate": 0},
             "weight": float(src["weight"]) / total_weight, "licence": src.get("licence", ""),
         }})

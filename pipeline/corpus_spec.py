@@ -11,7 +11,8 @@ from datasets import Dataset, concatenate_datasets, load_dataset
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from pipeline.config import ConfigError, Task, load_yaml
-from pipeline.data import LOCAL_FORMATS, load_local_file, load_prepared
+from pipeline.data import load_prepared
+from pipeline.files import LOCAL_FORMATS, load_local_file
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
@@ -129,8 +130,9 @@ def _join_fields(batch: dict, fields: list[str]) -> dict:
     return {"text": ["\n".join(str(v) for v in row if v) for row in rows]}
 
 
-def load_source(src: dict, task_dir: str | Path) -> Dataset:
-    """One source as a Dataset with a single `text` column."""
+def load_source(src: dict, task_dir: str | Path, counts: dict | None = None) -> Dataset:
+    """One source as a Dataset with a single `text` column; `counts` gets each local file's records
+    counted and read (`load_local_file`)."""
     path, field, where = str(src["path"]), src["text_field"], src["where"]
     if path == TASK_SOURCE:
         ds = load_prepared("train", task_dir)
@@ -141,7 +143,7 @@ def load_source(src: dict, task_dir: str | Path) -> Dataset:
             raise ConfigError(f"{where}: `{path}` matches no file; fix the path (relative paths are taken from "
                               f"the project root) or drop the source.")
         fix = f"fix or remove it ({where})"
-        parts = [load_local_file(f, fix) for f in files]
+        parts = [load_local_file(f, fix, counts) for f in files]
         ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     else:
         try:

@@ -10,14 +10,10 @@ from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import Collect, ConfigError, Task
-from pipeline.io import atomic_dir, no_space_left, write_json
+from pipeline.files import LOCAL_FORMATS, load_local_file
+from pipeline.io import atomic_dir, write_json
 from pipeline.sources import OFFLINE_HELP, local_or_hub
 
-# Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
-LOCAL_FORMATS = {
-    ".jsonl.gz": "json", ".jsonl": "json", ".json.gz": "json", ".json": "json",
-    ".csv.gz": "csv", ".csv": "csv", ".parquet": "parquet",
-}
 SPLITS = ("train", "dev", "test")
 
 
@@ -44,103 +40,16 @@ def find_split_file(directory: Path, split: str) -> Path:
     return found[0]
 
 
-def open_maybe_gz(path: Path, mode: str, **kwargs):
-    """`open`, or `gzip.open` for a `.gz` file."""
-    import gzip
-
-    return (gzip.open if path.name.endswith(".gz") else open)(path, mode, **kwargs)
-
-
-def check_utf8(path: Path) -> None:
-    """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run."""
-    import codecs
-    import gzip
-    import zlib
-
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    try:
-        with open_maybe_gz(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as exc:
-                    line += chunk[:exc.start].count(b"\n")
-                    raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the "
-                                      f"file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
-                line += chunk.count(b"\n")
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ConfigError(f"{path}: the gzip data is truncated or corrupt after line {line} ({exc}); copy or "
-                          f"download the file again (`gzip -t {path.name}` checks it).") from exc
-
-
-def first_bad_json_line(path: Path) -> str:
-    """Where a JSON Lines file stops parsing: ' (line N: reason)', or '' if every line parses."""
-    import json
-
-    with open_maybe_gz(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    return f" (line {n}: {exc.msg} at column {exc.colno})"
-                if not isinstance(record, dict):
-                    return f" (line {n}: a JSON {type(record).__name__}, where each line must be one object of fields)"
-    return ""
-
-
-def check_csv_header(path: Path) -> None:
-    """A CSV whose header names a column twice: the reader would keep the first and rename the other."""
-    import csv
-
-    with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
-        header = next(csv.reader(fh), [])
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header, 1):
-        if name in seen:
-            raise ConfigError(f"{path}: the header names the column `{name}` twice (columns {seen[name]} and {i}); "
-                              f"rename or remove one, so that each field has one column.")
-        seen[name] = i
-
-
-def load_local_file(path: Path, fix: str = "point task.dataset at a directory with data") -> Dataset:
-    """A local file of a supported format as a Dataset; an unreadable one is refused, naming the file,
-    the line where one is known, and `fix`. The one file loader of the task data and the corpora."""
-    builder = next((b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext)), None)
-    if builder is None:
-        raise ConfigError(f"{path}: unknown format; use one of {', '.join(LOCAL_FORMATS)}.")
-    if path.stat().st_size == 0:
-        raise ConfigError(f"{path}: the file is empty; {fix}.")
-    if builder != "parquet":
-        check_utf8(path)  # Arrow takes bad bytes at load time and fails later, mid-run
-    if builder == "csv":
-        check_csv_header(path)
-    try:
-        ds = load_dataset(builder, data_files=str(path), split="train")
-    except Exception as exc:  # datasets wraps decode and parse errors in several types
-        if no_space_left(exc):
-            from datasets import config as datasets_config
-            raise ConfigError(f"{path}: no space left on the device while datasets converted it to Arrow in its "
-                              f"cache ({datasets_config.HF_DATASETS_CACHE}); the file itself is fine. Free space "
-                              f"there, or set HF_DATASETS_CACHE to a disk with room.") from exc
-        where = first_bad_json_line(path) if builder == "json" and ".jsonl" in path.name else ""
-        raise ConfigError(f"{path}: cannot be read as {builder}{where} ({type(exc).__name__}: {exc}); "
-                          f"check the file is UTF-8 {builder}.") from exc
-    if len(ds) == 0:
-        raise ConfigError(f"{path}: no records; {fix}.")
-    return ds
-
-
-def load_task_split(task: Task, split: str, local: Path | None) -> tuple[Dataset, str]:
+def load_task_split(task: Task, split: str, local: Path | None, counts: dict | None = None) -> tuple[Dataset, str]:
     """Return the split and a name for messages (the file, or hub id:split). `local` is what
-    `local_or_hub` made of `task.dataset`: its folder, or None for a hub id."""
+    `local_or_hub` made of `task.dataset`: its folder, or None for a hub id. `counts`: a local file's
+    records counted and read (`load_local_file`)."""
     if local is not None:
         if not local.is_dir():
             raise ConfigError(f"task.dataset: `{task.dataset}` is not a directory; point it at a directory "
                               f"holding train.* and test.* files, or at a hub dataset id.")
         path = find_split_file(local, split)
-        return load_local_file(path), str(path)
+        return load_local_file(path, counts=counts), str(path)
     try:
         ds = load_dataset(task.dataset, task.config, split=split)
     except Exception as exc:
@@ -338,15 +247,15 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
     `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
     local = local_or_hub("task.dataset", task.dataset)  # decided once: a hub id asks the Hub once
-    raw = {}
+    raw, files = {}, {}
     for split, name in (("train", task.train_split), ("test", task.test_split)):
-        ds, where = load_task_split(task, name, local)
+        ds, where = load_task_split(task, name, local, files)
         check_fields(ds, task, where)
         check_rows(ds, task, where)
         raw[split] = (ds, where)
     # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
     if local is not None and split_file(local, "dev"):
-        ds, where = load_task_split(task, "dev", local)
+        ds, where = load_task_split(task, "dev", local, files)
         check_fields(ds, task, where)
         check_rows(ds, task, where)
         raw["dev"] = (ds, where)
@@ -383,6 +292,7 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
     stats = {"classes": len(names), "demo": task.demo.enabled,
              # every record read is kept or counted here: records = kept + dropped (integrity, per split)
              "records_read": {split: len(ds) for split, (ds, _) in raw.items()},
+             "files": files,  # per local file: records it holds as its format counts them, and read
              "dropped_blank_text": {split: d["blank_text"] for split, d in dropped.items()},
              "dropped_missing_label": {split: d["missing_label"] for split, d in dropped.items()},
              "train_overlap": overlap}

@@ -371,3 +371,40 @@ def test_a_bert_config_over_roberta_weights_is_refused_not_trained_at_random(tin
         with pytest.raises(ConfigError, match=r"encoder tensor\(s\) of the model config.json describes .* are not "
                                               r"in its weights.*config.json saved with these weights"):
             load()
+
+
+def test_every_file_is_counted_as_its_format_defines_records(task_dir, tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.files import count_records
+
+    rows = [{"text": f"film number {i}", "label": i % 2} for i in range(6)]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n\n  \n" +
+                                      "\n".join(json.dumps(r) for r in rows[3:]) + "\n")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "a.csv").write_text('text,label\n"two\nlines",1\n\nplain,0\n')
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    assert count_records(tmp_path / "a.jsonl", "json") == {"records": 6, "blank_lines": 2}
+    assert count_records(tmp_path / "a.json", "json") == {"records": 6, "blank_lines": 0}
+    assert count_records(tmp_path / "a.csv", "csv") == {"records": 2, "blank_lines": 1}
+    assert count_records(tmp_path / "a.parquet", "parquet") == {"records": 6, "blank_lines": 0}
+
+
+def test_prepare_reports_each_file_counted_and_read_and_refuses_a_loss(task_dir, tmp_path, monkeypatch):
+    import pipeline.files as files
+
+    with (task_dir / "train.jsonl").open("a") as fh:
+        fh.write("\n\n")  # blank lines: counted apart, not records
+    stats = prepare_task(task_params(task_dir).task, tmp_path / "out")
+    train = stats["files"][str(task_dir / "train.jsonl")]
+    assert train["records"] == train["read"] == stats["records_read"]["train"] and train["blank_lines"] == 2
+    assert stats["files"][str(task_dir / "test.jsonl")]["read"] == stats["records_read"]["test"]
+    real = files.count_records
+    monkeypatch.setattr(files, "count_records", lambda path, builder: {**real(path, builder),
+                                                                       "records": real(path, builder)["records"] + 1})
+    with pytest.raises(ConfigError, match=r"train.jsonl: the file holds 241 records as its format counts them, but "
+                                          r"240 were read: records would be lost without a count"):
+        prepare_task(task_params(task_dir).task, tmp_path / "out2")

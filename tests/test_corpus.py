@@ -398,6 +398,8 @@ def test_a_source_whose_share_goes_unused_is_named_with_why_and_leaks_get_a_line
     stats, _ = build("in_domain", max_tokens=2000)
     out = capsys.readouterr().out
     assert stats["sources"]["copied"]["tokens"] == 0 and stats["sources"]["copied"]["fell_short"] == "leaked"
+    assert stats["sources"]["copied"]["files"] == {str(tmp_path / "copied.jsonl"): {"records": 80, "blank_lines": 0,
+                                                                                   "read": 80}}
     assert stats["sources"]["reviews"]["fell_short"] is None, (stats["sources"]["reviews"], out)
     assert f"[collect] leak guard: removed {stats['leaked_removed']:,} documents" in out and "copied 80" in out
     assert ("[collect] warning: source `copied` gave 0 of its 1,000-token share (leaked): of its 80 documents 80 "

@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError
-from pipeline.data import open_maybe_gz
+from pipeline.files import open_maybe_gz
 from pipeline.io import atomic_dir, write_json
 
 HERE = Path("experiments/spike_in")

@@ -1,0 +1,142 @@
+"""Reading local data files (task splits and corpus sources): checked before Arrow sees them, and
+counted, so that every record a file holds is read or the stage stops naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, load_dataset
+
+from pipeline.config import ConfigError
+from pipeline.io import no_space_left
+
+# Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
+LOCAL_FORMATS = {
+    ".jsonl.gz": "json", ".jsonl": "json", ".json.gz": "json", ".json": "json",
+    ".csv.gz": "csv", ".csv": "csv", ".parquet": "parquet",
+}
+
+def open_maybe_gz(path: Path, mode: str, **kwargs):
+    """`open`, or `gzip.open` for a `.gz` file."""
+    import gzip
+
+    return (gzip.open if path.name.endswith(".gz") else open)(path, mode, **kwargs)
+
+
+def check_utf8(path: Path) -> None:
+    """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run."""
+    import codecs
+    import gzip
+    import zlib
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    try:
+        with open_maybe_gz(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    line += chunk[:exc.start].count(b"\n")
+                    raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the "
+                                      f"file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
+                line += chunk.count(b"\n")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ConfigError(f"{path}: the gzip data is truncated or corrupt after line {line} ({exc}); copy or "
+                          f"download the file again (`gzip -t {path.name}` checks it).") from exc
+
+
+def first_bad_json_line(path: Path) -> str:
+    """Where a JSON Lines file stops parsing: ' (line N: reason)', or '' if every line parses."""
+    import json
+
+    with open_maybe_gz(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    return f" (line {n}: {exc.msg} at column {exc.colno})"
+                if not isinstance(record, dict):
+                    return f" (line {n}: a JSON {type(record).__name__}, where each line must be one object of fields)"
+    return ""
+
+
+def check_csv_header(path: Path) -> None:
+    """A CSV whose header names a column twice: the reader would keep the first and rename the other."""
+    import csv
+
+    with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, 1):
+        if name in seen:
+            raise ConfigError(f"{path}: the header names the column `{name}` twice (columns {seen[name]} and {i}); "
+                              f"rename or remove one, so that each field has one column.")
+        seen[name] = i
+
+
+def count_records(path: Path, builder: str) -> dict:
+    """The records `path` holds, counted as its format defines them, apart from `datasets`: JSON Lines,
+    one per non-blank line (blank lines are counted apart: readers skip them); a JSON array, its items;
+    CSV, the rows after the header (blank lines apart; a quoted field may span lines); Parquet, its
+    row count."""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+        return {"records": pq.ParquetFile(path).metadata.num_rows, "blank_lines": 0}
+    if builder == "csv":
+        import csv
+        with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
+            rows = list(map(bool, csv.reader(fh)))
+        return {"records": sum(rows[1:]), "blank_lines": len(rows[1:]) - sum(rows[1:])}
+    with open_maybe_gz(path, "rb") as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith(b"["):
+        import json
+        with open_maybe_gz(path, "rt", encoding="utf-8") as fh:
+            return {"records": len(json.load(fh)), "blank_lines": 0}
+    records = blank = 0
+    with open_maybe_gz(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                records += 1
+            else:
+                blank += 1
+    return {"records": records, "blank_lines": blank}
+
+
+def load_local_file(path: Path, fix: str = "point task.dataset at a directory with data",
+                    counts: dict | None = None) -> Dataset:
+    """A local file of a supported format as a Dataset; an unreadable one is refused, naming the file,
+    the line where one is known, and `fix`. The one file loader of the task data and the corpora.
+    Every record the file holds (`count_records`) must come out: `counts[path]` gets both figures."""
+    builder = next((b for ext, b in LOCAL_FORMATS.items() if path.name.endswith(ext)), None)
+    if builder is None:
+        raise ConfigError(f"{path}: unknown format; use one of {', '.join(LOCAL_FORMATS)}.")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path}: the file is empty; {fix}.")
+    if builder != "parquet":
+        check_utf8(path)  # Arrow takes bad bytes at load time and fails later, mid-run
+    if builder == "csv":
+        check_csv_header(path)
+    try:
+        ds = load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # datasets wraps decode and parse errors in several types
+        if no_space_left(exc):
+            from datasets import config as datasets_config
+            raise ConfigError(f"{path}: no space left on the device while datasets converted it to Arrow in its "
+                              f"cache ({datasets_config.HF_DATASETS_CACHE}); the file itself is fine. Free space "
+                              f"there, or set HF_DATASETS_CACHE to a disk with room.") from exc
+        where = first_bad_json_line(path) if builder == "json" and ".jsonl" in path.name else ""
+        raise ConfigError(f"{path}: cannot be read as {builder}{where} ({type(exc).__name__}: {exc}); "
+                          f"check the file is UTF-8 {builder}.") from exc
+    if len(ds) == 0:
+        raise ConfigError(f"{path}: no records; {fix}.")
+    found = count_records(path, builder)
+    if found["records"] != len(ds):
+        raise ConfigError(f"{path}: the file holds {found['records']:,} records as its format counts them, but "
+                          f"{len(ds):,} were read: records would be lost without a count. Check the file's "
+                          f"structure (one JSON object per line; one CSV row per record, quotes closed); {fix}.")
+    if counts is not None:
+        counts[str(path)] = {**found, "read": len(ds)}
+    return ds
