@@ -35,6 +35,8 @@ def _no_bool(value):
 # YAML 1.1 reads `2e-5` as a string: a float field takes numeric strings (pydantic's lax float), nothing else loose
 Float = Annotated[float, BeforeValidator(_no_bool)]
 Int, Bool, Str = StrictInt, StrictBool, StrictStr
+# numpy (np.random.seed, which transformers' set_seed calls) and datasets' shuffle take 0 .. 2**32 - 1
+SEED_RANGE = dict(ge=0, le=2**32 - 1, description="a seed from 0 to 4294967295 (numpy's range)")
 
 
 class Section(BaseModel):
@@ -70,7 +72,7 @@ class Task(Section):
     train_split: Str = "train"
     test_split: Str = "test"
     dev_size: Float = Field(0.1, gt=0, lt=1, description="a fraction between 0 and 1")
-    seed: Int = 42  # the data split (dev carve-out, demo subsets): fixed across a seeds grid, so every run sees the same test set
+    seed: Int = Field(42, **SEED_RANGE)  # the data split (dev carve-out, demo subsets): fixed across a seeds grid, so every run sees the same test set
     demo: Demo = Field(default_factory=Demo)
     # class names: a list (the i-th names label value i, or the i-th sorted value) or a mapping value -> name
     label_names: list | dict | None = None
@@ -104,7 +106,7 @@ class Collect(Section):
 
 class Pretrain(Section):
     source: Source = "task"
-    seed: Int = 42  # corpus sampling, MLM masks and batch order
+    seed: Int = Field(42, **SEED_RANGE)  # corpus sampling, MLM masks and batch order
     max_tokens: Int = Field(200_000, gt=0, description="a positive token count")
     block_size: Int = Field(128, ge=8, description="at least 8")
     batch_size: Int = Field(32, ge=1, description="at least 1")  # per device
@@ -150,7 +152,7 @@ class Finetune(Section):
 
 class Train(Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16)
-    num_workers: Int = 0
+    num_workers: Int = Field(0, ge=0, description="0 (load in the main process) or more")
     compile: Bool = False  # torch.compile the model (pays off on GPU for long runs)
     fast_dropout: Bool = True  # on CPU: dropout masks from 16 random bits per value (pipeline/fast_dropout.py)
     keep_freed_memory: Bool = True  # on CPU: glibc reuses freed blocks, no page faults per step (pipeline/allocator.py)
@@ -171,7 +173,7 @@ class Tracking(Section):
 
 
 class Params(Section):
-    seed: Int = 42  # fine-tuning: classifier init, dropout, batch order
+    seed: Int = Field(42, **SEED_RANGE)  # fine-tuning: classifier init, dropout, batch order
     task: Task = Field(default_factory=Task)
     model: Model = Field(default_factory=Model)
     collect: Collect = Field(default_factory=Collect)

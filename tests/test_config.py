@@ -70,3 +70,13 @@ def test_roberta_position_offset_is_counted():
     check_lengths(from_dict({"model": {"max_length": 512}}), config)
     with pytest.raises(ConfigError, match="512 usable"):
         check_lengths(from_dict({"model": {"max_length": 513}}), config)
+
+
+@pytest.mark.parametrize("params, key", [({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"),
+                                         ({"task": {"seed": -5}}, "task.seed"),
+                                         ({"pretrain": {"seed": 2**40}}, "pretrain.seed"),
+                                         ({"train": {"num_workers": -1}}, "train.num_workers")])
+def test_ranges_that_numpy_and_torch_enforce_are_checked_first(params, key):
+    with pytest.raises(ConfigError, match=rf"`{key}` is -?\d+; it must be"):
+        from_dict(params)
+    assert from_dict({"seed": 2**32 - 1}).seed == 2**32 - 1  # numpy's largest seed is accepted
