@@ -10,7 +10,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets, load_dataset
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from pipeline.config import ConfigError, Task, load_yaml
+from pipeline.config import ConfigError, Float, Task, load_yaml
 from pipeline.data import load_prepared
 from pipeline.files import LOCAL_FORMATS, load_local_file
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
@@ -26,7 +26,7 @@ class SourceSpec(BaseModel):
     config: StrictStr | None = None  # hub dataset config
     split: StrictStr = "train"  # hub split
     text_field: StrictStr | list[StrictStr] = "text"  # a list: the fields joined with newlines
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False, strict=True)  # share of the budget, relative
+    weight: Float = Field(1.0, gt=0, allow_inf_nan=False)  # share of the budget, relative (params.yaml's Float)
     licence: StrictStr | None = None
     min_chars: StrictInt | None = Field(None, ge=0)  # default: collect.min_chars
     max_chars: StrictInt | None = Field(None, gt=0)
@@ -40,8 +40,7 @@ def check_source(src, where: str) -> dict:
     if not isinstance(src, dict) or "path" not in src:
         raise ConfigError(f"{where}: each source needs a `path` (hub id, local file, glob or directory).")
     try:
-        spec = SourceSpec.model_validate({k: float(v) if k == "weight" and isinstance(v, int) and not isinstance(v, bool)
-                                          else v for k, v in src.items()})
+        spec = SourceSpec.model_validate(src)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         key = str(err["loc"][0]) if err["loc"] else "?"
