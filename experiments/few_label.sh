@@ -16,6 +16,7 @@ for f in "$ROOT"/corpora/local_unlabelled/*.yaml; do
 done
 COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.test=5000 -S model.name=$MODEL_DIR
   -S model.max_length=128 -S collect.corpora_dir=$WORK/corpora -S pretrain.max_tokens=${MAX_TOKENS:-2000000}
-  -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000" \
+  -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000
+  -S finetune.lr=2e-5 -S finetune.epochs=6" \
 PREFIX=${PREFIX:-fewlabel} STRATEGIES="none in_domain" SEEDS=${SEEDS:-"1 2 3 4 5"} BY=task.demo.train \
 VALUES=${LABELS:-"100 500"} OUT=${OUT:-$WORK/reports} SHARED=$SHARED bash "$ROOT/experiments/grid.sh"

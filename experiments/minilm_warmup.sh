@@ -13,6 +13,6 @@ WORK=$ROOT/experiments/.minilm_warmup      # git-ignored: absolute-path corpora,
 COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S model.name=$MODEL_DIR -S model.max_length=128
   -S collect.corpora_dir=$WORK/corpora -S pretrain.max_tokens=${MAX_TOKENS:-2000000}
   -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000
-  -S finetune.epochs=3 -S finetune.patience=0" \
+  -S finetune.lr=2e-5 -S finetune.epochs=3 -S finetune.patience=0" \
 PREFIX=${PREFIX:-warmup2m} CORPORA_OUT=$WORK/corpora OUT=${OUT:-$WORK/reports} SHARED=$SHARED \
   bash "$ROOT/experiments/grid.sh"

@@ -12,6 +12,7 @@ MODEL_DIR=${MODEL_DIR:-$("$SHARED/scripts/offline-model.sh")}
 WORK=$ROOT/experiments/.natural
 COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.test=5000 -S model.name=$MODEL_DIR
   -S model.max_length=128 -S collect.corpora_dir=$WORK/corpora -S pretrain.max_tokens=${MAX_TOKENS:-2000000}
-  -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000" \
+  -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000
+  -S finetune.lr=2e-5 -S finetune.epochs=6" \
 PREFIX=${PREFIX:-natural} SEEDS=${SEEDS:-"1 2 3 4 5"} CORPORA_OUT=$WORK/corpora OUT=${OUT:-$WORK/reports} \
 SHARED=$SHARED bash "$ROOT/experiments/grid.sh"

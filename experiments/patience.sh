@@ -14,7 +14,7 @@ AMAZON="-S task.dataset=$ROOT/experiments/tasks/amazon -S task.dev_size=0.2 -S t
 for recipe in "3 0" "6 2"; do
   set -- $recipe
   for task in imdb amazon; do
-    args="-S finetune.epochs=$1 -S finetune.patience=$2"
+    args="-S finetune.lr=2e-5 -S finetune.epochs=$1 -S finetune.patience=$2"
     [ "$task" = amazon ] && args="$args $AMAZON"
     COMMON_ARGS="$args" PREFIX="patience-$task-e$1p$2" STRATEGIES=none SEEDS=${SEEDS:-1} \
       OUT="$WORK/$task-e$1p$2" bash "$ROOT/experiments/grid.sh"

@@ -23,6 +23,8 @@ K=${K:-100}
 CURVE=${CURVE:-"0 40 10"}
 SEEDS=${SEEDS:-"2 3"}
 CURVE_SEEDS=${CURVE_SEEDS:-1}
+# shellcheck source=experiments/spike_in/recipe.sh
+source "$HERE/recipe.sh"
 [ -f "$HERE/data/map.json" ] || { echo "no shifted data: run 'dvc repro' in $HERE first" >&2; exit 2; }
 
 corpora() {  # the corpora folder of one K, with absolute paths (queued runs work in temporary copies)
@@ -48,13 +50,9 @@ run_k() {  # run_k K "strategies" "seeds"
   dir=$(corpora "$tag")
   # The recipe: MiniLM with head warm-up (its MLM head is not shipped); MLM 1M tokens at lr 2e-4 for every
   # strategy (at 5e-5 the nonce embeddings did not move in the probe: Adam moves a weight by at most about
-  # the lr per step, and 1M tokens are 245 steps); 128 tokens; Sun et al.'s fine-tuning defaults (lr 2e-5,
-  # layer decay 0.95, at most 6 epochs, the best dev epoch kept, patience 2).
-  COMMON_ARGS="-S task.dataset=$HERE/data/task -S task.test_split=test_$tag
-    -S task.demo.train=1000 -S task.demo.dev=1000 -S task.demo.test=5000
-    -S model.name=$MODEL_DIR -S model.max_length=128 -S collect.corpora_dir=$dir
-    -S pretrain.max_tokens=${MAX_TOKENS:-1000000} -S pretrain.lr=${MLM_LR:-2e-4} -S pretrain.eval_max_tokens=50000
-    -S pretrain.head_warmup_tokens=200000" \
+  # the lr per step, and 1M tokens are 245 steps); the rest is recipe.sh's.
+  COMMON_ARGS="$(spike_recipe "$tag" "$MODEL_DIR") -S collect.corpora_dir=$dir
+    -S pretrain.max_tokens=${MAX_TOKENS:-1000000} -S pretrain.lr=${MLM_LR:-2e-4} -S pretrain.head_warmup_tokens=200000" \
   PREFIX=${PREFIX:-spike}-$tag STRATEGIES=$2 SEEDS=$3 OUT=$HERE/reports/$tag SHARED=$SHARED \
     bash "$ROOT/experiments/grid.sh"
   for seed in $3; do for s in $2; do names+=("${PREFIX:-spike}-$tag-$s-seed$seed"); done; done
