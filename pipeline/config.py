@@ -289,9 +289,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return from_dict(load_yaml(path), where=str(path))
 
 
-def check_budget(pretrain: Pretrain, devices: int = 1, where: str = "params.yaml") -> None:
+def check_budget(pretrain: Pretrain, devices: int = 1, where: str = "params.yaml", launch=None) -> None:
     """Refuse, before any model is loaded, an MLM budget under one optimizer step: it would train one step at
-    the warm-up's learning rate 0 and report a batch of tokens trained. `devices`: the processes training."""
+    the warm-up's learning rate 0 and report a batch of tokens trained. `devices`: the processes training, or
+    with `launch` (the `launch` section, for `collect`, which runs before them) the processes it will start."""
+    if launch is not None:
+        devices = launch.nproc_per_node * launch.nnodes
     step = pretrain.block_size * max(pretrain.batch_size * devices, pretrain.target_batch)
     for key, value in (("pretrain.max_tokens", pretrain.max_tokens),
                        ("pretrain.head_warmup_tokens", pretrain.head_warmup_tokens)):

@@ -1,6 +1,6 @@
 """DVC stage `collect`: corpora/<pretrain.source>.yaml -> data/corpus/corpus.parquet + metrics/corpus.json."""
 
-from pipeline.config import check_lengths
+from pipeline.config import check_budget, check_lengths
 from pipeline.corpus import build_corpus
 from pipeline.model import load_config, load_tokenizer
 from pipeline.stage import run_stage
@@ -9,6 +9,7 @@ from pipeline.stage import run_stage
 def collect(params):
     tokenizer = None
     if params.pretrain.source != "none":
+        check_budget(params.pretrain, launch=params.launch)  # before the draw: a tiny budget is not a corpus problem
         check_lengths(params, load_config(params.model.name, params.model.trust_remote_code))
         tokenizer = load_tokenizer(params.model.name, params.model.trust_remote_code)
     return build_corpus(params.task, params.collect, params.pretrain, tokenizer, task_dir="data/task",

@@ -286,6 +286,25 @@ def test_an_mlm_budget_under_one_step_is_refused():
         check_budget(p.model_copy(update={"max_tokens": 1000}), devices=2)  # two processes: a larger step
     with pytest.raises(ConfigError, match=r"`pretrain.head_warmup_tokens` is 100.*\(or 0: no warm-up\)"):
         check_budget(p.model_copy(update={"head_warmup_tokens": 100}))
+    launch = from_dict({"launch": {"nproc_per_node": 2, "nnodes": 2}}).launch  # collect: the processes to come
+    with pytest.raises(ConfigError, match=r"\(2,048 tokens\)"):
+        check_budget(p.model_copy(update={"max_tokens": 2000}), launch=launch)
+
+
+def test_collect_blames_a_tiny_budget_not_the_corpus(task_dir, tmp_path, monkeypatch, capsys):
+    """pretrain.max_tokens 5 was reported by collect as an empty corpus, blaming collect.min_chars (issue 29)."""
+    from fixtures import make_project, set_params
+
+    project = make_project(tmp_path)
+    set_params(project, **{"pretrain.max_tokens": 5, "pretrain.source": "task"})
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    import runpy
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("stages.collect", run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "`pretrain.max_tokens` is 5; it must be at least one optimizer step" in err
+    assert "min_chars" not in err
 
 
 def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path):
