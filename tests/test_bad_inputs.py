@@ -244,7 +244,7 @@ def test_a_jsonl_line_that_is_not_an_object_is_named(task_dir, tmp_path):
 @pytest.mark.parametrize("field, value, said", [
     ("weight", float("nan"), r"`weight` is nan: input should be a finite number"),
     ("weight", float("inf"), r"`weight` is inf: input should be a finite number"),
-    ("weight", 0, r"`weight` is 0.0: input should be greater than 0"),
+    ("weight", 0, r"`weight` is 0: input should be greater than 0"),
     ("min_chars", "abc", r"`min_chars` is 'abc': input should be a valid integer"),
     ("text_field", 7, r"`text_field` is 7"),
     ("text_field", ["body", 3], r"`text_field` is"),
