@@ -243,23 +243,30 @@ def handle_train_overlap(splits: dict, task: Task, dedup: Collect, where: str) -
     return splits["train"].select(np.setdiff1d(np.arange(len(splits["train"])), np.concatenate([exact, near]))), overlap
 
 
-def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None) -> dict:
-    """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
-    `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
+def load_checked_splits(task: Task, files: dict) -> dict:
+    """{split: (dataset, name for messages)} for train, test and, where a local directory ships one, dev,
+    each with its fields and rows checked; `files` gets each local file's counts (`load_local_file`)."""
     local = local_or_hub("task.dataset", task.dataset)  # decided once: a hub id asks the Hub once
-    raw, files = {}, {}
-    for split, name in (("train", task.train_split), ("test", task.test_split)):
+    names = [("train", task.train_split), ("test", task.test_split)]
+    # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
+    if local is not None and split_file(local, "dev"):
+        names.append(("dev", "dev"))
+    raw = {}
+    for split, name in names:
         ds, where = load_task_split(task, name, local, files)
         check_fields(ds, task, where)
         check_rows(ds, task, where)
         raw[split] = (ds, where)
-    # a local directory may ship its own dev split (dev.*): used as it is, instead of carving one from train
-    if local is not None and split_file(local, "dev"):
-        ds, where = load_task_split(task, "dev", local, files)
-        check_fields(ds, task, where)
-        check_rows(ds, task, where)
-        raw["dev"] = (ds, where)
-        print(f"[prepare] {where}: used as the dev split (task.dev_size is not used)", flush=True)
+    if "dev" in raw:
+        print(f"[prepare] {raw['dev'][1]}: used as the dev split (task.dev_size is not used)", flush=True)
+    return raw
+
+
+def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None) -> dict:
+    """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
+    `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
+    files: dict = {}
+    raw = load_checked_splits(task, files)
     values = label_values(raw["train"][0], task, raw["train"][1])
     if len(values) < 2:
         raise ConfigError(f"{raw['train'][1]}: `{task.label_field}` has a single class ({values}); a classifier "
