@@ -256,7 +256,7 @@ def no_space(path="data/task/train.parquet"):
 
 
 def test_a_full_disk_while_datasets_caches_an_input_is_not_blamed_on_the_input(task_dir, monkeypatch):
-    import pipeline.data as data
+    import pipeline.files as files
     from pipeline.config import ConfigError
 
     def load_dataset(*args, **kwargs):
@@ -264,9 +264,9 @@ def test_a_full_disk_while_datasets_caches_an_input_is_not_blamed_on_the_input(t
             raise no_space("/cache/datasets/json/train.arrow")
         except OSError as exc:
             raise RuntimeError("An error occurred while generating the dataset") from exc
-    monkeypatch.setattr(data, "load_dataset", load_dataset)
+    monkeypatch.setattr(files, "load_dataset", load_dataset)
     with pytest.raises(ConfigError) as info:
-        data.load_local_file(task_dir / "train.jsonl")
+        files.load_local_file(task_dir / "train.jsonl")
     message = str(info.value)
     assert "train.jsonl: no space left on the device while datasets converted it" in message
     assert "HF_DATASETS_CACHE" in message and "UTF-8" not in message
