@@ -77,12 +77,12 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         faulthandler.enable(file=sys.__stderr__)
     try:
         params = load_params("params.yaml")
-        check_outputs(outputs + ((metrics_path,) if metrics_path else ()))
+        declared = outputs + ((metrics_path,) if metrics_path else ())
+        check_outputs(declared)
         set_process_allocator(params)
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
             set_seed(seed(params))
         start = time.time()
-        declared = outputs + ((metrics_path,) if metrics_path else ())
         with (tracking.stage_run(params, name) if track else contextlib.nullcontext()) as run:
             with outputs_together(declared):  # the data and the metrics are renamed into place together
                 metrics = work(params)
