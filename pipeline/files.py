@@ -16,6 +16,7 @@ LOCAL_FORMATS = {
     ".csv.gz": "csv", ".csv": "csv", ".parquet": "parquet",
 }
 
+
 def open_maybe_gz(path: Path, mode: str, **kwargs):
     """`open`, or `gzip.open` for a `.gz` file."""
     import gzip
@@ -23,27 +24,36 @@ def open_maybe_gz(path: Path, mode: str, **kwargs):
     return (gzip.open if path.name.endswith(".gz") else open)(path, mode, **kwargs)
 
 
-def check_utf8(path: Path) -> None:
-    """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run."""
+def check_utf8(path: Path) -> dict:
+    """Text files must be UTF-8: Arrow accepts bad bytes at load time and fails later, mid-run. Returns the
+    file's lines counted on the way (`records`: non-blank, `blank_lines`): a JSON Lines file's records, so
+    that the file is read once for both."""
     import codecs
     import gzip
     import zlib
 
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
+    records = blank = 0
+    text = None  # whether the line read so far holds more than white space; None: no line started
     try:
         with open_maybe_gz(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+            # lines, in pieces of at most 1 MiB (a one-line JSON array stays bounded in memory); the
+            # incremental decoder carries a UTF-8 sequence cut between pieces
+            for piece in iter(lambda: fh.readline(1 << 20), b""):
                 try:
-                    decoder.decode(chunk)
+                    decoder.decode(piece)
                 except UnicodeDecodeError as exc:
-                    line += chunk[:exc.start].count(b"\n")
-                    raise ConfigError(f"{path}: not valid UTF-8 near line {line} ({exc.reason}); re-encode the "
-                                      f"file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
-                line += chunk.count(b"\n")
+                    raise ConfigError(f"{path}: not valid UTF-8 near line {records + blank + 1} ({exc.reason}); "
+                                      f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from exc
+                text = bool(text) or bool(piece.strip())
+                if piece.endswith(b"\n"):
+                    records, blank, text = records + text, blank + (not text), None
+            if text is not None:  # a last line without a newline
+                records, blank = records + text, blank + (not text)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ConfigError(f"{path}: the gzip data is truncated or corrupt after line {line} ({exc}); copy or "
-                          f"download the file again (`gzip -t {path.name}` checks it).") from exc
+        raise ConfigError(f"{path}: the gzip data is truncated or corrupt after line {records + blank + 1} ({exc}); "
+                          f"copy or download the file again (`gzip -t {path.name}` checks it).") from exc
+    return {"records": records, "blank_lines": blank}
 
 
 def first_bad_json_line(path: Path) -> str:
@@ -76,11 +86,11 @@ def check_csv_header(path: Path) -> None:
         seen[name] = i
 
 
-def count_records(path: Path, builder: str) -> dict:
+def count_records(path: Path, builder: str, lines: dict | None = None) -> dict:
     """The records `path` holds, counted as its format defines them, apart from `datasets`: JSON Lines,
-    one per non-blank line (blank lines are counted apart: readers skip them); a JSON array, its items;
-    CSV, the rows after the header (blank lines apart; a quoted field may span lines); Parquet, its
-    row count."""
+    one per non-blank line (blank lines are counted apart: readers skip them), which `lines` (check_utf8's
+    count) already holds; a JSON array, its items; CSV, the rows after the header (blank lines apart; a
+    quoted field may span lines); Parquet, its row count."""
     if builder == "parquet":
         import pyarrow.parquet as pq
         return {"records": pq.ParquetFile(path).metadata.num_rows, "blank_lines": 0}
@@ -95,14 +105,7 @@ def count_records(path: Path, builder: str) -> dict:
         import json
         with open_maybe_gz(path, "rt", encoding="utf-8") as fh:
             return {"records": len(json.load(fh)), "blank_lines": 0}
-    records = blank = 0
-    with open_maybe_gz(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                records += 1
-            else:
-                blank += 1
-    return {"records": records, "blank_lines": blank}
+    return lines if lines is not None else check_utf8(path)
 
 
 def load_local_file(path: Path, fix: str = "point task.dataset at a directory with data",
@@ -115,8 +118,7 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
         raise ConfigError(f"{path}: unknown format; use one of {', '.join(LOCAL_FORMATS)}.")
     if path.stat().st_size == 0:
         raise ConfigError(f"{path}: the file is empty; {fix}.")
-    if builder != "parquet":
-        check_utf8(path)  # Arrow takes bad bytes at load time and fails later, mid-run
+    lines = check_utf8(path) if builder != "parquet" else None  # Arrow takes bad bytes, then fails mid-run
     if builder == "csv":
         check_csv_header(path)
     try:
@@ -132,7 +134,7 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
                           f"check the file is UTF-8 {builder}.") from exc
     if len(ds) == 0:
         raise ConfigError(f"{path}: no records; {fix}.")
-    found = count_records(path, builder)
+    found = count_records(path, builder, lines)
     if found["records"] != len(ds):
         raise ConfigError(f"{path}: the file holds {found['records']:,} records as its format counts them, but "
                           f"{len(ds):,} were read: records would be lost without a count. Check the file's "

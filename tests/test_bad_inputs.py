@@ -422,8 +422,8 @@ def test_prepare_reports_each_file_counted_and_read_and_refuses_a_loss(task_dir,
     assert train["records"] == train["read"] == stats["records_read"]["train"] and train["blank_lines"] == 2
     assert stats["files"][str(task_dir / "test.jsonl")]["read"] == stats["records_read"]["test"]
     real = files.count_records
-    monkeypatch.setattr(files, "count_records", lambda path, builder: {**real(path, builder),
-                                                                       "records": real(path, builder)["records"] + 1})
+    monkeypatch.setattr(files, "count_records", lambda path, builder, lines=None: {
+        **real(path, builder, lines), "records": real(path, builder, lines)["records"] + 1})
     with pytest.raises(ConfigError, match=r"train.jsonl: the file holds 241 records as its format counts them, but "
                                           r"240 were read: records would be lost without a count"):
         prepare_task(task_params(task_dir).task, tmp_path / "out2")
