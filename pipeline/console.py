@@ -164,8 +164,8 @@ SHORT_REASONS = {"leaked": "copies of dev/test text (the leak guard)", "too_shor
 
 
 def shortfall(report: dict) -> tuple[str, str] | None:
-    """(the reason, in words) a source gave under 99% of its share of the budget, or None. Each
-    source's `fell_short` in metrics/corpus.json says it too."""
+    """(the reason, in words) a source gave under 99% of its share of the budget, or None. The reason is
+    each source's `fell_short` in metrics/corpus.json (`corpus.corpus_stats`)."""
     target = report.get("target_tokens")
     # the draw stops at a document's boundary: short only when every kept document was drawn (or was a
     # near duplicate of one drawn) and the tokens still fall under the share
@@ -193,11 +193,10 @@ def budget_lines(stats: dict) -> list[str]:
                      f"(exact {stats['leaked_exact']:,}, near {stats['leaked_near']:,}, 8-gram "
                      f"{stats['leaked_ngram']:,}): " + ", ".join(f"{n} {v:,}" for n, v in leaks.items() if v))
     for name, report in stats["sources"].items():
-        found = shortfall(report)
-        report["fell_short"] = found[0] if found else None
-        if found:
+        if report["fell_short"]:  # the reason; shortfall() also says it in words
             lines.append(f"[collect] warning: source `{name}` gave {report['tokens']:,} of its "
-                         f"{report['target_tokens']:,.0f}-token share ({found[0]}): {found[1]}. Its unused share "
+                         f"{report['target_tokens']:,.0f}-token share ({report['fell_short']}): "
+                         f"{shortfall(report)[1]}. Its unused share "
                          f"is not given to other sources (budget coverage {stats['budget_coverage']:.0%}): add "
                          f"text to it, lower its weight, or remove it.")
     return lines

@@ -32,7 +32,7 @@ from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.utils.tqdm import tqdm
 
 from pipeline.config import Collect, ConfigError, Pretrain, Task
-from pipeline.console import budget_lines
+from pipeline.console import budget_lines, shortfall
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
@@ -311,6 +311,8 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
         docs_by_source[name] += 1
     for name, entry in reports.items():
         entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
+        short = shortfall(entry)
+        entry["fell_short"] = short[0] if short else None
     dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
     dropped["near_duplicate"] += selection.get("near_duplicates", 0)
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
