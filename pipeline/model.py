@@ -17,7 +17,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
 from pipeline.config import ConfigError, Finetune
 from pipeline.distributed import is_main_process
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
-from pipeline.sources import OFFLINE_HELP, local_or_hub
+from pipeline.sources import OFFLINE_HELP, local_or_hub, local_path
 
 
 # Files that make a tokenizer, by kind: fast (tokenizer.json), WordPiece, BPE, SentencePiece.
@@ -153,7 +153,7 @@ def load_tokenizer(name: str, trust_remote_code: bool):
     """The tokenizer, checked against the model's embeddings: an id past `config.vocab_size` would
     index outside them (an IndexError deep in the first MLM step)."""
     tokenizer = _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
-    local = local_or_hub("model.name", name)
+    local = local_path("model.name", name)  # _load above made the local-or-hub decision (and asked the Hub)
     if local is not None and not (local / "config.json").is_file():
         return tokenizer  # a tokenizer-only directory (a base built from scratch): no embeddings to check against
     config = _load(AutoConfig, name, trust_remote_code, needs=("config",))
