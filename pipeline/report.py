@@ -68,13 +68,13 @@ def markdown(summary: dict) -> str:
             cells = [str(value)] * bool(by) + [
                 f"`{strategy}`", f"{len(e['runs'])} ({', '.join(map(str, e['seeds']))})",
                 _pm(e["accuracy"], e["accuracy_std"]), _pm(e["macro_f1"], e["macro_f1_std"]), *_delta_cells(vs),
-                _ci(vs["macro_f1"]) if vs else "–", ppl, _pm(e["minutes"], e["minutes_std"], scale=1.0, digits=1)]
+                _ci(headline(vs, "macro_f1")) if vs else "–", ppl, _pm(e["minutes"], e["minutes_std"], scale=1.0, digits=1)]
             lines.append("| " + " | ".join(cells) + " |")
     borrowed = summary.get("baseline_borrowed_at")
     lines += ["", (f"Mean ± sample std over seeds (– : one run). {f'At each value of `{by}`: ' if by else ''}"
-                   f"{_delta_note(summary, [g for _, g in groups(summary)])} Δ macro-F1: paired bootstrap over the "
-                   f"test examples only ({summary['bootstrap_resamples']:,} resamples), averaged over the seeds both "
-                   f"strategies have. Minutes: wall time of a run's pretrain, finetune and evaluate stages (their "
+                   f"{_delta_note(summary, [g for _, g in groups(summary)])} Δ macro-F1: the same "
+                   f"interval as Δ accuracy on macro-F1's per-example linearisation (delta method), seeds and test "
+                   f"examples; with one paired seed the paired bootstrap over the test examples. Minutes: wall time of a run's pretrain, finetune and evaluate stages (their "
                    f"metrics' `seconds`)."
                    + (f" The `{base}` runs (one value of `{by}`) serve as the baseline at "
                       f"{', '.join(map(str, borrowed))}." if borrowed else ""))]
