@@ -102,6 +102,12 @@ class Collect(Section):
     select: Literal["none", "tfidf"] = "none"  # similarity selection (curated TAPT) from the in_domain pool
     select_pool: Int = Field(100_000, ge=1, description="at least 1")  # at most this many in_domain documents are scored
     select_k: Int = Field(10_000, ge=1, description="at least 1")  # the nearest this many are kept
+    # where datatrove runs the pool's tasks (pipeline/pool.py): this machine, Slurm array jobs, or a Ray cluster;
+    # `slurm` / `ray` are passed to datatrove's SlurmPipelineExecutor / RayPipelineExecutor (ray: `address` to ray.init)
+    executor: Literal["local", "slurm", "ray"] = "local"
+    slurm: dict = Field(default_factory=lambda: {"partition": None, "time": "04:00:00", "cpus_per_task": 1,
+                                                 "mem_per_cpu_gb": 4})
+    ray: dict = Field(default_factory=lambda: {"address": None, "cpus_per_task": 1, "mem_per_cpu_gb": 4})
 
 
 class Pretrain(Section):

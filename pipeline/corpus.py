@@ -36,7 +36,8 @@ from pipeline.console import budget_lines, shortfall
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
-from pipeline.io import atomic_dir
+from pipeline.io import atomic_dir, remove_path
+from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
 # Screening outcome per document; `near_duplicate` is decided while drawing (see module doc).
 RULES = ("kept", "empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate")
@@ -44,7 +45,7 @@ _CODE = {rule: i for i, rule in enumerate(RULES)}
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
 BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
-DRAW_CHUNK = 512  # documents tokenised at a time while drawing
+WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
 
 
 def _features(num_perm: int) -> Features:
@@ -111,84 +112,28 @@ def heldout_index(c: Collect, task_dir: str | Path) -> Heldout:
     return Heldout(np.unique(np.asarray(prepared["key"], dtype=np.int64)), index, ngrams)
 
 
-# ---------------------------------------------------------------------------- screening and drawing
-def screen(prepared: Dataset, heldout: Heldout, prior_keys: np.ndarray,
-           desc: str = "screen") -> tuple[np.ndarray, np.ndarray]:
-    """One pass over a prepared source: a code from RULES per document (0 = kept), and the kept keys.
+# ---------------------------------------------------------------------------- drawing
+def draw(tokens: np.ndarray, target: float, rng: np.random.Generator) -> list[int]:
+    """Positions of `tokens` drawn in seeded random order until `target` tokens.
 
-    Order of the rules: cleaning (empty, too short/long), exact copy of dev/test text, near copy
-    of dev/test text, a long run of dev/test text (n-gram containment), exact duplicate of an
-    earlier document (this source or `prior_keys`).
+    A document that does not fit in what is left of the target is passed over (so the total stays at or
+    just below the target, with whole documents). The counts come from the pool (`collect` tokenised
+    every document once): nothing is tokenised here.
     """
-    n = len(prepared)
-    codes = np.zeros(n, dtype=np.int8)
-    keys = np.zeros(n, dtype=np.int64)
-    view = prepared.select_columns(["text", "rule", "key", "minhash"]).with_format("numpy")
-    pos = 0
-    with tqdm(total=n, desc=desc, unit="doc") as bar:
-        for batch in view.iter(batch_size=2000):
-            m = len(batch["key"])
-            part = codes[pos:pos + m]  # a view: writes land in `codes`
-            part[:] = [_CODE[r or "kept"] for r in batch["rule"]]
-            keys[pos:pos + m] = batch["key"]
-            ok = part == 0
-            leaked = ok & np.isin(batch["key"], heldout.keys)
-            part[leaked] = _CODE["leaked"]
-            sigs = batch["minhash"].astype(np.uint32)
-            for j in np.flatnonzero(ok & ~leaked):
-                if heldout.near.contains(sigs[j]):
-                    part[j] = _CODE["leaked_near"]
-                elif heldout.ngrams.contains(batch["text"][j]):
-                    part[j] = _CODE["leaked_ngram"]
-            pos += m
-            bar.update(m)
-    # Exact duplicates, vectorised over 8-byte keys: the first copy in source order is kept.
-    ok = np.flatnonzero(codes == 0)
-    _, first = np.unique(keys[ok], return_index=True)
-    later = np.ones(len(ok), dtype=bool)
-    later[first] = False
-    codes[ok[later | np.isin(keys[ok], prior_keys)]] = _CODE["duplicate"]
-    return codes, keys[codes == 0]
-
-
-def draw(ds: Dataset, rows: np.ndarray, target: float, tokenizer, corpus_index: NearIndex,
-         rng: np.random.Generator, desc: str = "draw") -> tuple[list[int], list[int], int]:
-    """Draw rows of `ds` in seeded random order until `target` tokens; return rows, tokens, near dups.
-
-    A document that does not fit in what is left of the target is passed over (so the total
-    stays at or just below the target, with whole documents), and one that is a near-duplicate
-    of a document already in the corpus is dropped. Only drawn documents are tokenised and
-    indexed, so the work and memory follow the budget, not the size of the pool.
-    """
-    order = rows[rng.permutation(len(rows))]
-    view = ds.with_format("numpy", columns=["minhash"], output_all_columns=True)
-    taken, tokens, near, misfits = [], [], 0, 0
+    taken, misfits = [], 0
     remaining, tolerance = float(target), BUDGET_TOLERANCE * target
-    with tqdm(total=int(target), desc=desc, unit="tok") as bar:
-        for start in range(0, len(order), DRAW_CHUNK):
-            if remaining <= tolerance or misfits >= MAX_MISFITS:
-                break
-            idx = order[start:start + DRAW_CHUNK]
-            batch = view[idx.tolist()]
-            lengths = [len(ids) for ids in tokenizer(batch["text"], verbose=False)["input_ids"]]
-            sigs = batch["minhash"].astype(np.uint32)
-            # A loop, not a vectorised cut: each decision depends on what was taken before it.
-            for j, length in enumerate(lengths):
-                if remaining <= tolerance or misfits >= MAX_MISFITS:
-                    break
-                if length > remaining:
-                    misfits += 1
-                    continue
-                if corpus_index.contains(sigs[j]):
-                    near += 1
-                    continue
-                corpus_index.add(sigs[j])
-                taken.append(int(idx[j]))
-                tokens.append(length)
-                remaining -= length
-                misfits = 0
-                bar.update(length)
-    return taken, tokens, near
+    # A loop, not a vectorised cut: each decision depends on what was taken before it.
+    for i in rng.permutation(len(tokens)).tolist():
+        if remaining <= tolerance or misfits >= MAX_MISFITS:
+            break
+        length = int(tokens[i])
+        if length > remaining:
+            misfits += 1
+            continue
+        taken.append(i)
+        remaining -= length
+        misfits = 0
+    return taken
 
 
 def select_nearest(pool: Dataset, task_texts: list[str], k: int, num_proc: int) -> tuple[np.ndarray, dict]:
@@ -219,85 +164,88 @@ def select_nearest(pool: Dataset, task_texts: list[str], k: int, num_proc: int) 
 
 
 # ---------------------------------------------------------------------------- build
-def screen_sources(spec: dict, c: Collect, heldout: Heldout, task_dir: str | Path) -> list[dict]:
-    """Step 1: clean and screen every document of every source (see the module doc).
-
-    One entry per source: its prepared Arrow dataset, the rows that passed every rule, and
-    its report (documents in and kept, dropped per rule, weight, licence)."""
+def source_reports(spec: dict, pool: Pool, files: dict) -> dict:
+    """Per source: documents in and kept, dropped per rule, weight, licence, its files' counts."""
     total_weight = sum(float(s["weight"]) for s in spec["sources"])
-    screened, prior_keys = [], np.zeros(0, dtype=np.int64)
-    for src in spec["sources"]:
-        files: dict = {}
-        raw = load_source(src, task_dir, files)
-        ds = prepare_texts(raw, c, int(src.get("min_chars", c.min_chars)), src.get("max_chars"),
-                           desc=f"clean {src['name']}")
-        codes, kept_keys = screen(ds, heldout, prior_keys, desc=f"screen {src['name']}")
-        prior_keys = np.concatenate([prior_keys, kept_keys])
-        counts = np.bincount(codes, minlength=len(RULES))
-        rows = np.flatnonzero(codes == 0)
-        screened.append({"src": src, "ds": ds, "rows": rows, "report": {
-            "docs_in": len(raw), "docs_kept": len(rows), "files": files,
-            "dropped": {rule: int(counts[_CODE[rule]]) for rule in RULES[1:]} | {"near_duplicate": 0},
-            "weight": float(src["weight"]) / total_weight, "licence": src.get("licence", ""),
-        }})
-    return screened
+    kept = np.bincount(pool.source.astype(np.int64), minlength=len(spec["sources"]))
+    return {src["name"]: {"docs_in": int(pool.stats.get(f"docs_in/{src['name']}", 0)), "docs_kept": int(kept[i]),
+                          "files": files[src["name"]], "dropped": per_source_counts(pool.stats, src["name"]),
+                          "weight": float(src["weight"]) / total_weight, "licence": src.get("licence", "")}
+            for i, src in enumerate(spec["sources"])}
 
 
-def select_groups(screened: list[dict], c: Collect, pretrain: Pretrain, spec: dict, task_dir: str | Path,
+def group_rows(pool: Pool, index: int) -> np.ndarray:
+    """One source's pool rows in an order set by content alone (exact-copy key, then content hash), so
+    that the seeded draw does not depend on how the pool was split over tasks."""
+    rows = np.flatnonzero(pool.source == index)
+    return rows[np.lexsort((pool.thash[rows], pool.key[rows]))]
+
+
+def select_groups(pool: Pool, reports: dict, c: Collect, pretrain: Pretrain, spec: dict, task_dir: str | Path,
                   rng: np.random.Generator) -> tuple[list[tuple], dict]:
-    """Step 2: what to draw from: one group per source with its share of the budget, or, with
+    """What to draw from: one group per source with its share of the budget, or, with
     `collect.select: tfidf` (in_domain), the selected documents as one group. Returns the groups
-    (dataset, rows, target tokens, source name or None when the dataset has a source column)
-    and the selection report."""
+    (pool rows, target tokens, source name or None for the selection) and the selection report."""
     source = pretrain.source
     selection: dict = {"method": c.select}
     if c.select != "none" and source != "in_domain":
         selection = {"method": "none", "note": f"collect.select={c.select} applies to in_domain only"}
+    ordered = np.concatenate([group_rows(pool, i) for i in range(len(spec["sources"]))])
     if not (c.select == "tfidf" and source == "in_domain"):
-        groups, total_weight = [], sum(float(e["src"]["weight"]) for e in screened)
-        for entry in screened:
-            target = pretrain.max_tokens * float(entry["src"]["weight"]) / total_weight
-            entry["report"]["target_tokens"] = round(target, 1)
-            groups.append((entry["ds"], entry["rows"], target, entry["src"]["name"]))
+        groups, total_weight = [], sum(float(s["weight"]) for s in spec["sources"])
+        for i, src in enumerate(spec["sources"]):
+            target = pretrain.max_tokens * float(src["weight"]) / total_weight
+            reports[src["name"]]["target_tokens"] = round(target, 1)
+            groups.append((group_rows(pool, i), target, src["name"]))
         return groups, selection
-    n_eligible = sum(len(e["rows"]) for e in screened)
-    pool_ids = np.sort(rng.choice(n_eligible, size=min(c.select_pool, n_eligible), replace=False))
-    offsets = np.cumsum([0] + [len(e["rows"]) for e in screened])
-    pool_parts = []
-    for i, entry in enumerate(screened):
-        mine = pool_ids[(pool_ids >= offsets[i]) & (pool_ids < offsets[i + 1])] - offsets[i]
-        if len(mine):
-            part = entry["ds"].select(entry["rows"][mine]).flatten_indices()
-            pool_parts.append(part.add_column("source", [entry["src"]["name"]] * len(part)))
-    if not pool_parts:
+    if not len(ordered):
         raise ConfigError(f"{spec['path']}: nothing left to select from after cleaning, dedup and the "
                           f"leakage guard; add sources or lower collect.min_chars.")
-    pool = concatenate_datasets(pool_parts)
+    candidates = np.sort(ordered[rng.choice(len(ordered), size=min(c.select_pool, len(ordered)), replace=False)])
+    docs = dict(read_documents(pool, candidates))
+    candidate_set = Dataset.from_dict({"text": [docs[r]["text"] for r in candidates.tolist()],
+                                       "source": [docs[r]["source"] for r in candidates.tolist()]})
     task_texts = [clean_text(t) for t in load_prepared("train", task_dir)["text"]]
-    chosen, selection = select_nearest(pool, task_texts, c.select_k, c.num_proc)
+    chosen, selection = select_nearest(candidate_set, task_texts, c.select_k, c.num_proc)
     selection["weights_applied"] = False
-    selection["per_source"] = dict(Counter(pool.select(chosen)["source"]))
-    return [(pool, chosen, float(pretrain.max_tokens), None)], selection
+    selection["per_source"] = dict(Counter(candidate_set.select(chosen)["source"]))
+    return [(candidates[chosen], float(pretrain.max_tokens), None)], selection
 
 
-def draw_corpus(groups: list[tuple], tokenizer, c: Collect, seed: int, reports: dict, selection: dict,
-                rng: np.random.Generator) -> Dataset:
-    """Step 3: draw each group to its target (near duplicates of drawn documents dropped and
-    counted in `reports` / `selection`), then shuffle the whole corpus with the seed."""
-    corpus_index = NearIndex(c.near_dup_threshold, c.minhash_perm)
-    parts = []
-    for ds, rows, target, name in groups:
-        taken, tokens, near = draw(ds, rows, target, tokenizer, corpus_index, rng, desc=f"draw {name or 'selected'}")
-        order = np.argsort(taken, kind="stable")
-        part = ds.select(np.asarray(taken, dtype=np.int64)[order])
-        part = part.select_columns(["text"] + (["source"] if name is None else []))
-        if name is not None:
-            part = part.add_column("source", [name] * len(part))
-            reports[name]["dropped"]["near_duplicate"] += near
-        else:  # selected documents: attribute the near duplicates to no source, report them in total
-            selection["near_duplicates"] = near
-        parts.append(part.add_column("tokens", [tokens[i] for i in order]))
-    return concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()
+def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Dataset:
+    """The drawn rows' text, source, token count and token ids, shuffled with the seed. Streams from the
+    pool's files to a Parquet file in pieces, then shuffles the memory-mapped table: memory follows the
+    piece, not the corpus."""
+    import pyarrow as pa
+
+    schema = pa.schema([("text", pa.string()), ("source", pa.string()), ("tokens", pa.int64()),
+                        ("input_ids", pa.list_(pa.int32()))])
+    path = tmp_dir / "drawn.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        piece: dict = {name: [] for name in schema.names}
+        for _, doc in read_documents(pool, rows):
+            for name in ("text", "source", "input_ids"):
+                piece[name].append(doc[name])
+            piece["tokens"].append(len(doc["input_ids"]))
+            if len(piece["text"]) == WRITE_PIECE:
+                writer.write_table(pa.table(piece, schema=schema))
+                piece = {name: [] for name in schema.names}
+        writer.write_table(pa.table(piece, schema=schema))
+    drawn = Dataset.from_file(str(path))  # memory-mapped, in pool order (file by file)
+    if len(rows):  # back to the draw's order (by source, then content), which no task split changes
+        drawn = drawn.select(np.searchsorted(np.sort(rows), rows))
+    return drawn.shuffle(seed=seed).flatten_indices()
+
+
+def draw_corpus(pool: Pool, groups: list[tuple], seed: int, reports: dict, selection: dict,
+                rng: np.random.Generator, tmp_dir: Path) -> Dataset:
+    """Draw each group to its target, then the corpus: shuffled with the seed."""
+    drawn = []
+    for rows, target, name in groups:
+        taken = draw(pool.tokens[rows], target, rng)
+        drawn.append(rows[np.asarray(taken, dtype=np.int64)])
+    rows = np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64)
+    return write_corpus(pool, rows, seed, tmp_dir)
 
 
 def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
@@ -314,10 +262,9 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
         short = shortfall(entry)
         entry["fell_short"] = short[0] if short else None
     dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
-    dropped["near_duplicate"] += selection.get("near_duplicates", 0)
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
     corpus_vocab = top_unigrams(corpus["text"])
-    lsh = NearIndex(c.near_dup_threshold, c.minhash_perm).lsh
+    bands, rows = lsh_banding(c)
     return {
         "docs": len(corpus), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
@@ -335,7 +282,7 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
                        "heldout_ngrams": int(len(heldout.ngrams.hashes))},
         "vocab_overlap": len(task_vocab & corpus_vocab) / max(1, len(task_vocab)),
         "near_dup": {"threshold": c.near_dup_threshold, "num_perm": c.minhash_perm,
-                     "shingle_words": c.shingle_words, "lsh_bands": lsh.b, "lsh_rows": lsh.r},
+                     "shingle_words": c.shingle_words, "lsh_bands": bands, "lsh_rows": rows},
         "selection": selection,
         "sources": reports,
     }
@@ -343,10 +290,11 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
 
 def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir: str | Path = "data/task",
                  out_dir: str | Path = "data/corpus") -> dict:
-    """Write `out_dir/corpus.parquet` (text, source, tokens) for `pretrain.source`; return the stats.
+    """Write `out_dir/corpus.parquet` (text, source, tokens, input_ids) for `pretrain.source`; return the stats.
 
-    Steps: screen every source (clean, leak guard, exact dedup), select what to draw from,
-    draw to the budget (near dedup), and the stats."""
+    Steps: the pool (pipeline/pool.py, datatrove: clean, leak guard, tokenise, near-dedup), what to
+    draw from, the seeded draw to the budget, the stats. The pool's work folder (`out_dir` + `.work`)
+    is removed on success."""
     source = pretrain.source
     stats: dict = {"source": source, "budget_tokens": pretrain.max_tokens}
     if source == "none":
@@ -357,21 +305,32 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
 
     spec = load_spec(c.corpora_dir, source)
     check_sources(spec, task, source)
+    check_executor(c)
+    files = {}
+    for src in spec["sources"]:  # read and checked here once: each task then opens the cached table
+        files[src["name"]] = {}
+        load_source(src, task_dir, files[src["name"]])
     heldout = heldout_index(c, task_dir)
+    work = Path(out_dir).with_name(f"{Path(out_dir).name}.work")
+    pool = build_pool(spec, c, heldout, tokenizer, task_dir, work)
+    reports = source_reports(spec, pool, files)
     rng = np.random.default_rng(pretrain.seed)
-    screened = screen_sources(spec, c, heldout, task_dir)
-    reports = {e["src"]["name"]: e["report"] for e in screened}
-    groups, selection = select_groups(screened, c, pretrain, spec, task_dir, rng)
-    corpus = draw_corpus(groups, tokenizer, c, pretrain.seed, reports, selection, rng)
+    groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
+    corpus = draw_corpus(pool, groups, pretrain.seed, reports, selection, rng, work)
     if len(corpus) == 0:
         dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                           f"(dropped: {dropped}); add sources or lower collect.min_chars.")
     stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
+    stats["pool"] = {"docs": len(pool),  # (not the executor or tasks: params that must not change the corpus)
+                     "tokens": int(pool.tokens.sum()), "candidate_pairs": int(pool.stats.get("candidate_pairs", 0)),
+                     "confirmed_pairs": int(pool.stats.get("confirmed_pairs", 0))}
     for line in budget_lines(stats):  # pipeline.console
         print(line, flush=True)
     with atomic_dir(out_dir) as tmp:
         corpus.to_parquet(str(tmp / "corpus.parquet"))
+    del corpus
+    remove_path(work)
     return stats
 
 

