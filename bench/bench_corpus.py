@@ -7,9 +7,10 @@ Each configuration runs `pipeline.corpus.build_corpus` in a fresh child process 
 IMDB-like lengths: about 300 tokens; 1% each of HTML, exact copies, one-word-changed copies and copies
 of test reviews) and a 1,000/1,000/1,000 task. The budget is `--budget-per-doc` tokens per pool document
 (default 150: half the pool is drawn, as domain-adaptive pretraining trains on most of its corpus).
-Memory: the peak over time of the summed resident memory (RSS) of the child and all its descendants
-(datatrove's workers), sampled every 50 ms, and its anonymous part (heap; RSS also counts pages of
-memory-mapped files that were read, which the kernel can reclaim).
+Memory: the peak over time of the summed proportional resident memory (PSS: a page shared by k processes
+counts 1/k in each) of the child and all its descendants (datatrove's workers), sampled every 50 ms, and
+its anonymous part (the heap; the rest is pages of files, among them the memory-mapped Arrow tables that
+were read, which the kernel reclaims under pressure).
 
     python bench/bench_corpus.py --sizes 20000 80000 --tasks 1 2 [--old /tmp/old] [--model DIR]
 """
@@ -91,21 +92,22 @@ def tree(pid: int) -> list[int]:
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
-    """(RSS, anonymous RSS) of one process in MiB."""
-    rss = anon = 0.0
+    """(PSS, anonymous PSS) of one process in MiB: proportional set sizes, so pages that forked workers share
+    with their parent count once in the tree's sum (summed RSS would count them in every process)."""
+    pss = anon = 0.0
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-            elif line.startswith("RssAnon:"):
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss_Anon:"):
                 anon = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return rss, anon
+    return pss, anon
 
 
 class TreePeak(threading.Thread):
-    """The peak over time of the summed RSS (and anonymous RSS) of a process tree, sampled every 50 ms."""
+    """The peak over time of the summed PSS (and anonymous PSS) of a process tree, sampled every 50 ms."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -141,7 +143,7 @@ def child(args) -> None:
     seconds = time.perf_counter() - start
     peak.stop.set()
     peak.join()
-    print(json.dumps({"seconds": seconds, "rss_mib": peak.rss, "anon_mib": peak.anon, "docs_in": stats["docs_in"],
+    print(json.dumps({"seconds": seconds, "pss_mib": peak.rss, "anon_mib": peak.anon, "docs_in": stats["docs_in"],
                       "docs": stats["docs"], "tokens": stats["tokens"], "dropped": stats["dropped"]}))
 
 

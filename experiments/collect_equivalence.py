@@ -56,9 +56,10 @@ def words(text: str) -> list[str]:
 def leak_check(texts: list[str], task_dir: Path, n: int = 8, share: float = 0.1) -> dict:
     """Independent of the leak guard: exact normalised copies of dev/test text, and documents holding at
     least `share` of one dev/test text's distinct word n-grams (an inverted index of Python sets)."""
-    import datasets
+    import pyarrow.parquet as pq
 
-    held = [t for s in ("dev", "test") for t in datasets.load_from_disk(str(task_dir / s))["text"]]
+    held = [t for s in ("dev", "test") for t in pq.read_table(task_dir / f"{s}.parquet", columns=["text"])
+            .column("text").to_pylist()]
     held_words = [words(t) for t in held]
     exact = {" ".join(w) for w in held_words}
     grams: dict = {}

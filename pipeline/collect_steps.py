@@ -15,6 +15,7 @@ Written here, on datatrove's public step classes, because datatrove has no equiv
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,6 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup import MinhashDedupSignature
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.readers import JsonlReader
 from datatrove.utils.word_tokenizers import WordTokenizer
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -135,7 +135,16 @@ class TokenIds(PipelineStep):
 
     def __init__(self, tokenizer):
         super().__init__()
-        self.tokenizer = tokenizer
+        # A fast tokenizer's Rust backend, with the truncation and padding its tokenizer.json may have saved
+        # switched off, as transformers switches them off for a call without `truncation`: the same ids, and a
+        # worker that unpickles it does not import transformers (and torch: about 0.5 GB a worker).
+        if getattr(tokenizer, "is_fast", False):
+            backend = copy.deepcopy(tokenizer.backend_tokenizer)
+            backend.no_truncation()
+            backend.no_padding()
+            self.tokenizer, self.fast = backend, True
+        else:
+            self.tokenizer, self.fast = tokenizer, False
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         batch: list[Document] = []
@@ -150,7 +159,9 @@ class TokenIds(PipelineStep):
         if not batch:
             return
         with self.track_time():
-            ids = self.tokenizer([d.text for d in batch], verbose=False)["input_ids"]
+            texts = [d.text for d in batch]
+            ids = ([e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)] if self.fast
+                   else self.tokenizer(texts, verbose=False)["input_ids"])
         for doc, row in zip(batch, ids):
             doc.metadata["input_ids"] = list(row)
             self.stat_update("tokens", value=len(row))
@@ -218,17 +229,6 @@ class KeyedSignature(MinhashDedupSignature):
 
         with open(path, "wb") as out:
             super().run(records(out), rank, world_size)
-
-
-class RankJsonlReader(JsonlReader):
-    """Exactly the file rank r wrote in the first stage (`{rank:05d}.jsonl.gz`), in order: the cluster's
-    removals are positions in rank r's stream. (The plain reader shards the list of files present; a rank
-    that wrote nothing leaves no file and would shift every later rank.)"""
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        name = f"{rank:05d}.jsonl.gz"
-        if self.data_folder.exists(name):
-            yield from self.read_files_shard([name])
 
 
 def load_side(side_folder: str | Path, num_perm: int) -> list[np.ndarray]:

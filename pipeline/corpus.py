@@ -45,6 +45,7 @@ _CODE = {rule: i for i, rule in enumerate(RULES)}
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
 BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
+VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
 
 
@@ -263,7 +264,7 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
         entry["fell_short"] = short[0] if short else None
     dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
-    corpus_vocab = top_unigrams(corpus["text"])
+    corpus_vocab = top_unigrams(corpus.select(range(min(len(corpus), VOCAB_SAMPLE)))["text"])
     bands, rows = lsh_banding(c)
     return {
         "docs": len(corpus), "tokens": total,

@@ -11,7 +11,6 @@ from datasets import Dataset, concatenate_datasets, load_dataset
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from pipeline.config import ConfigError, Float, Task, load_yaml
-from pipeline.data import load_prepared
 from pipeline.files import LOCAL_FORMATS, load_local_file
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
 
@@ -134,6 +133,9 @@ def load_source(src: dict, task_dir: str | Path, counts: dict | None = None) -> 
     counted and read (`load_local_file`)."""
     path, field, where = str(src["path"]), src["text_field"], src["where"]
     if path == TASK_SOURCE:
+        from pipeline.data import load_prepared  # here: pipeline.data imports scikit-learn (2 s), which a pool
+        #                                          worker reading other sources does not need
+
         ds = load_prepared("train", task_dir)
         field = "text"
     elif local_or_hub(f"{where}.path", path) is not None:

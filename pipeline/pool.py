@@ -44,7 +44,7 @@ SLURM_POLL_SECONDS = 30
 
 @dataclass
 class Pool:
-    """The kept documents: where their text is (`prepared/{rank:05d}.jsonl.gz`, position `idx`), and per
+    """The kept documents: where their text is (`prepared/{rank:05d}.jsonl`, line `idx`), and per
     document its source index, exact-copy key, content hash and token count; `stats`: every step's counts."""
     work: Path
     rank: np.ndarray
@@ -74,7 +74,7 @@ def stages(spec: dict, c: Collect, heldout, tokenizer, task_dir: str, work: Path
                             [s.get("max_chars") for s in sources]),
              LeakGuard(heldout, c.shingle_words, c.minhash_perm),
              TokenIds(tokenizer),
-             JsonlWriter(str(work / "prepared"), adapter=without_signature),
+             JsonlWriter(str(work / "prepared"), adapter=without_signature, compression=None),  # gzip: 10% of the stage
              KeyedSignature(str(work / "sigs"), config, str(work / "side"), c.minhash_perm)]
     return [("sign", first, c.num_proc),
             ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], bands),
@@ -89,7 +89,9 @@ def make_executor(c: Collect, name: str, pipeline: list, tasks: int, logs: Path,
     if c.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(**common, workers=min(tasks, c.num_proc))
+        # spawn, not datatrove's default forkserver: a forkserver first imports the stage's __main__ (transformers,
+        # torch: about 0.5 GB) and every worker starts from that copy; a spawned worker imports only the steps
+        return LocalPipelineExecutor(**common, workers=min(tasks, c.num_proc), start_method="spawn")
     if c.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -194,16 +196,14 @@ def per_source_counts(stats: dict, name: str) -> dict:
 def read_documents(pool: Pool, rows: np.ndarray, fields=("text", "input_ids")):
     """Yield (row, {field: value}) for the pool rows `rows`, one prepared file at a time (each read once,
     in order), so memory holds one document at a time, not the pool."""
-    import gzip
-
     import orjson
 
     rows = np.asarray(rows, dtype=np.int64)
     for rank in np.unique(pool.rank[rows]):
         mine = rows[pool.rank[rows] == rank]
         wanted = dict(zip(pool.idx[mine].tolist(), mine.tolist()))
-        path = pool.work / "prepared" / f"{rank:05d}.jsonl.gz"
-        with gzip.open(path, "rb") as f:
+        path = pool.work / "prepared" / f"{rank:05d}.jsonl"
+        with open(path, "rb") as f:
             for line_no, line in enumerate(f):
                 if line_no in wanted:
                     doc = orjson.loads(line)
