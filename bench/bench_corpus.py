@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--budget-per-doc", type=int, default=150)
     ap.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--old", help="a checkout of the pre-datatrove collect to run beside this one")
+    ap.add_argument("--old-tasks", type=int, nargs="+", help="its num_proc values (default: --tasks)")
     ap.add_argument("--model", default=str(OFFLINE_MODEL))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -184,7 +185,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             write_fixture(Path(tmp), n, vocab)
             for impl, code in impls:
-                for tasks in args.tasks:
+                for tasks in (args.old_tasks or args.tasks) if impl == "before" else args.tasks:
                     row = {"impl": impl, "pool": n, "tasks": tasks,
                            **run_one(args, tmp, impl, code, tasks, n * args.budget_per_doc)}
                     print(json.dumps(row), flush=True)
