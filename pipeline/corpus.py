@@ -191,7 +191,6 @@ def select_groups(pool: Pool, reports: dict, c: Collect, pretrain: Pretrain, spe
     selection: dict = {"method": c.select}
     if c.select != "none" and source != "in_domain":
         selection = {"method": "none", "note": f"collect.select={c.select} applies to in_domain only"}
-    ordered = np.concatenate([group_rows(pool, i) for i in range(len(spec["sources"]))])
     if not (c.select == "tfidf" and source == "in_domain"):
         groups, total_weight = [], sum(float(s["weight"]) for s in spec["sources"])
         for i, src in enumerate(spec["sources"]):
@@ -199,6 +198,7 @@ def select_groups(pool: Pool, reports: dict, c: Collect, pretrain: Pretrain, spe
             reports[src["name"]]["target_tokens"] = round(target, 1)
             groups.append((group_rows(pool, i), target, src["name"]))
         return groups, selection
+    ordered = np.concatenate([group_rows(pool, i) for i in range(len(spec["sources"]))])
     if not len(ordered):
         raise ConfigError(f"{spec['path']}: nothing left to select from after cleaning, dedup and the "
                           f"leakage guard; add sources or lower collect.min_chars.")

@@ -212,6 +212,12 @@ def read_documents(pool: Pool, rows: np.ndarray, fields=("text", "input_ids")):
 
 
 def check_executor(c: Collect) -> None:
+    if c.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError("collect.executor is ray but Ray is not installed: pip install -e '.[ray]', or use "
+                              "collect.executor: local.") from exc
     if c.executor == "slurm" and not c.slurm.get("partition"):
         raise ConfigError("collect.executor is slurm but collect.slurm.partition is not set; set it in params.yaml "
                           "(and collect.slurm.time), or use collect.executor: local.")

@@ -104,3 +104,11 @@ def test_the_banding_keeps_the_threshold_meaning():
     bands, rows = lsh_banding(c)
     assert bands * rows <= c.minhash_perm
     assert 1 - (1 - 0.8 ** rows) ** bands > 0.85  # a true 0.8 pair is a candidate in most bands draws
+
+
+def test_ray_without_ray_installed_is_a_config_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigError, match=r"Ray is not installed: pip install -e '.\[ray\]'"):
+        check_executor(from_dict({"collect": {"executor": "ray"}}).collect)
