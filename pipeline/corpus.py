@@ -6,18 +6,16 @@ or near copies), no near-duplicates inside a corpus, and the same number of toke
 `pretrain` (which then trains on exactly `pretrain.max_tokens` tokens, repeating a small
 corpus with fresh masking).
 
-How a corpus is built, with memory that does not grow with the pool's text:
-1. every source is cleaned in a batched `datasets.map` (`collect.num_proc` processes) that also
-   writes each document's normalised-hash key and MinHash signature (datasketch) to Arrow files
-   on disk;
-2. one screening pass over those Arrow columns drops the cleaning rules, exact and near copies
-   of the task's dev/test text (a datasketch MinHashLSH over the held-out text, bounded by the
-   task's size) and exact duplicates (numpy over 8-byte keys);
-3. optionally (`collect.select: tfidf`, in_domain only) the documents nearest to the task's
+How a corpus is built, with memory that does not grow with the pool:
+1. the pool (pipeline/pool.py, datatrove, `collect.num_proc` tasks): every source cleaned, its
+   length rules applied, exact, near and n-gram copies of the task's dev/test text dropped
+   (`Heldout`, bounded by the task's size), each document tokenised once, and exact and near
+   duplicates removed over the whole pool (MinHash bands on disk, candidates confirmed by Jaccard);
+2. optionally (`collect.select: tfidf`, in_domain only) the documents nearest to the task's
    train text are selected from the pool (scikit-learn TF-IDF + nearest neighbours);
-4. documents are drawn in seeded random order, by source weight, until each source's share of
-   the budget is met; a drawn document that is a near-duplicate of one already in the corpus
-   (MinHashLSH over the corpus, so its size follows the budget, not the pool) is dropped.
+3. documents are drawn in seeded random order (over a content order, so no task split changes
+   it), by source weight, until each source's share of the budget is met, from the pool's
+   token counts; the drawn documents' text and token ids are written, shuffled with the seed.
 """
 
 from __future__ import annotations
@@ -39,9 +37,6 @@ from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_sig
 from pipeline.io import atomic_dir, remove_path
 from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
-# Screening outcome per document; `near_duplicate` is decided while drawing (see module doc).
-RULES = ("kept", "empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate")
-_CODE = {rule: i for i, rule in enumerate(RULES)}
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
 BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
@@ -238,11 +233,10 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Data
     return drawn.shuffle(seed=seed).flatten_indices()
 
 
-def draw_corpus(pool: Pool, groups: list[tuple], seed: int, reports: dict, selection: dict,
-                rng: np.random.Generator, tmp_dir: Path) -> Dataset:
+def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Generator, tmp_dir: Path) -> Dataset:
     """Draw each group to its target, then the corpus: shuffled with the seed."""
     drawn = []
-    for rows, target, name in groups:
+    for rows, target, _ in groups:
         taken = draw(pool.tokens[rows], target, rng)
         drawn.append(rows[np.asarray(taken, dtype=np.int64)])
     rows = np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64)
@@ -317,7 +311,7 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
     reports = source_reports(spec, pool, files)
     rng = np.random.default_rng(pretrain.seed)
     groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
-    corpus = draw_corpus(pool, groups, pretrain.seed, reports, selection, rng, work)
+    corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
     if len(corpus) == 0:
         dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "

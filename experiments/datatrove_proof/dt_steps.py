@@ -15,28 +15,9 @@ from datatrove.pipeline.dedup import MinhashDedupSignature
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.tokens import TokensCounter
-from datatrove.utils.word_tokenizers import WordTokenizer
 
+from pipeline.collect_steps import ProjectWords  # noqa: F401  (proof.py imports it from here)
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, doc_key, keys_and_signatures, words
-
-
-class ProjectWords(WordTokenizer):
-    """The project's `words()` (letters and digits, lower-cased) as datatrove's word tokenizer.
-
-    MinhashDedupSignature(language="en") would load SpaCyTokenizer("en") and fail: spacy is not installed.
-    """
-
-    def __init__(self):
-        super().__init__("project")
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return words(text)
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text]
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [(0, len(text))]
 
 
 def xxh64_utf8(shingle: str) -> int:
