@@ -2,7 +2,8 @@
 task leaks, tokenise, MinHash-sign, and cluster near-duplicates with the project's confirmation rule.
 
 They live in an importable module, not in a script: datatrove's local executor pickles the pipeline
-into its worker processes (forkserver), and the Slurm and Ray executors into their jobs.
+into its worker processes (spawn, where fork is not available), and the Slurm and Ray executors into
+their jobs.
 
 Written here, on datatrove's public step classes, because datatrove has no equivalent of:
 - the project's sources (hub ids, local files, the task's own train split, joined text fields), which
