@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--old", help="a checkout of the pre-datatrove collect to run beside this one")
     ap.add_argument("--old-tasks", type=int, nargs="+", help="its num_proc values (default: --tasks)")
+    ap.add_argument("--old-only", action="store_true", help="run only the --old build (rows of this one exist)")
     ap.add_argument("--model", default=str(OFFLINE_MODEL))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -189,7 +190,9 @@ def main() -> None:
         raise SystemExit(f"--model {args.model} not found; run ../shared/scripts/offline-model.sh or pass a "
                          f"local model directory.")
     vocab = sorted(w for w in AutoTokenizer.from_pretrained(args.model).get_vocab() if w.isalpha() and w.isascii())
-    impls = [("datatrove", ROOT)] + ([("before", Path(args.old).resolve())] if args.old else [])
+    impls = ([] if args.old_only else [("datatrove", ROOT)]) + ([("before", Path(args.old).resolve())] if args.old else [])
+    if not impls:
+        raise SystemExit("--old-only needs --old DIR")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             write_fixture(Path(tmp), n, vocab)
