@@ -184,6 +184,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.old_only and not args.old:
+        raise SystemExit("--old-only needs --old DIR")
     from transformers import AutoTokenizer
 
     if not Path(args.model).exists():
@@ -191,8 +193,6 @@ def main() -> None:
                          f"local model directory.")
     vocab = sorted(w for w in AutoTokenizer.from_pretrained(args.model).get_vocab() if w.isalpha() and w.isascii())
     impls = ([] if args.old_only else [("datatrove", ROOT)]) + ([("before", Path(args.old).resolve())] if args.old else [])
-    if not impls:
-        raise SystemExit("--old-only needs --old DIR")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             write_fixture(Path(tmp), n, vocab)
