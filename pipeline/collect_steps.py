@@ -17,6 +17,7 @@ Written here, on datatrove's public step classes, because datatrove has no equiv
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 READ_BATCH = 1000  # rows read from a source's Arrow table at a time
+REMAP_ROWS = 50_000  # rows read from one memory map of a source's Arrow table (`SourceReader`)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (the fast tokenizers batch in Rust)
 
 
@@ -45,7 +47,12 @@ class SourceReader(PipelineStep):
 
     The parent process has already loaded each source once (`load_source`: checks, file counts, the
     `datasets` Arrow cache), so each task opens the cached table. Empty rows are passed on (as "") for
-    `CleanAndLength` to count; datatrove's readers would drop them silently."""
+    `CleanAndLength` to count; datatrove's readers would drop them silently.
+
+    The table is mapped afresh every REMAP_ROWS rows: the pages of a memory map stay in the process's
+    resident set until it is unmapped, so reading a 2 GB source through one map would grow each task's RSS
+    by 2 GB. Pickling a memory-mapped Dataset keeps its file paths and operations, not its data, so a
+    round trip is a new map of the same rows (an in-memory table is read as it is)."""
 
     type = "📖 - READER"
     name = "sources"
@@ -64,6 +71,8 @@ class SourceReader(PipelineStep):
             shard = ds.shard(num_shards=world_size, index=rank, contiguous=True)
             offset = sum(len(ds.shard(num_shards=world_size, index=r, contiguous=True)) for r in range(rank))
             for start in range(0, len(shard), READ_BATCH):
+                if start and start % REMAP_ROWS == 0 and shard.cache_files:
+                    shard = pickle.loads(pickle.dumps(shard))  # the old map goes with its last reference
                 texts = shard[start:start + READ_BATCH]["text"]
                 for j, text in enumerate(texts):
                     self.stat_update(f"docs_in/{src['name']}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.utils.tqdm import tqdm
 
@@ -42,6 +43,7 @@ BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
+SHUFFLE_PIECE = 20_000  # corpus rows taken, in shuffled order, from one memory map of the drawn documents
 
 
 def _features(num_perm: int) -> Features:
@@ -208,10 +210,14 @@ def select_groups(pool: Pool, reports: dict, c: Collect, pretrain: Pretrain, spe
     return [(candidates[chosen], float(pretrain.max_tokens), None)], selection
 
 
-def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Dataset:
-    """The drawn rows' text, source, token count and token ids, shuffled with the seed. Streams from the
-    pool's files to a Parquet file in pieces, then shuffles the memory-mapped table: memory follows the
-    piece, not the corpus."""
+def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path:
+    """The drawn rows' text, source, token count and token ids, shuffled with the seed, as `tmp_dir/corpus.parquet`.
+
+    Two passes, each holding a piece, not the corpus: the drawn documents stream from the pool's files to an
+    Arrow file in pool order; then the shuffled order is written to Parquet a piece at a time, each piece
+    taken from a fresh memory map of that file. One map read through would not do: the pages of a memory
+    map stay in the process's resident set until it is unmapped, so RSS would grow with the corpus (written
+    by hand because `Dataset.shuffle().to_parquet()` reads through one map; bench/bench_corpus.py)."""
     import pyarrow as pa
 
     schema = pa.schema([("text", pa.string()), ("source", pa.string()), ("tokens", pa.int64()),
@@ -227,14 +233,21 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Data
                 writer.write_table(pa.table(piece, schema=schema))
                 piece = {name: [] for name in schema.names}
         writer.write_table(pa.table(piece, schema=schema))
-    drawn = Dataset.from_file(str(path))  # memory-mapped, in pool order (file by file)
-    if len(rows):  # back to the draw's order (by source, then content), which no task split changes
-        drawn = drawn.select(np.searchsorted(np.sort(rows), rows))
-    return drawn.shuffle(seed=seed).flatten_indices()
+    # the file is in pool order (file by file); back to the draw's order (by source, then content), which no
+    # task split changes, then the seed's permutation (the one `Dataset.shuffle(seed=seed)` draws)
+    order = np.searchsorted(np.sort(rows), rows)[np.random.default_rng(seed).permutation(len(rows))]
+    out = tmp_dir / "corpus.parquet"
+    with pq.ParquetWriter(str(out), schema) as writer:
+        for start in range(0, len(order), SHUFFLE_PIECE):
+            drawn = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()  # zero-copy views of a new map
+            writer.write_table(drawn.take(order[start:start + SHUFFLE_PIECE]))
+            del drawn  # the map's last reference: unmapped
+    path.unlink()
+    return out
 
 
-def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Generator, tmp_dir: Path) -> Dataset:
-    """Draw each group to its target, then the corpus: shuffled with the seed."""
+def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Generator, tmp_dir: Path) -> Path:
+    """Draw each group to its target, then write the corpus, shuffled with the seed (`write_corpus`)."""
     drawn = []
     for rows, target, _ in groups:
         taken = draw(pool.tokens[rows], target, rng)
@@ -243,13 +256,15 @@ def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Gener
     return write_corpus(pool, rows, seed, tmp_dir)
 
 
-def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
+def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
                  task_dir: str | Path) -> dict:
-    """Step 4: the figures of `metrics/corpus.json` (docs/design.md: what each stage writes)."""
-    tokens = np.asarray(corpus["tokens"], dtype=np.int64)
+    """Step 4: the figures of `metrics/corpus.json` (docs/design.md: what each stage writes) from the corpus's
+    Parquet file: its token and source columns, and the text of its first (shuffled: random) documents."""
+    columns = pq.read_table(corpus, columns=["tokens", "source"])
+    tokens = columns["tokens"].to_numpy().astype(np.int64)
     total = int(tokens.sum())
     by_source, docs_by_source = Counter(), Counter()
-    for name, n in zip(corpus["source"], tokens):
+    for name, n in zip(columns["source"].to_pylist(), tokens):
         by_source[name] += int(n)
         docs_by_source[name] += 1
     for name, entry in reports.items():
@@ -258,10 +273,11 @@ def corpus_stats(corpus: Dataset, reports: dict, selection: dict, c: Collect, ma
         entry["fell_short"] = short[0] if short else None
     dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
-    corpus_vocab = top_unigrams(corpus.select(range(min(len(corpus), VOCAB_SAMPLE)))["text"])
+    first = next(pq.ParquetFile(corpus).iter_batches(batch_size=VOCAB_SAMPLE, columns=["text"]), None)
+    corpus_vocab = top_unigrams(first.column("text").to_pylist() if first is not None else [])
     bands, rows = lsh_banding(c)
     return {
-        "docs": len(corpus), "tokens": total,
+        "docs": len(tokens), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
         "budget_coverage": total / max_tokens,
         "docs_in": sum(s["docs_in"] for s in reports.values()),
@@ -312,7 +328,7 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
     rng = np.random.default_rng(pretrain.seed)
     groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
     corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
-    if len(corpus) == 0:
+    if pq.ParquetFile(corpus).metadata.num_rows == 0:
         dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
         raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                           f"(dropped: {dropped}); add sources or lower collect.min_chars.")
@@ -323,16 +339,13 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
     for line in budget_lines(stats):  # pipeline.console
         print(line, flush=True)
     with atomic_dir(out_dir) as tmp:
-        corpus.to_parquet(str(tmp / "corpus.parquet"))
-    del corpus
+        corpus.replace(tmp / "corpus.parquet")  # the work folder is out_dir's sibling: the same file system
     remove_path(work)
     return stats
 
 
 def load_corpus(corpus_dir: str | Path = "data/corpus") -> Dataset:
     """The corpus `collect` wrote (memory-mapped Arrow); the `none` corpus is empty."""
-    import pyarrow.parquet as pq
-
     path = Path(corpus_dir) / "corpus.parquet"
     if not path.exists():
         raise ConfigError(f"{path}: missing; run the `collect` stage first (dvc repro collect).")

@@ -112,3 +112,26 @@ def test_ray_without_ray_installed_is_a_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"Ray is not installed: pip install -e '.\[ray\]'"):
         check_executor(from_dict({"collect": {"executor": "ray"}}).collect)
+
+
+def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeypatch):  # noqa: F811
+    """The reader maps each source afresh every REMAP_ROWS rows and the draw writes its shuffle a piece at a
+    time (flat RSS: bench/bench_corpus.py); neither may change a document or the order."""
+    import pickle
+    from types import SimpleNamespace
+
+    from pipeline import collect_steps, corpus
+
+    build, _, _ = setup
+    whole_stats, whole = build("in_domain", max_tokens=5000)
+    remaps = []
+    counting = SimpleNamespace(dumps=pickle.dumps, loads=lambda b: remaps.append(1) or pickle.loads(b))
+    monkeypatch.setattr(collect_steps, "pickle", counting)  # one task runs in this process: the count is seen
+    monkeypatch.setattr(collect_steps, "READ_BATCH", 3)
+    monkeypatch.setattr(collect_steps, "REMAP_ROWS", 6)
+    monkeypatch.setattr(corpus, "SHUFFLE_PIECE", 5)
+    pieces_stats, pieces = build("in_domain", max_tokens=5000)
+    assert len(remaps) >= 4 and len(whole) > 2 * 5
+    assert list(whole["text"]) == list(pieces["text"]) and list(whole["input_ids"]) == list(pieces["input_ids"])
+    assert {k: v for k, v in whole_stats.items() if k != "seconds"} == \
+        {k: v for k, v in pieces_stats.items() if k != "seconds"}
