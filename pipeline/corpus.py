@@ -43,7 +43,7 @@ BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
-SHUFFLE_PIECE = 20_000  # corpus rows taken, in shuffled order, from one memory map of the drawn documents
+SHUFFLE_PIECE = 10_000  # corpus rows taken, in shuffled order, from one memory map of the drawn documents
 
 
 def _features(num_perm: int) -> Features:
@@ -239,11 +239,25 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path
     out = tmp_dir / "corpus.parquet"
     with pq.ParquetWriter(str(out), schema) as writer:
         for start in range(0, len(order), SHUFFLE_PIECE):
-            drawn = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()  # zero-copy views of a new map
-            writer.write_table(drawn.take(order[start:start + SHUFFLE_PIECE]))
-            del drawn  # the map's last reference: unmapped
+            batches = pa.ipc.open_stream(pa.memory_map(str(path))).read_all().to_batches()  # zero-copy, a new map
+            writer.write_table(take_rows(batches, order[start:start + SHUFFLE_PIECE]))
+            del batches  # the map's last reference: unmapped
     path.unlink()
     return out
+
+
+def take_rows(batches: list, rows: np.ndarray):
+    """The table of `rows` (positions in the concatenated `batches`, any order, at least one), taken batch by
+    batch. Written by hand because `Table.take` on a table of many batches first concatenates each whole
+    column: a copy of the corpus for every piece."""
+    import pyarrow as pa
+
+    starts = np.cumsum([0] + [len(b) for b in batches])
+    batch = np.searchsorted(starts, rows, side="right") - 1
+    by_batch = np.argsort(batch, kind="stable")
+    ids, first = np.unique(batch[by_batch], return_index=True)
+    parts = [batches[b].take(chunk - starts[b]) for b, chunk in zip(ids, np.split(rows[by_batch], first[1:]))]
+    return pa.Table.from_batches(parts).take(np.argsort(by_batch))  # back to the order of `rows`
 
 
 def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Generator, tmp_dir: Path) -> Path:
