@@ -80,6 +80,12 @@ def prepare_texts(ds: Dataset, c: Collect, min_chars: int, max_chars: int | None
                   desc=desc)
 
 
+def parquet_texts(path: Path, batch_size: int = 2000):
+    """The `text` column of a Parquet file, a batch at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["text"]):
+        yield from batch.column("text").to_pylist()
+
+
 def top_unigrams(texts, k: int = 10_000) -> set[str]:
     counts = Counter()
     for text in texts:
@@ -287,8 +293,7 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_t
         entry["fell_short"] = short[0] if short else None
     dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
-    first = next(pq.ParquetFile(corpus).iter_batches(batch_size=VOCAB_SAMPLE, columns=["text"]), None)
-    corpus_vocab = top_unigrams(first.column("text").to_pylist() if first is not None else [])
+    corpus_vocab = top_unigrams(itertools.islice(parquet_texts(corpus), VOCAB_SAMPLE))
     bands, rows = lsh_banding(c)
     return {
         "docs": len(tokens), "tokens": total,
