@@ -31,7 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 READ_BATCH = 1000  # rows read from a source's Arrow table at a time
-REMAP_ROWS = 50_000  # rows read from one memory map of a source's Arrow table (`SourceReader`)
+REMAP_ROWS = 20_000  # rows read from one memory map of a source's Arrow table (`SourceReader`)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (the fast tokenizers batch in Rust)
 
 
@@ -70,6 +70,7 @@ class SourceReader(PipelineStep):
             ds = load_source(src, self.task_dir)
             shard = ds.shard(num_shards=world_size, index=rank, contiguous=True)
             offset = sum(len(ds.shard(num_shards=world_size, index=r, contiguous=True)) for r in range(rank))
+            del ds  # its map would keep every page the shard reads through it
             for start in range(0, len(shard), READ_BATCH):
                 if start and start % REMAP_ROWS == 0 and shard.cache_files:
                     shard = pickle.loads(pickle.dumps(shard))  # the old map goes with its last reference

@@ -43,7 +43,8 @@ BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
-SHUFFLE_PIECE = 10_000  # corpus rows taken, in shuffled order, from one memory map of the drawn documents
+SHUFFLE_PIECE = 10_000  # corpus rows written at a time (a Parquet row group), in shuffled order
+TAKE_ROWS = 1000  # rows read at random from the memory-mapped drawn documents between releases of its pages
 
 
 def _features(num_perm: int) -> Features:
@@ -220,10 +221,8 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path
     """The drawn rows' text, source, token count and token ids, shuffled with the seed, as `tmp_dir/corpus.parquet`.
 
     Two passes, each holding a piece, not the corpus: the drawn documents stream from the pool's files to an
-    Arrow file in pool order; then the shuffled order is written to Parquet a piece at a time, each piece
-    taken from a fresh memory map of that file. One map read through would not do: the pages of a memory
-    map stay in the process's resident set until it is unmapped, so RSS would grow with the corpus (written
-    by hand because `Dataset.shuffle().to_parquet()` reads through one map; bench/bench_corpus.py)."""
+    Arrow file in pool order, then `write_shuffled` writes them in the shuffled order (written by hand because
+    `Dataset.shuffle().to_parquet()` reads the whole file through one memory map: bench/bench_corpus.py)."""
     import pyarrow as pa
 
     schema = pa.schema([("text", pa.string()), ("source", pa.string()), ("tokens", pa.int64()),
@@ -243,13 +242,35 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path
     # task split changes, then the seed's permutation (the one `Dataset.shuffle(seed=seed)` draws)
     order = np.searchsorted(np.sort(rows), rows)[np.random.default_rng(seed).permutation(len(rows))]
     out = tmp_dir / "corpus.parquet"
-    with pq.ParquetWriter(str(out), schema) as writer:
-        for start in range(0, len(order), SHUFFLE_PIECE):
-            batches = pa.ipc.open_stream(pa.memory_map(str(path))).read_all().to_batches()  # zero-copy, a new map
-            writer.write_table(take_rows(batches, order[start:start + SHUFFLE_PIECE]))
-            del batches  # the map's last reference: unmapped
+    write_shuffled(path, order, schema, out)
     path.unlink()
     return out
+
+
+def write_shuffled(path: Path, order: np.ndarray, schema, out: Path) -> None:
+    """Rows `order` of the Arrow stream file `path`, in that order, to the Parquet file `out`, SHUFFLE_PIECE
+    rows to a row group.
+
+    The rows are read at random through a memory map, and each read fault maps the file's cached pages
+    around it too (the kernel's fault-around, 64 KB): left alone, the whole file would join the process's
+    resident set. The map's pages are released every TAKE_ROWS rows (madvise MADV_DONTNEED; they stay in
+    the page cache), so RSS holds a piece, not the corpus. Where `mmap.madvise` is missing (Windows) they
+    stay mapped until the end."""
+    import mmap
+
+    import pyarrow as pa
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, \
+            pq.ParquetWriter(str(out), schema) as writer:
+        batches, parts = pa.ipc.open_stream(pa.py_buffer(mm)).read_all().to_batches(), []  # zero-copy views
+        for start in range(0, len(order), SHUFFLE_PIECE):
+            end, parts = min(start + SHUFFLE_PIECE, len(order)), []
+            for sub in range(start, end, TAKE_ROWS):
+                parts.append(take_rows(batches, order[sub:min(sub + TAKE_ROWS, end)]))  # copies
+                if hasattr(mm, "madvise"):
+                    mm.madvise(mmap.MADV_DONTNEED)
+            writer.write_table(pa.concat_tables(parts))
+        del batches, parts  # the views of the map: it cannot close while they exist
 
 
 def take_rows(batches: list, rows: np.ndarray):

@@ -130,6 +130,7 @@ def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeyp
     monkeypatch.setattr(collect_steps, "READ_BATCH", 3)
     monkeypatch.setattr(collect_steps, "REMAP_ROWS", 6)
     monkeypatch.setattr(corpus, "SHUFFLE_PIECE", 5)
+    monkeypatch.setattr(corpus, "TAKE_ROWS", 2)
     pieces_stats, pieces = build("in_domain", max_tokens=5000)
     assert len(remaps) >= 4 and len(whole) > 2 * 5
     assert list(whole["text"]) == list(pieces["text"]) and list(whole["input_ids"]) == list(pieces["input_ids"])
