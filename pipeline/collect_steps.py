@@ -17,6 +17,7 @@ Written here, on datatrove's public step classes, because datatrove has no equiv
 from __future__ import annotations
 
 import copy
+import mmap
 import pickle
 from pathlib import Path
 
@@ -242,14 +243,27 @@ class KeyedSignature(MinhashDedupSignature):
             super().run(records(out), rank, world_size)
 
 
-def load_side(side_folder: str | Path, num_perm: int) -> list[np.ndarray]:
-    """The side records of every rank (memory-mapped: the pool's size does not enter memory), by rank."""
-    dtype, out = side_dtype(num_perm), []
-    for path in sorted(Path(side_folder).glob("*.bin")):
-        rank = int(path.stem)
-        out.extend([np.zeros(0, dtype=dtype)] * (rank + 1 - len(out)))
-        out[rank] = (np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype))
-    return out
+class SideFiles(list):
+    """The side records of every rank, by rank, each memory-mapped read-only: the pool's size does not enter
+    the heap. A read through a map faults in the file's cached pages around it too (64 KB), so the pages
+    read would stay in the process's resident set; `release()` hands them back (madvise MADV_DONTNEED: they
+    stay in the page cache) between pieces of work, so RSS does not grow with the pool either."""
+
+    def __init__(self, side_folder: str | Path, num_perm: int):
+        super().__init__()
+        dtype, self.maps = side_dtype(num_perm), []
+        for path in sorted(Path(side_folder).glob("*.bin")):
+            rank = int(path.stem)
+            self.extend([np.zeros(0, dtype=dtype)] * (rank + 1 - len(self)))
+            if path.stat().st_size:
+                with open(path, "rb") as f:
+                    self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                self[rank] = np.frombuffer(self.maps[-1], dtype=dtype)
+
+    def release(self) -> None:
+        for mm in self.maps:
+            if hasattr(mm, "madvise"):  # not on Windows: the pages then stay until the maps close
+                mm.madvise(mmap.MADV_DONTNEED)
 
 
 class ConfirmedCluster(PipelineStep):
@@ -273,7 +287,7 @@ class ConfirmedCluster(PipelineStep):
         self.buckets_folder, self.side_folder, self.output_folder = buckets_folder, side_folder, output_folder
         self.threshold, self.num_perm, self.source_names = threshold, num_perm, source_names
 
-    def confirmed_pairs(self, side: list[np.ndarray]) -> np.ndarray:
+    def confirmed_pairs(self, side: SideFiles) -> np.ndarray:
         """(file1, doc1, file2, doc2) rows whose estimated Jaccard reaches the threshold."""
         kept = []
         for path in sorted(Path(self.buckets_folder).glob("*.dups")):
@@ -287,12 +301,13 @@ class ConfirmedCluster(PipelineStep):
                     rows = pairs[:, col] == rank
                     sig[rows] = side[rank]["sig"][pairs[rows, col + 1]]
             kept.append(pairs[(sig_a == sig_b).mean(axis=1) >= self.threshold])
+            side.release()
         return np.concatenate(kept) if kept else np.zeros((0, 4), dtype=np.int64)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         assert world_size == 1, "the cluster stage runs as one task"
         with self.track_time():
-            side = load_side(self.side_folder, self.num_perm)
+            side = SideFiles(self.side_folder, self.num_perm)
             offsets = np.cumsum([0] + [len(s) for s in side])
             pairs = self.confirmed_pairs(side)
             self.stat_update("confirmed_pairs", value=len(pairs))
@@ -310,6 +325,7 @@ class ConfirmedCluster(PipelineStep):
             for rank in np.unique(ranks):
                 for f in rec:
                     rec[f][ranks == rank] = side[rank][f][pos[ranks == rank]]
+            side.release()
             self._write_removals(label, ranks, pos, rec)
 
     def _write_removals(self, label, ranks, pos, rec) -> None:

@@ -34,12 +34,13 @@ from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.stats import PipelineStats
 
-from pipeline.collect_steps import (CleanAndLength, ConfirmedCluster, KeyedSignature, LeakGuard, SourceReader,
-                                    TokenIds, load_side, without_signature)
+from pipeline.collect_steps import (CleanAndLength, ConfirmedCluster, KeyedSignature, LeakGuard, SideFiles,
+                                    SourceReader, TokenIds, without_signature)
 from pipeline.config import Collect, ConfigError
 from pipeline.dedup import NearIndex
 
 SLURM_POLL_SECONDS = 30
+SIDE_CHUNK = 1 << 16  # side records read at a time when the pool is assembled (`kept_rows`)
 # How the local executor starts its workers. fork (Linux): a worker starts as a copy-on-write view of the parent,
 # so its imports cost nothing and pages it only reads count once in the tree's PSS; spawn and datatrove's
 # default forkserver start a fresh interpreter that imports the steps for every stage (measured on 40,000
@@ -163,19 +164,22 @@ def read_stats(logs: Path) -> dict:
 
 
 def kept_rows(work: Path, num_perm: int, stats: dict) -> Pool:
-    """The pool: every signed document less the cluster's removals."""
-    side = load_side(work / "side", num_perm)
+    """The pool: every signed document less the cluster's removals, read SIDE_CHUNK records at a time."""
+    side = SideFiles(work / "side", num_perm)
     parts = {f: [] for f in ("rank", "idx", "source", "key", "thash", "tokens")}
     for rank, records in enumerate(side):
         keep = np.ones(len(records), dtype=bool)
         removals = work / "remove" / f"{rank:06d}.remove"
         if removals.exists():
             keep[np.fromfile(removals, dtype="<u4")] = False
-        idx = np.flatnonzero(keep)
-        parts["rank"].append(np.full(len(idx), rank, dtype=np.int32))
-        parts["idx"].append(idx.astype(np.int64))
-        for f in ("source", "key", "thash", "tokens"):
-            parts[f].append(np.asarray(records[f][idx]))
+        for lo in range(0, len(records), SIDE_CHUNK):
+            chunk, mine = records[lo:lo + SIDE_CHUNK], keep[lo:lo + SIDE_CHUNK]
+            idx = np.flatnonzero(mine)
+            parts["rank"].append(np.full(len(idx), rank, dtype=np.int32))
+            parts["idx"].append(idx.astype(np.int64) + lo)
+            for f in ("source", "key", "thash", "tokens"):
+                parts[f].append(chunk[f][idx])  # a copy
+            side.release()
     arrays = {f: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for f, v in parts.items()}
     return Pool(work=work, stats=stats, **arrays)
 

@@ -115,12 +115,13 @@ def test_ray_without_ray_installed_is_a_config_error(monkeypatch):
 
 
 def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeypatch):  # noqa: F811
-    """The reader maps each source afresh every REMAP_ROWS rows and the draw writes its shuffle a piece at a
-    time (flat RSS: bench/bench_corpus.py); neither may change a document or the order."""
+    """The reader maps each source afresh every REMAP_ROWS rows, the pool is assembled SIDE_CHUNK side records
+    at a time, and the draw writes its shuffle a piece at a time (flat RSS: bench/bench_corpus.py); none of
+    them may change a document, a count or the order."""
     import pickle
     from types import SimpleNamespace
 
-    from pipeline import collect_steps, corpus
+    from pipeline import collect_steps, corpus, pool
 
     build, _, _ = setup
     whole_stats, whole = build("in_domain", max_tokens=5000)
@@ -131,6 +132,7 @@ def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeyp
     monkeypatch.setattr(collect_steps, "REMAP_ROWS", 6)
     monkeypatch.setattr(corpus, "SHUFFLE_PIECE", 5)
     monkeypatch.setattr(corpus, "TAKE_ROWS", 2)
+    monkeypatch.setattr(pool, "SIDE_CHUNK", 4)
     pieces_stats, pieces = build("in_domain", max_tokens=5000)
     assert len(remaps) >= 4 and len(whole) > 2 * 5
     assert list(whole["text"]) == list(pieces["text"]) and list(whole["input_ids"]) == list(pieces["input_ids"])
