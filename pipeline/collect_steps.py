@@ -32,6 +32,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 READ_BATCH = 1000  # rows read from a source's Arrow table at a time
+GATHER_ROWS = 512  # side records read at random between releases of their pages (`SideFiles.gather`)
 REMAP_ROWS = 20_000  # rows read from one memory map of a source's Arrow table (`SourceReader`)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (the fast tokenizers batch in Rust)
 
@@ -265,6 +266,18 @@ class SideFiles(list):
             if hasattr(mm, "madvise"):  # not on Windows: the pages then stay until the maps close
                 mm.madvise(mmap.MADV_DONTNEED)
 
+    def gather(self, field: str, ranks: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """`self[ranks[i]][field][pos[i]]` for every i: random reads, GATHER_ROWS at a time with the pages
+        released between (each read faults in 64 KB: a few thousand would map the whole file)."""
+        first = next(r for r in self if len(r))
+        out = np.empty((len(ranks),) + first.dtype[field].shape, dtype=first.dtype[field].base)
+        for lo in range(0, len(ranks), GATHER_ROWS):
+            r, p, piece = ranks[lo:lo + GATHER_ROWS], pos[lo:lo + GATHER_ROWS], out[lo:lo + GATHER_ROWS]
+            for rank in np.unique(r):
+                piece[r == rank] = self[rank][field][p[r == rank]]
+            self.release()
+        return out
+
 
 class ConfirmedCluster(PipelineStep):
     """MinHash stage 3, with the project's rule for what a near-duplicate is and which copy stays.
@@ -293,15 +306,10 @@ class ConfirmedCluster(PipelineStep):
         for path in sorted(Path(self.buckets_folder).glob("*.dups")):
             pairs = np.fromfile(path, dtype="<u4").reshape(-1, 4).astype(np.int64)
             self.stat_update("candidate_pairs", value=len(pairs))
-            if not len(pairs):
-                continue
-            sig_a, sig_b = (np.empty((len(pairs), self.num_perm), dtype=np.uint32) for _ in range(2))
-            for col, sig in ((0, sig_a), (2, sig_b)):
-                for rank in np.unique(pairs[:, col]):
-                    rows = pairs[:, col] == rank
-                    sig[rows] = side[rank]["sig"][pairs[rows, col + 1]]
-            kept.append(pairs[(sig_a == sig_b).mean(axis=1) >= self.threshold])
-            side.release()
+            if len(pairs):
+                sig_a = side.gather("sig", pairs[:, 0], pairs[:, 1])
+                sig_b = side.gather("sig", pairs[:, 2], pairs[:, 3])
+                kept.append(pairs[(sig_a == sig_b).mean(axis=1) >= self.threshold])
         return np.concatenate(kept) if kept else np.zeros((0, 4), dtype=np.int64)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -321,11 +329,7 @@ class ConfirmedCluster(PipelineStep):
             _, label = connected_components(graph, directed=False)
             ranks = np.searchsorted(offsets, nodes, side="right") - 1
             pos = nodes - offsets[ranks]
-            rec = {f: np.empty(n, dtype=side[0].dtype[f]) for f in ("source", "key", "thash")}
-            for rank in np.unique(ranks):
-                for f in rec:
-                    rec[f][ranks == rank] = side[rank][f][pos[ranks == rank]]
-            side.release()
+            rec = {f: side.gather(f, ranks, pos) for f in ("source", "key", "thash")}
             self._write_removals(label, ranks, pos, rec)
 
     def _write_removals(self, label, ranks, pos, rec) -> None:

@@ -133,6 +133,7 @@ def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeyp
     monkeypatch.setattr(corpus, "SHUFFLE_PIECE", 5)
     monkeypatch.setattr(corpus, "TAKE_ROWS", 2)
     monkeypatch.setattr(pool, "SIDE_CHUNK", 4)
+    monkeypatch.setattr(collect_steps, "GATHER_ROWS", 3)
     pieces_stats, pieces = build("in_domain", max_tokens=5000)
     assert len(remaps) >= 4 and len(whole) > 2 * 5
     assert list(whole["text"]) == list(pieces["text"]) and list(whole["input_ids"]) == list(pieces["input_ids"])
