@@ -44,7 +44,8 @@ MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long f
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
 SHUFFLE_PIECE = 10_000  # corpus rows written at a time (a Parquet row group), in shuffled order
-TAKE_ROWS = 1000  # rows read at random from the memory-mapped drawn documents between releases of its pages
+TAKE_ROWS = 256  # rows read at random from the memory-mapped drawn documents between releases of its pages
+#                 (each row touches its place in 7 buffers, and each read faults in 64 KB: at most 115 MB)
 
 
 def _features(num_perm: int) -> Features:
