@@ -17,7 +17,6 @@ Written here, on datatrove's public step classes, because datatrove has no equiv
 from __future__ import annotations
 
 import copy
-import mmap
 import pickle
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from pipeline.io import read_only_map, release_pages
 
 READ_BATCH = 1000  # rows read from a source's Arrow table at a time
 GATHER_ROWS = 512  # side records read at random between releases of their pages (`SideFiles.gather`)
@@ -246,31 +247,27 @@ class KeyedSignature(MinhashDedupSignature):
 
 class SideFiles(list):
     """The side records of every rank, by rank, each memory-mapped read-only: the pool's size does not enter
-    the heap. A read through a map faults in the file's cached pages around it too (64 KB), so the pages
-    read would stay in the process's resident set; `release()` hands them back (madvise MADV_DONTNEED: they
-    stay in the page cache) between pieces of work, so RSS does not grow with the pool either."""
+    the heap. `release()` takes the pages read out of the resident set (`io.release_pages`) between pieces
+    of work, so RSS does not grow with the pool either."""
 
     def __init__(self, side_folder: str | Path, num_perm: int):
         super().__init__()
-        dtype, self.maps = side_dtype(num_perm), []
+        self.dtype, self.maps = side_dtype(num_perm), []
         for path in sorted(Path(side_folder).glob("*.bin")):
             rank = int(path.stem)
-            self.extend([np.zeros(0, dtype=dtype)] * (rank + 1 - len(self)))
+            self.extend([np.zeros(0, dtype=self.dtype)] * (rank + 1 - len(self)))
             if path.stat().st_size:
-                with open(path, "rb") as f:
-                    self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-                self[rank] = np.frombuffer(self.maps[-1], dtype=dtype)
+                self.maps.append(read_only_map(path))
+                self[rank] = np.frombuffer(self.maps[-1], dtype=self.dtype)
 
     def release(self) -> None:
         for mm in self.maps:
-            if hasattr(mm, "madvise"):  # not on Windows: the pages then stay until the maps close
-                mm.madvise(mmap.MADV_DONTNEED)
+            release_pages(mm)
 
     def gather(self, field: str, ranks: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """`self[ranks[i]][field][pos[i]]` for every i: random reads, GATHER_ROWS at a time with the pages
         released between (each read faults in 64 KB: a few thousand would map the whole file)."""
-        first = next(r for r in self if len(r))
-        out = np.empty((len(ranks),) + first.dtype[field].shape, dtype=first.dtype[field].base)
+        out = np.empty((len(ranks),) + self.dtype[field].shape, dtype=self.dtype[field].base)
         for lo in range(0, len(ranks), GATHER_ROWS):
             r, p, piece = ranks[lo:lo + GATHER_ROWS], pos[lo:lo + GATHER_ROWS], out[lo:lo + GATHER_ROWS]
             for rank in np.unique(r):

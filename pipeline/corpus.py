@@ -35,7 +35,7 @@ from pipeline.console import budget_lines, shortfall
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
-from pipeline.io import atomic_dir, remove_path
+from pipeline.io import atomic_dir, read_only_map, release_pages, remove_path
 from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
@@ -252,24 +252,17 @@ def write_shuffled(path: Path, order: np.ndarray, schema, out: Path) -> None:
     """Rows `order` of the Arrow stream file `path`, in that order, to the Parquet file `out`, SHUFFLE_PIECE
     rows to a row group.
 
-    The rows are read at random through a memory map, and each read fault maps the file's cached pages
-    around it too (the kernel's fault-around, 64 KB): left alone, the whole file would join the process's
-    resident set. The map's pages are released every TAKE_ROWS rows (madvise MADV_DONTNEED; they stay in
-    the page cache), so RSS holds a piece, not the corpus. Where `mmap.madvise` is missing (Windows) they
-    stay mapped until the end."""
-    import mmap
-
+    The rows are read at random through a memory map, so its pages are released every TAKE_ROWS rows
+    (`io.release_pages`): RSS holds a piece, not the corpus."""
     import pyarrow as pa
 
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, \
-            pq.ParquetWriter(str(out), schema) as writer:
+    with read_only_map(path) as mm, pq.ParquetWriter(str(out), schema) as writer:
         batches, parts = pa.ipc.open_stream(pa.py_buffer(mm)).read_all().to_batches(), []  # zero-copy views
         for start in range(0, len(order), SHUFFLE_PIECE):
             end, parts = min(start + SHUFFLE_PIECE, len(order)), []
             for sub in range(start, end, TAKE_ROWS):
                 parts.append(take_rows(batches, order[sub:min(sub + TAKE_ROWS, end)]))  # copies
-                if hasattr(mm, "madvise"):
-                    mm.madvise(mmap.MADV_DONTNEED)
+                release_pages(mm)
             writer.write_table(pa.concat_tables(parts))
         del batches, parts  # the views of the map: it cannot close while they exist
 

@@ -1,4 +1,4 @@
-"""Atomic outputs (files, folders, JSON, CSV) and file hashing.
+"""Atomic outputs (files, folders, JSON, CSV), file hashing, and read-only memory maps whose pages can be released.
 
 A stage writes into a temporary sibling and renames it into place at the end, so a killed
 stage never leaves an output that looks complete. Inside `outputs_together`, the stage's declared
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -148,3 +149,18 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def read_only_map(path: str | Path) -> mmap.mmap:
+    """`path` memory-mapped read-only (the file may be closed: the map keeps its own reference)."""
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def release_pages(mm: mmap.mmap) -> None:
+    """Take the pages read through `mm` out of the process's resident set (madvise MADV_DONTNEED); they stay
+    in the page cache, and a later read maps them again. A map otherwise keeps every page read, and random
+    reads fault in 64 KB around each (the kernel's fault-around): RSS would grow with the file. Not on
+    Windows (no `mmap.madvise`): there the pages stay until the map closes."""
+    if hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
