@@ -20,6 +20,7 @@ How a corpus is built, with memory that does not grow with the pool:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pipeline.console import budget_lines, shortfall
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
-from pipeline.io import atomic_dir, read_only_map, release_pages, remove_path
+from pipeline.io import atomic_dir, remove_path
 from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
@@ -44,8 +45,7 @@ MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long f
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
 SHUFFLE_PIECE = 10_000  # corpus rows written at a time (a Parquet row group), in shuffled order
-TAKE_ROWS = 256  # rows read at random from the memory-mapped drawn documents between releases of its pages
-#                 (each row touches its place in 7 buffers, and each read faults in 64 KB: at most 115 MB)
+MAX_PIECES = 500  # files the shuffle keeps open at once, under the usual limit of 1,024 open files
 
 
 def _features(num_perm: int) -> Features:
@@ -219,66 +219,68 @@ def select_groups(pool: Pool, reports: dict, c: Collect, pretrain: Pretrain, spe
 
 
 def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path:
-    """The drawn rows' text, source, token count and token ids, shuffled with the seed, as `tmp_dir/corpus.parquet`.
+    """The drawn rows' text, source, token count and token ids as `tmp_dir/corpus.parquet`, in the seed's
+    shuffled order (the permutation `Dataset.shuffle(seed=seed)` draws, applied to `rows`).
 
-    Two passes, each holding a piece, not the corpus: the drawn documents stream from the pool's files to an
-    Arrow file in pool order, then `write_shuffled` writes them in the shuffled order (written by hand because
-    `Dataset.shuffle().to_parquet()` reads the whole file through one memory map: bench/bench_corpus.py)."""
+    An external shuffle, in two sequential passes, each holding a piece, not the corpus. Pass 1 streams the
+    drawn documents from the pool's files, in pool order, into one Arrow file per piece of the shuffled order
+    (`piece_rows` rows each, with each row's place in its piece); pass 2 reads each piece file, puts its
+    rows in order and writes it as one Parquet row group. Written by hand because `Dataset.shuffle()
+    .to_parquet()` reads rows at random through a memory map, and each mapped read faults in a whole
+    page-cache folio (up to megabytes on a current kernel with large folios): RSS grew with the corpus
+    (BENCHMARKS.md, "Memory maps")."""
     import pyarrow as pa
 
     schema = pa.schema([("text", pa.string()), ("source", pa.string()), ("tokens", pa.int64()),
                         ("input_ids", pa.list_(pa.int32()))])
-    path = tmp_dir / "drawn.arrow"
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        piece: dict = {name: [] for name in schema.names}
-        for _, doc in read_documents(pool, rows):
-            for name in ("text", "source", "input_ids"):
-                piece[name].append(doc[name])
-            piece["tokens"].append(len(doc["input_ids"]))
-            if len(piece["text"]) == WRITE_PIECE:
-                writer.write_table(pa.table(piece, schema=schema))
-                piece = {name: [] for name in schema.names}
-        writer.write_table(pa.table(piece, schema=schema))
-    # the file is in pool order (file by file); back to the draw's order (by source, then content), which no
-    # task split changes, then the seed's permutation (the one `Dataset.shuffle(seed=seed)` draws)
-    order = np.searchsorted(np.sort(rows), rows)[np.random.default_rng(seed).permutation(len(rows))]
+    shuffled = rows[np.random.default_rng(seed).permutation(len(rows))]
+    by_row = np.argsort(shuffled)
+    size = piece_rows(len(rows))
+    folder = tmp_dir / "shuffle"
+    folder.mkdir()
+    paths = [folder / f"{k:05d}.arrow" for k in range(-(-len(rows) // size))]
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(pa.ipc.new_stream(stack.enter_context(pa.OSFile(str(path), "wb")),
+                                                         schema.append(pa.field("place", pa.int64()))))
+                   for path in paths]
+        piece: dict = {name: [] for name in ("row", *schema.names)}
+        for row, doc in itertools.chain(read_documents(pool, rows), [(None, None)]):
+            if row is not None:
+                for name in ("text", "source", "input_ids"):
+                    piece[name].append(doc[name])
+                piece["tokens"].append(len(doc["input_ids"]))
+                piece["row"].append(row)
+            if len(piece["row"]) == WRITE_PIECE or (row is None and piece["row"]):
+                place = by_row[np.searchsorted(shuffled, piece.pop("row"), sorter=by_row)]
+                route(pa.table(piece, schema=schema), place, size, writers)
+                piece = {name: [] for name in ("row", *schema.names)}
     out = tmp_dir / "corpus.parquet"
-    write_shuffled(path, order, schema, out)
-    path.unlink()
+    with pq.ParquetWriter(str(out), schema) as writer:
+        for path in paths:
+            with pa.OSFile(str(path)) as f:
+                table = pa.ipc.open_stream(f).read_all()
+            writer.write_table(table.take(np.argsort(table["place"].to_numpy())).drop_columns(["place"]))
+            path.unlink()
+    folder.rmdir()
     return out
 
 
-def write_shuffled(path: Path, order: np.ndarray, schema, out: Path) -> None:
-    """Rows `order` of the Arrow stream file `path`, in that order, to the Parquet file `out`, SHUFFLE_PIECE
-    rows to a row group.
+def piece_rows(n: int) -> int:
+    """Rows per piece of the shuffle: SHUFFLE_PIECE, or more where that would need over MAX_PIECES files open
+    at once (above 5M drawn documents a piece, and so memory, grows with the corpus)."""
+    return max(SHUFFLE_PIECE, -(-n // MAX_PIECES))
 
-    The rows are read at random through a memory map, so its pages are released every TAKE_ROWS rows
-    (`io.release_pages`): RSS holds a piece, not the corpus."""
+
+def route(table, place: np.ndarray, size: int, writers: list) -> None:
+    """Append each row of `table` (its shuffled position `place`) to its piece's file, with its place there."""
     import pyarrow as pa
 
-    with read_only_map(path) as mm, pq.ParquetWriter(str(out), schema) as writer:
-        batches, parts = pa.ipc.open_stream(pa.py_buffer(mm)).read_all().to_batches(), []  # zero-copy views
-        for start in range(0, len(order), SHUFFLE_PIECE):
-            end, parts = min(start + SHUFFLE_PIECE, len(order)), []
-            for sub in range(start, end, TAKE_ROWS):
-                parts.append(take_rows(batches, order[sub:min(sub + TAKE_ROWS, end)]))  # copies
-                release_pages(mm)
-            writer.write_table(pa.concat_tables(parts))
-        del batches, parts  # the views of the map: it cannot close while they exist
-
-
-def take_rows(batches: list, rows: np.ndarray):
-    """The table of `rows` (positions in the concatenated `batches`, any order, at least one), taken batch by
-    batch. Written by hand because `Table.take` on a table of many batches first concatenates each whole
-    column: a copy of the corpus for every piece."""
-    import pyarrow as pa
-
-    starts = np.cumsum([0] + [len(b) for b in batches])
-    batch = np.searchsorted(starts, rows, side="right") - 1
-    by_batch = np.argsort(batch, kind="stable")
-    ids, first = np.unique(batch[by_batch], return_index=True)
-    parts = [batches[b].take(chunk - starts[b]) for b, chunk in zip(ids, np.split(rows[by_batch], first[1:]))]
-    return pa.Table.from_batches(parts).take(np.argsort(by_batch))  # back to the order of `rows`
+    which = place // size
+    table = table.append_column("place", pa.array(place % size))
+    by_piece = np.argsort(which, kind="stable")
+    ids, first = np.unique(which[by_piece], return_index=True)
+    for k, chosen in zip(ids, np.split(by_piece, first[1:])):
+        writers[k].write_table(table.take(chosen))
 
 
 def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Generator, tmp_dir: Path) -> Path:

@@ -131,7 +131,7 @@ def test_reading_and_writing_in_pieces_does_not_change_the_corpus(setup, monkeyp
     monkeypatch.setattr(collect_steps, "READ_BATCH", 3)
     monkeypatch.setattr(collect_steps, "REMAP_ROWS", 6)
     monkeypatch.setattr(corpus, "SHUFFLE_PIECE", 5)
-    monkeypatch.setattr(corpus, "TAKE_ROWS", 2)
+    monkeypatch.setattr(corpus, "MAX_PIECES", 3)  # pieces above SHUFFLE_PIECE rows, too
     monkeypatch.setattr(pool, "SIDE_CHUNK", 4)
     monkeypatch.setattr(collect_steps, "GATHER_ROWS", 3)
     pieces_stats, pieces = build("in_domain", max_tokens=5000)
