@@ -12,12 +12,16 @@ counts 1/k in each) of the child and all its descendants (datatrove's workers), 
 its anonymous part (the heap; the rest is pages of files, among them the memory-mapped Arrow tables that
 were read, which the kernel reclaims under pressure).
 
-    python bench/bench_corpus.py --sizes 20000 80000 --tasks 1 2 [--old /tmp/old] [--model DIR]
+    python bench/bench_corpus.py --sizes 20000 80000 --tasks 1 2 [--old /tmp/old] [--model DIR] [--phases]
+
+`--phases` adds each build step's peak PSS and seconds to its row (held-out index, each datatrove stage,
+the pool's assembly, the draw, the shuffled write, the statistics): where memory grows, if it does.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -121,11 +125,41 @@ class TreePeak(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.rss, self.anon, self.stop = pid, 0.0, 0.0, threading.Event()
+        self.phase, self.phases = "start", {}  # with --phases: the step now running, and each step's peak
 
     def run(self):
         while not self.stop.wait(SAMPLE_SECONDS):
             sums = [sum(v) for v in zip(*(memory_mib(p) for p in tree(self.pid)))] or [0.0, 0.0]
             self.rss, self.anon = max(self.rss, sums[0]), max(self.anon, sums[1])
+            seen = self.phases.setdefault(self.phase, {"seconds": 0.0, "pss_mib": 0.0, "anon_mib": 0.0})
+            seen["pss_mib"], seen["anon_mib"] = max(seen["pss_mib"], sums[0]), max(seen["anon_mib"], sums[1])
+
+
+def trace_phases(peak: TreePeak) -> None:
+    """--phases: label the samples with the build step running (the corpus module's steps and each datatrove
+    stage), so each step's peak and seconds are reported: where memory grows with the pool."""
+    import pipeline.corpus as corpus
+    import pipeline.pool as pool
+
+    def call(label, inner, *args, **kwargs):
+        before, peak.phase, start = peak.phase, label, time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            seen = peak.phases.setdefault(label, {"seconds": 0.0, "pss_mib": 0.0, "anon_mib": 0.0})
+            seen["seconds"] += time.perf_counter() - start
+            peak.phase = before
+
+    for module, name in ((corpus, "heldout_index"), (corpus, "select_groups"), (corpus, "write_corpus"),
+                         (corpus, "corpus_stats"), (pool, "kept_rows")):
+        setattr(module, name, functools.partial(call, name, getattr(module, name)))
+    make = pool.make_executor
+
+    def traced_make(c, name, *args, **kwargs):
+        executor = make(c, name, *args, **kwargs)
+        executor.run = functools.partial(call, f"stage {name}", executor.run)
+        return executor
+    pool.make_executor = traced_make
 
 
 def child(args) -> None:
@@ -146,6 +180,8 @@ def child(args) -> None:
     prepare_task(params.task, root / "task_out")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     peak = TreePeak(os.getpid())
+    if args.phases:
+        trace_phases(peak)
     peak.start()
     start = time.perf_counter()
     stats = build_corpus(params.task, params.collect, params.pretrain, tokenizer, root / "task_out", root / "corpus")
@@ -153,14 +189,16 @@ def child(args) -> None:
     peak.stop.set()
     peak.join()
     print(json.dumps({"seconds": seconds, "pss_mib": peak.rss, "anon_mib": peak.anon, "docs_in": stats["docs_in"],
-                      "docs": stats["docs"], "tokens": stats["tokens"], "dropped": stats["dropped"]}))
+                      "docs": stats["docs"], "tokens": stats["tokens"], "dropped": stats["dropped"],
+                      **({"phases": peak.phases} if args.phases else {})}))
 
 
 def run_one(args, tmp: str, impl: str, code: Path, tasks: int, budget: int) -> dict:
     env = {**os.environ, "HF_DATASETS_CACHE": str(Path(tmp) / f"hf_cache_{impl}_{tasks}"),
            "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "PYTHONPATH": str(code)}
+    phases = ["--phases"] if args.phases else []
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--root", tmp, "--model",
-                          args.model, "--tasks", str(tasks), "--budget", str(budget)],
+                          args.model, "--tasks", str(tasks), "--budget", str(budget), *phases],
                          env=env, capture_output=True, text=True, cwd=tmp)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-4000:])
@@ -179,6 +217,7 @@ def main() -> None:
     ap.add_argument("--old-tasks", type=int, nargs="+", help="its num_proc values (default: --tasks)")
     ap.add_argument("--old-only", action="store_true", help="run only the --old build (rows of this one exist)")
     ap.add_argument("--model", default=str(OFFLINE_MODEL))
+    ap.add_argument("--phases", action="store_true", help="also each build step's peak memory and seconds")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
