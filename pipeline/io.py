@@ -159,8 +159,9 @@ def read_only_map(path: str | Path) -> mmap.mmap:
 
 def release_pages(mm: mmap.mmap) -> None:
     """Take the pages read through `mm` out of the process's resident set (madvise MADV_DONTNEED); they stay
-    in the page cache, and a later read maps them again. A map otherwise keeps every page read, and random
-    reads fault in 64 KB around each (the kernel's fault-around): RSS would grow with the file. Not on
+    in the page cache, and a later read maps them again. A map otherwise keeps every page read, and a random
+    read maps 64 KB around it (the kernel's fault-around) or its whole page-cache folio (up to megabytes
+    with large folios, e.g. kernel 6.18 on ext4): RSS would grow with the file. Not on
     Windows (no `mmap.madvise`): there the pages stay until the map closes."""
     if hasattr(mm, "madvise"):
         mm.madvise(mmap.MADV_DONTNEED)
