@@ -300,10 +300,9 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_t
     columns = pq.read_table(corpus, columns=["tokens", "source"])
     tokens = columns["tokens"].to_numpy().astype(np.int64)
     total = int(tokens.sum())
-    by_source, docs_by_source = Counter(), Counter()
-    for name, n in zip(columns["source"].to_pylist(), tokens):
-        by_source[name] += int(n)
-        docs_by_source[name] += 1
+    per_source = columns.group_by("source").aggregate([("tokens", "sum"), ("tokens", "count")]).to_pydict()
+    by_source = Counter(dict(zip(per_source["source"], per_source["tokens_sum"])))  # Arrow: no object per row
+    docs_by_source = Counter(dict(zip(per_source["source"], per_source["tokens_count"])))
     for name, entry in reports.items():
         entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
         short = shortfall(entry)

@@ -203,20 +203,25 @@ def per_source_counts(stats: dict, name: str) -> dict:
 
 def read_documents(pool: Pool, rows: np.ndarray, fields=("text", "input_ids")):
     """Yield (row, {field: value}) for the pool rows `rows`, one prepared file at a time (each read once,
-    in order), so memory holds one document at a time, not the pool."""
+    in order), so memory holds one document at a time, not the pool (and the wanted lines as arrays: a dict
+    of them took about 100 bytes a drawn document)."""
     import orjson
 
     rows = np.asarray(rows, dtype=np.int64)
     for rank in np.unique(pool.rank[rows]):
         mine = rows[pool.rank[rows] == rank]
-        wanted = dict(zip(pool.idx[mine].tolist(), mine.tolist()))
-        path = pool.work / "prepared" / f"{rank:05d}.jsonl"
+        by_line = np.argsort(pool.idx[mine], kind="stable")
+        lines, mine = pool.idx[mine][by_line], mine[by_line]
+        path, k = pool.work / "prepared" / f"{rank:05d}.jsonl", 0
         with open(path, "rb") as f:
             for line_no, line in enumerate(f):
-                if line_no in wanted:
+                if line_no == lines[k]:
                     doc = orjson.loads(line)
-                    yield wanted[line_no], {"text": doc["text"], "input_ids": doc["metadata"]["input_ids"],
-                                            "source": doc["metadata"]["source"]}
+                    yield int(mine[k]), {"text": doc["text"], "input_ids": doc["metadata"]["input_ids"],
+                                         "source": doc["metadata"]["source"]}
+                    k += 1
+                    if k == len(lines):
+                        break
 
 
 def check_executor(c: Collect) -> None:
