@@ -266,7 +266,8 @@ class SideFiles(list):
 
     def gather(self, field: str, ranks: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """`self[ranks[i]][field][pos[i]]` for every i: random reads, GATHER_ROWS at a time with the pages
-        released between (each read faults in 64 KB: a few thousand would map the whole file)."""
+        released between (each read maps 64 KB around it, or its whole page-cache folio: `io.release_pages`;
+        a few thousand would map the whole file)."""
         out = np.empty((len(ranks),) + self.dtype[field].shape, dtype=self.dtype[field].base)
         for lo in range(0, len(ranks), GATHER_ROWS):
             r, p, piece = ranks[lo:lo + GATHER_ROWS], pos[lo:lo + GATHER_ROWS], out[lo:lo + GATHER_ROWS]

@@ -243,17 +243,13 @@ def write_corpus(pool: Pool, rows: np.ndarray, seed: int, tmp_dir: Path) -> Path
         writers = [stack.enter_context(pa.ipc.new_stream(stack.enter_context(pa.OSFile(str(path), "wb")),
                                                          schema.append(pa.field("place", pa.int64()))))
                    for path in paths]
-        piece: dict = {name: [] for name in ("row", *schema.names)}
-        for row, doc in itertools.chain(read_documents(pool, rows), [(None, None)]):
-            if row is not None:
-                for name in ("text", "source", "input_ids"):
-                    piece[name].append(doc[name])
-                piece["tokens"].append(len(doc["input_ids"]))
-                piece["row"].append(row)
-            if len(piece["row"]) == WRITE_PIECE or (row is None and piece["row"]):
-                place = by_row[np.searchsorted(shuffled, piece.pop("row"), sorter=by_row)]
-                route(pa.table(piece, schema=schema), place, size, writers)
-                piece = {name: [] for name in ("row", *schema.names)}
+        docs = read_documents(pool, rows)
+        while piece := list(itertools.islice(docs, WRITE_PIECE)):
+            table = pa.table({"text": [d["text"] for _, d in piece], "source": [d["source"] for _, d in piece],
+                              "tokens": [len(d["input_ids"]) for _, d in piece],
+                              "input_ids": [d["input_ids"] for _, d in piece]}, schema=schema)
+            place = by_row[np.searchsorted(shuffled, [row for row, _ in piece], sorter=by_row)]
+            route(table, place, size, writers)
     out = tmp_dir / "corpus.parquet"
     with pq.ParquetWriter(str(out), schema) as writer:
         for path in paths:
