@@ -201,10 +201,10 @@ def per_source_counts(stats: dict, name: str) -> dict:
     return {r: int(stats.get(f"{r}/{name}", 0)) for r in reasons}
 
 
-def read_documents(pool: Pool, rows: np.ndarray, fields=("text", "input_ids")):
-    """Yield (row, {field: value}) for the pool rows `rows`, one prepared file at a time (each read once,
-    in order), so memory holds one document at a time, not the pool (and the wanted lines as arrays: a dict
-    of them took about 100 bytes a drawn document)."""
+def read_documents(pool: Pool, rows: np.ndarray):
+    """Yield (row, {"text": ..., "input_ids": ..., "source": ...}) for the pool rows `rows`, one prepared file
+    at a time (each read once, in order), so memory holds one document at a time, not the pool (and the wanted
+    lines as arrays: a dict of them took about 100 bytes a drawn document)."""
     import orjson
 
     rows = np.asarray(rows, dtype=np.int64)

@@ -93,6 +93,23 @@ def test_embeddings_only_mlm_freezes_the_body(tiny_model, tmp_path):
     assert {k for k in run("all") if k.startswith("bert.") and k != words}  # the same run moves the body otherwise
 
 
+def test_untied_probe_trains_only_the_input_rows(tiny_model, tmp_path):
+    """The spike-in probe's --untie: after untie_head, MLM with the body frozen and the head frozen moves the input
+    word embeddings and nothing else; the decoder keeps the rows it had (its own copy, no longer the same tensor)."""
+    from experiments.spike_in.probe import untie_head
+    from pipeline.mlm import continue_pretraining, frozen
+
+    params = params_for(trainable="embeddings", lr=1e-2, max_tokens=640)
+    model, _ = load_mlm(str(tiny_model), False, with_head_report=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with frozen(untie_head(model)):
+        continue_pretraining(model, AutoTokenizer.from_pretrained(tiny_model), corpus(), params.pretrain,
+                             params.train, tmp_path / "untied")
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == {"bert.embeddings.word_embeddings.weight"}, changed
+
+
 def test_pretrain_stage_reports_head_only_perplexity(tmp_path):
     project = make_project(tmp_path)
     model_dir = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]

@@ -21,7 +21,7 @@ from datasets import Dataset
 from experiments.spike_in.embeddings import similarity
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
 from pipeline.config import from_dict
-from pipeline.mlm import continue_pretraining, warm_up_head
+from pipeline.mlm import continue_pretraining, frozen, warm_up_head
 from pipeline.model import load_mlm, load_tokenizer
 
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, nargs="+", default=[1_000_000], help="MLM budgets, run one after another")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--trainable", choices=["all", "embeddings"], default="all", help="pretrain.trainable")
+    ap.add_argument("--untie", action="store_true",
+                    help="after the head warm-up, give the decoder its own frozen copy of the word embeddings and "
+                         "freeze the head: the nonce rows then learn only from how the fixed body and head read them")
     ap.add_argument("--warmup-tokens", type=int, default=200_000)
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw from")
     args = ap.parse_args(argv)
@@ -56,15 +59,34 @@ def main(argv: list[str] | None = None) -> int:
                         "train": {"checkpoint_steps": 0}})
     warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, work / "head", work / "main")
     check("head warmed up (encoder and tied embeddings frozen)")
+    fixed = untie_head(model) if args.untie else []
     done = 0
     for budget in args.tokens:
         step = params.pretrain.model_copy(update={"max_tokens": budget - done})
         start = time.time()
-        stats = continue_pretraining(model, tokenizer, corpus, step, params.train, work / f"mlm-{budget}")
+        with frozen(fixed):
+            stats = continue_pretraining(model, tokenizer, corpus, step, params.train, work / f"mlm-{budget}")
         done = budget
+        if args.untie and model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+            raise SystemExit("[probe] error: training re-tied the decoder to the word embeddings")
         check(f"after {budget:,} MLM tokens at lr {args.lr:g}, {args.trainable} trainable ({time.time() - start:.0f} s, "
               f"{stats['tokens_per_second']:,.0f} tokens/s, loss {stats['train_loss']:.3f})")
     return 0
+
+
+def untie_head(model) -> list:
+    """Cut the tie between the decoder and the word embeddings (a frozen copy for the decoder) and return the
+    head's weights to freeze. With a tied decoder every row also takes the output side's gradient (the softmax
+    pushes every row, and a frequent form's row takes the direction of the hidden states it must be predicted
+    from); untied and frozen, a row learns only its input role, Artetxe et al.'s setting in full."""
+    import torch
+
+    decoder = model.get_output_embeddings()
+    decoder.weight = torch.nn.Parameter(decoder.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    assert decoder.weight is not model.get_input_embeddings().weight
+    prefix = model.base_model_prefix + "."
+    return [w for name, w in model.named_parameters() if not name.startswith(prefix)]
 
 
 if __name__ == "__main__":
