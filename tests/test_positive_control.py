@@ -70,3 +70,25 @@ def test_dvc_repro_builds_the_base_with_a_real_head_and_measures_the_domain_gap(
     assert (model.config.num_hidden_layers, model.config.hidden_size) == (2, 32)
     # ... and DVC tracks it: a second repro has nothing to do
     assert "Stage 'base' didn't change" in run(xp, "dvc", "repro").stdout
+
+
+def test_probe_embeds_by_cls_or_by_the_mean_over_real_tokens(tiny_model):
+    """The linear probe's two readings of a frozen encoder: the [CLS] state, or the mean over real tokens;
+    padding a text in a batch with a longer one changes neither."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from experiments.positive_control.probe import embed
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModel.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    short, long = "a good film", "a long and rather dull film with a good cast and a bad plot"
+    for pool in ("cls", "mean"):
+        alone = embed(model, tokenizer, [short], 32, pool=pool)
+        padded = embed(model, tokenizer, [short, long], 32, pool=pool)
+        assert abs(alone[0] - padded[0]).max() < 1e-2, pool  # (embed may run in bf16 autocast)
+    with torch.no_grad():
+        hidden = model(**tokenizer([short], return_tensors="pt")).last_hidden_state[0]
+    cls, mean = (embed(model, tokenizer, [short], 32, pool=pool)[0] for pool in ("cls", "mean"))
+    assert abs(cls - hidden[0].numpy()).max() < 1e-2 and abs(mean - hidden.mean(0).numpy()).max() < 1e-2
+    assert abs(cls - mean).max() > 0.1  # the two readings are different vectors

@@ -4,7 +4,7 @@ about the task, before fine-tuning can wash it in or out?
     python -m experiments.positive_control.probe --task data/task --models base=DIR task=DIR ...
 
 Each encoder embeds the task's train and test texts (mean of the last hidden states over real
-tokens, cut at --max-length); a logistic regression fitted on train is scored on test. The
+tokens, or with --pool cls the [CLS] token's, cut at --max-length); a logistic regression fitted on train is scored on test. The
 encoders are never trained here, so a difference between probes is a difference between the
 pretrained models alone. A diagnostic for the positive control: it separates "the adapted
 encoder knows more about reviews" from "the fine-tuning recipe uses it".
@@ -28,7 +28,7 @@ from pipeline.precision import autocast, resolve_precision
 
 
 @torch.no_grad()
-def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, pool: str = "mean") -> np.ndarray:
     precision = resolve_precision("auto")
     out = []
     for start in range(0, len(texts), batch_size):
@@ -36,17 +36,20 @@ def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int =
                           return_tensors="pt")
         with autocast(precision):
             hidden = model(**batch).last_hidden_state.float()
+        if pool == "cls":  # the first token's state: what a BERT classification head reads (through its pooler)
+            out.append(hidden[:, 0].numpy())
+            continue
         mask = batch["attention_mask"].unsqueeze(-1).float()
         out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
     return np.concatenate(out)
 
 
-def probe(model_dir: str, train, test, max_length: int) -> dict:
+def probe(model_dir: str, train, test, max_length: int, pool: str = "mean") -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     start = time.time()
-    x_train = embed(model, tokenizer, train["text"], max_length)
-    x_test = embed(model, tokenizer, test["text"], max_length)
+    x_train = embed(model, tokenizer, train["text"], max_length, pool=pool)
+    x_test = embed(model, tokenizer, test["text"], max_length, pool=pool)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
     clf.fit(x_train, train["label"])
     correct = clf.predict(x_test) == np.asarray(test["label"])
@@ -58,13 +61,15 @@ def main(argv=None) -> None:
     parser.add_argument("--task", default="data/task", help="prepared task folder (train/test parquet)")
     parser.add_argument("--models", nargs="+", required=True, help="NAME=DIR; the first is the reference")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--pool", choices=["mean", "cls"], default="mean",
+                        help="mean of the last hidden states over real tokens, or the first ([CLS]) token's state")
     parser.add_argument("--bootstrap", type=int, default=10_000)
     args = parser.parse_args(argv)
     train, test = load_prepared("train", args.task), load_prepared("test", args.task)
     results = {}
     for spec in args.models:
         name, _, path = spec.partition("=")
-        results[name] = probe(path, train, test, args.max_length)
+        results[name] = probe(path, train, test, args.max_length, args.pool)
     ref = next(iter(results))
     rng = np.random.default_rng(0)
     n = len(test)
@@ -78,7 +83,8 @@ def main(argv=None) -> None:
         boot = diff[idx].mean(1)
         low, high = np.quantile(boot, [0.025, 0.975])
         print(f"| {name} | {r['accuracy'] * 100:.2f} | {diff.mean() * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}] |")
-    print(f"\n{len(train)} train / {n} test texts of {Path(args.task).resolve()}, first {args.max_length} tokens")
+    print(f"\n{len(train)} train / {n} test texts of {Path(args.task).resolve()}, first {args.max_length} tokens, "
+          f"{args.pool} pooling")
 
 
 if __name__ == "__main__":
