@@ -166,3 +166,25 @@ def test_dvc_repro_writes_the_shifted_data(tmp_path):
         "test_k000.jsonl.gz", "test_k002.jsonl.gz", "test_k004.jsonl.gz", "train.jsonl.gz"]
     metrics = json.loads((out / "metrics" / "shift.json").read_text())
     assert metrics["per_k"]["k004"]["corpus_replacements"] > 0
+
+
+def test_mechanism_check_reads_a_known_layout():
+    """embeddings.similarity on a hand-built matrix: nonce rows equal to their words score 1 on their word,
+    sit on their side of the sentiment axis, and the two polarities' forms are as far apart as their words."""
+    import torch
+
+    from experiments.spike_in.embeddings import similarity
+
+    vocab = {"great": 0, "awful": 1, "ligand": 2, "masovian": 3, "the": 4}
+    mapping, polarity = {"great": "ligand", "awful": "masovian"}, {"great": "positive", "awful": "negative"}
+    emb = torch.tensor([[1.0, 0.2, 0.0], [-1.0, 0.2, 0.0], [1.0, 0.2, 0.0], [-1.0, 0.2, 0.0], [0.0, 0.0, 1.0]])
+    out = similarity(emb, vocab, mapping, polarity, base=emb.clone())
+    assert out["cos_to_own_word"] == pytest.approx(1.0) and out["nearest_is_own_word"] == 1.0
+    assert out["nonce_on_own_side_of_sentiment_axis"] == pytest.approx(out["word_on_own_side_of_sentiment_axis"])
+    assert out["nonce_on_own_side_of_sentiment_axis"] > 0
+    assert out["cos_between_polarity_forms"] == pytest.approx(float(torch.cosine_similarity(emb[0], emb[1], dim=0)))
+    assert out["nonce_move_norm"] == 0.0
+    swapped = emb.clone()
+    swapped[[2, 3]] = emb[[3, 2]]  # each form now holds the other polarity's word
+    flipped = similarity(swapped, vocab, mapping, polarity)
+    assert flipped["nonce_on_own_side_of_sentiment_axis"] < 0 and flipped["nearest_is_own_word"] == 0.0

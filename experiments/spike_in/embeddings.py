@@ -62,6 +62,10 @@ def similarity(emb: torch.Tensor, vocab: dict[str, int], mapping: dict[str, str]
            "nearest_is_own_word": float((cos.argmax(1) == torch.arange(k)).float().mean()),
            "nonce_on_own_side_of_sentiment_axis": float((sign * (emb[n_ids] @ axis)).mean()),
            "word_on_own_side_of_sentiment_axis": float((sign * (emb[w_ids] @ axis)).mean())}
+    # do the forms of the two polarities come apart? (mean cosine over pairs of distinct positive / negative forms)
+    pos = sorted({i for i, x in zip(n_ids, sign) if x > 0})
+    neg = sorted({i for i, x in zip(n_ids, sign) if x < 0})
+    out["cos_between_polarity_forms"] = float((unit(emb[pos], dim=-1) @ unit(emb[neg], dim=-1).T).mean())
     if base is not None:
         move = emb[n_ids] - base[n_ids]
         out["nonce_move_norm"] = float(move.norm(dim=-1).mean())
