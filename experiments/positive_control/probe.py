@@ -4,10 +4,10 @@ about the task, before fine-tuning can wash it in or out?
     python -m experiments.positive_control.probe --task data/task --models base=DIR task=DIR ...
 
 Each encoder embeds the task's train and test texts (mean of the last hidden states over real
-tokens, or with --pool cls the [CLS] token's, cut at --max-length); a logistic regression fitted on train is scored on test. The
-encoders are never trained here, so a difference between probes is a difference between the
-pretrained models alone. A diagnostic for the positive control: it separates "the adapted
-encoder knows more about reviews" from "the fine-tuning recipe uses it".
+tokens, or with --pool cls the [CLS] token's, cut at --max-length); a logistic regression fitted on
+train is scored on test. The encoders are never trained here, so a difference between probes is a
+difference between the pretrained models alone. A diagnostic for the positive control: it separates
+"the adapted encoder knows more about reviews" from "the fine-tuning recipe uses it".
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int =
         with autocast(precision):
             hidden = model(**batch).last_hidden_state.float()
         if pool == "cls":  # the first token's state: what a BERT classification head reads (through its pooler)
-            out.append(hidden[:, 0].numpy())
-            continue
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+        out.append(pooled.numpy())
     return np.concatenate(out)
 
 
