@@ -188,3 +188,58 @@ def test_mechanism_check_reads_a_known_layout():
     swapped[[2, 3]] = emb[[3, 2]]  # each form now holds the other polarity's word
     flipped = similarity(swapped, vocab, mapping, polarity)
     assert flipped["nonce_on_own_side_of_sentiment_axis"] < 0 and flipped["nearest_is_own_word"] == 0.0
+
+
+class _ClozeStub:
+    """A stand-in MLM for cloze_polarity: at every position it favours the positive targets when `cue`
+    is in the sequence (else the negative ones), or, with `copy`, it favours the token it is given."""
+
+    def __init__(self, vocab, pos, neg, cue=None, copy=False):
+        import torch
+
+        self.size, self.cue, self.copy, self.training = len(vocab), vocab.get(cue), copy, False
+        self.pos, self.neg, self.torch = [vocab[w] for w in pos], [vocab[w] for w in neg], torch
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def __call__(self, input_ids, **_):
+        from types import SimpleNamespace
+
+        torch = self.torch
+        logits = torch.zeros(*input_ids.shape, self.size)
+        if self.copy:  # reads the input token at each position: only an unmasked target helps it
+            logits.scatter_(-1, input_ids.unsqueeze(-1), 5.0)
+        else:
+            positive = (input_ids == self.cue).any(-1)  # the cue anywhere in the sequence
+            for row, is_pos in enumerate(positive.tolist()):
+                logits[row, :, self.pos if is_pos else self.neg] += 3.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_cloze_names_the_polarity_the_context_gives_and_masks_the_targets(tmp_path):
+    """cloze_polarity scores what the model says at masked target positions: a model that follows a context
+    cue is right where the cue agrees with the target and wrong where it does not; a model that could only
+    copy the target itself is no better than always answering one polarity, so the targets were masked."""
+    from transformers import BertTokenizerFast
+
+    from experiments.spike_in.cloze import cloze_polarity
+
+    tok = BertTokenizerFast.from_pretrained(make_vocab(tmp_path / "tok"))
+    vocab = tok.get_vocab()
+    targets = {"zorbit": "positive", "quaffle": "negative"}
+    agree = ["the plot was zorbit and the cast great", "the plot was quaffle , the film awful"]
+    clash = ["the plot was quaffle and the cast great"]
+    follows_great = _ClozeStub(vocab, ["zorbit"], ["quaffle"], cue="great")
+    out = cloze_polarity(follows_great, tok, agree, targets)
+    assert out["positions"] == 2 and out["accuracy"] == 1.0 and out["positive_share"] == 0.5
+    assert out["mean_signed_margin"] > 0
+    assert cloze_polarity(follows_great, tok, agree + clash, targets)["accuracy"] == pytest.approx(2 / 3)
+    copier = _ClozeStub(vocab, ["zorbit"], ["quaffle"], copy=True)
+    copied = cloze_polarity(copier, tok, agree + ["zorbit zorbit quaffle"], targets)
+    assert copied["positions"] == 5 and copied["accuracy"] == pytest.approx(1 - copied["positive_share"])
+    with pytest.raises(ValueError, match="not tokens"):
+        cloze_polarity(follows_great, tok, agree, {"notaword": "positive", "quaffle": "negative"})

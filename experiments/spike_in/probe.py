@@ -18,6 +18,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from experiments.spike_in.cloze import cloze_polarity
 from experiments.spike_in.embeddings import similarity
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
 from pipeline.config import from_dict
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                          "freeze the head: the nonce rows then learn only from how the fixed body and head read them")
     ap.add_argument("--warmup-tokens", type=int, default=200_000)
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw from")
+    ap.add_argument("--cloze", type=int, default=0, metavar="N",
+                    help="also the cloze test (cloze.py) on the first N test reviews: the real words masked in the "
+                         "unshifted reviews, the nonce forms masked in the shifted ones")
     args = ap.parse_args(argv)
     mapping, polarity = load_map(DATA / "map.json", args.k)
     rows = read_jsonl(DATA / "corpus" / f"unsup_k{args.k:03d}.jsonl.gz")[: args.docs]
@@ -47,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
 
     base = model.get_input_embeddings().weight.detach().clone()
 
+    sets = cloze_sets(args.k, mapping, polarity, args.cloze)
+
     def check(label: str) -> None:
         emb = model.get_input_embeddings().weight.detach()
         print(f"[probe] {label}: {json.dumps(similarity(emb, vocab, mapping, polarity, base))}", flush=True)
+        for name, (texts, targets) in sets.items():
+            print(f"[probe] {label}: cloze, {name}: {json.dumps(cloze_polarity(model, tokenizer, texts, targets))}",
+                  flush=True)
 
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))
@@ -72,6 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         check(f"after {budget:,} MLM tokens at lr {args.lr:g}, {args.trainable} trainable ({time.time() - start:.0f} s, "
               f"{stats['tokens_per_second']:,.0f} tokens/s, loss {stats['train_loss']:.3f})")
     return 0
+
+
+def cloze_sets(k: int, mapping: dict[str, str], polarity: dict[str, str], n: int) -> dict:
+    """The cloze test's texts and targets: the real words in the first `n` unshifted test reviews, the nonce
+    forms (each standing for words of one polarity) in the same reviews shifted at K."""
+    if not n:
+        return {}
+    forms = {mapping[w]: polarity[w] for w in mapping}
+    if len(forms) != len(set(mapping.values())) or any(polarity[w] != forms[f] for w, f in mapping.items()):
+        raise SystemExit("[probe] error: a nonce form stands for words of both polarities; the cloze needs one each")
+    def texts(tag: str) -> list[str]:
+        return [r["text"] for r in read_jsonl(DATA / "task" / f"test_{tag}.jsonl.gz")[:n]]
+    return {"real words, unshifted test": (texts("k000"), {w: polarity[w] for w in mapping}),
+            f"nonce forms, test shifted at K = {k}": (texts(f"k{k:03d}"), forms)}
 
 
 def untie_head(model) -> list:

@@ -1,0 +1,67 @@
+"""Does the MLM objective itself carry the polarity the spike-in needs MLM to teach?
+
+    python -m experiments.spike_in.probe --model MODEL_DIR --k 100 --tokens 1000000 --lr 2e-4 --cloze 2000
+
+The mechanism check (embeddings.py) found that MLM on the shifted reviews moves the nonce rows, but not
+towards their words nor along the sentiment axis. Two readings remain, and a cloze test tells them apart:
+
+- the context does not say *which* polarity stands at a masked sentiment word (antonyms share contexts),
+  so the objective has nothing to teach: then the model's MLM head cannot pick the right polarity at a
+  masked position, even for the real words it was pretrained on;
+- the context does say it, and MLM learns it where the loss sees it (the output role of the tied rows,
+  read by the head), but not in the input role the classifier reads: then the head picks the right
+  nonce form at a masked position after MLM on the shifted text, while the rows stay off the axis.
+
+`cloze_polarity` masks every occurrence of the target tokens in each text (at once: a lower bound, since
+other sentiment words in the same review are masked too) and asks the MLM head which polarity is more
+likely there: the log-sum-exp of its logits over the positive targets against the negative ones. Its
+accuracy against the polarity of the token that stood there is the share of positions where the context,
+as this model reads it, names the right polarity; 0.5 is chance, and `positive_share` is what always
+answering "positive" scores. Written by hand: no library scores a class of tokens at a masked position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, str], max_length: int = 128,
+                   batch_size: int = 32) -> dict:
+    """Accuracy of the MLM head at naming the polarity of masked target tokens (`polarity_of`: token ->
+    "positive" / "negative"; each a single token of `tokenizer`'s vocabulary)."""
+    vocab = tokenizer.get_vocab()
+    missing = sorted(t for t in polarity_of if t not in vocab)
+    if missing:
+        raise ValueError(f"cloze targets are not tokens of the vocabulary: {missing[:5]}")
+    pos_ids = torch.tensor(sorted({vocab[t] for t, p in polarity_of.items() if p == "positive"}))
+    neg_ids = torch.tensor(sorted({vocab[t] for t, p in polarity_of.items() if p == "negative"}))
+    if not len(pos_ids) or not len(neg_ids):
+        raise ValueError("cloze targets need both a positive and a negative token")
+    sign = torch.zeros(len(vocab), dtype=torch.long)  # +1 positive target, -1 negative, 0 neither
+    sign[pos_ids], sign[neg_ids] = 1, -1
+    was_training = model.training
+    model.eval()
+    right = positions = positive = 0
+    margins = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        truth = sign[enc["input_ids"]]
+        where = truth != 0
+        if not where.any():
+            continue
+        enc["input_ids"] = enc["input_ids"].masked_fill(where, tokenizer.mask_token_id)
+        logits = model(**enc).logits[where].float()  # (masked positions, vocab)
+        margin = torch.logsumexp(logits[:, pos_ids], -1) - torch.logsumexp(logits[:, neg_ids], -1)
+        said = torch.where(margin > 0, 1, -1)
+        right += int((said == truth[where]).sum())
+        positions += int(where.sum())
+        positive += int((truth[where] > 0).sum())
+        margins.append(margin * truth[where])
+    model.train(was_training)
+    if not positions:
+        raise ValueError("no target token occurs in the cloze texts")
+    signed = torch.cat(margins)
+    return {"positions": positions, "accuracy": right / positions, "positive_share": positive / positions,
+            "mean_signed_margin": float(signed.mean())}
