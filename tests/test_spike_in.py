@@ -236,10 +236,12 @@ def test_cloze_names_the_polarity_the_context_gives_and_masks_the_targets(tmp_pa
     follows_great = _ClozeStub(vocab, ["zorbit"], ["quaffle"], cue="great")
     out = cloze_polarity(follows_great, tok, agree, targets)
     assert out["positions"] == 2 and out["accuracy"] == 1.0 and out["positive_share"] == 0.5
-    assert out["mean_signed_margin"] > 0
-    assert cloze_polarity(follows_great, tok, agree + clash, targets)["accuracy"] == pytest.approx(2 / 3)
+    assert out["mean_signed_margin"] > 0 and out["auc"] == 1.0
+    mixed = cloze_polarity(follows_great, tok, agree + clash, targets)
+    assert mixed["accuracy"] == pytest.approx(2 / 3) and mixed["auc"] == 0.75  # one win, one tie of two pairs
     copier = _ClozeStub(vocab, ["zorbit"], ["quaffle"], copy=True)
     copied = cloze_polarity(copier, tok, agree + ["zorbit zorbit quaffle"], targets)
     assert copied["positions"] == 5 and copied["accuracy"] == pytest.approx(1 - copied["positive_share"])
+    assert copied["auc"] == 0.5  # every margin ties
     with pytest.raises(ValueError, match="not tokens"):
         cloze_polarity(follows_great, tok, agree, {"notaword": "positive", "quaffle": "negative"})

@@ -16,13 +16,17 @@ towards their words nor along the sentiment axis. Two readings remain, and a clo
 other sentiment words in the same review are masked too) and asks the MLM head which polarity is more
 likely there: the log-sum-exp of its logits over the positive targets against the negative ones. Its
 accuracy against the polarity of the token that stood there is the share of positions where the context,
-as this model reads it, names the right polarity; 0.5 is chance, and `positive_share` is what always
-answering "positive" scores. Written by hand: no library scores a class of tokens at a masked position.
+as this model reads it, names the right polarity; always answering the commoner polarity scores
+max(`positive_share`, 1 - `positive_share`). `auc` is threshold-free (a head may lean to one polarity
+everywhere): the chance that a position where a positive token stood gets a larger positive-minus-negative
+margin than one where a negative token stood (the Mann-Whitney U over the two groups); 0.5 is chance.
+Written by hand: no library scores a class of tokens at a masked position.
 """
 
 from __future__ import annotations
 
 import torch
+from scipy.stats import mannwhitneyu
 
 
 @torch.no_grad()
@@ -43,7 +47,7 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
     was_training = model.training
     model.eval()
     right = positions = positive = 0
-    margins = []
+    margins, truths = [], []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt")
@@ -59,9 +63,15 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
         positions += int(where.sum())
         positive += int((truth[where] > 0).sum())
         margins.append(margin * truth[where])
+        truths.append(truth[where])
     model.train(was_training)
     if not positions:
         raise ValueError("no target token occurs in the cloze texts")
     signed = torch.cat(margins)
+    truth_all = torch.cat(truths)
+    margin_all = signed * truth_all  # back to the unsigned margin: > 0 says "positive"
+    pos_m, neg_m = margin_all[truth_all > 0].numpy(), margin_all[truth_all < 0].numpy()
+    auc = (float(mannwhitneyu(pos_m, neg_m).statistic) / (len(pos_m) * len(neg_m))
+           if len(pos_m) and len(neg_m) else float("nan"))
     return {"positions": positions, "accuracy": right / positions, "positive_share": positive / positions,
-            "mean_signed_margin": float(signed.mean())}
+            "auc": auc, "mean_signed_margin": float(signed.mean())}
