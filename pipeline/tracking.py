@@ -31,8 +31,14 @@ def wandb_enabled() -> bool:
 
 
 def report_to() -> list[str]:
-    """The Trainer's `report_to`: it logs into the run that `stage_run` opened."""
-    return ["wandb"] if wandb_enabled() else []
+    """The Trainer's `report_to`: it logs into the run that `stage_run` opened, and only into an open run.
+    With none (the library called outside a stage: a probe, a notebook), transformers' W&B callback would
+    open one itself, online by default, and stop on a machine with no API key."""
+    if not wandb_enabled():
+        return []
+    import wandb
+
+    return ["wandb"] if wandb.run is not None else []
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:

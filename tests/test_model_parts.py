@@ -192,3 +192,16 @@ def test_layerwise_decay_follows_layer_names_of_other_encoders(make):
     assert seen == {"0", "1", "2", "embeddings"}
     head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
     assert head and all(lr_of[id(p)] == pytest.approx(lr) for p in head)
+
+
+def test_the_trainer_reports_to_wandb_only_inside_an_open_run(monkeypatch):
+    """Outside a stage (no run open) the Trainer must not report to W&B: its callback would open an online
+    run of its own and stop where no API key is configured."""
+    fake = type("FakeWandb", (), {"run": None})
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # unset: offline, W&B on
+    monkeypatch.setitem(__import__("sys").modules, "wandb", fake)
+    assert tracking.report_to() == []
+    fake.run = object()  # what stage_run's wandb.init leaves open
+    assert tracking.report_to() == ["wandb"]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking.report_to() == []
