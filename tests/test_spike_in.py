@@ -245,3 +245,20 @@ def test_cloze_names_the_polarity_the_context_gives_and_masks_the_targets(tmp_pa
     assert copied["auc"] == 0.5  # every margin ties
     with pytest.raises(ValueError, match="not tokens"):
         cloze_polarity(follows_great, tok, agree, {"notaword": "positive", "quaffle": "negative"})
+
+
+def test_the_review_label_reference_answers_the_label_at_every_target(tmp_path):
+    """review_label_reference: labels that match every target's polarity score 1, reversed labels 0, and a
+    review holding both polarities scores one right and one wrong."""
+    from transformers import BertTokenizerFast
+
+    from experiments.spike_in.cloze import review_label_reference
+
+    tok = BertTokenizerFast.from_pretrained(make_vocab(tmp_path / "tok"))
+    targets = {"great": "positive", "awful": "negative"}
+    texts = ["the film was great", "the plot was awful and awful"]
+    right = review_label_reference(tok, texts, [1, 0], targets)
+    assert right["positions"] == 3 and right["accuracy"] == 1.0 and right["auc"] == 1.0
+    assert review_label_reference(tok, texts, [0, 1], targets)["auc"] == 0.0
+    both = review_label_reference(tok, ["great cast , awful plot"], [1], targets)
+    assert both["positions"] == 2 and both["accuracy"] == 0.5

@@ -29,11 +29,8 @@ import torch
 from scipy.stats import mannwhitneyu
 
 
-@torch.no_grad()
-def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, str], max_length: int = 128,
-                   batch_size: int = 32) -> dict:
-    """Accuracy of the MLM head at naming the polarity of masked target tokens (`polarity_of`: token ->
-    "positive" / "negative"; each a single token of `tokenizer`'s vocabulary)."""
+def target_signs(tokenizer, polarity_of: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per vocabulary id +1 (a positive target), -1 (negative) or 0, and the ids of each polarity."""
     vocab = tokenizer.get_vocab()
     missing = sorted(t for t in polarity_of if t not in vocab)
     if missing:
@@ -42,11 +39,33 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
     neg_ids = torch.tensor(sorted({vocab[t] for t, p in polarity_of.items() if p == "negative"}))
     if not len(pos_ids) or not len(neg_ids):
         raise ValueError("cloze targets need both a positive and a negative token")
-    sign = torch.zeros(len(vocab), dtype=torch.long)  # +1 positive target, -1 negative, 0 neither
+    sign = torch.zeros(len(vocab), dtype=torch.long)
     sign[pos_ids], sign[neg_ids] = 1, -1
+    return sign, pos_ids, neg_ids
+
+
+def score(margins: list[torch.Tensor], truths: list[torch.Tensor]) -> dict:
+    """Accuracy, AUC and mean signed margin of positive-minus-negative margins against the true signs."""
+    if not truths or not sum(len(t) for t in truths):
+        raise ValueError("no target token occurs in the cloze texts")
+    margin, truth = torch.cat(margins).float(), torch.cat(truths)
+    pos_m, neg_m = margin[truth > 0].numpy(), margin[truth < 0].numpy()
+    auc = (float(mannwhitneyu(pos_m, neg_m).statistic) / (len(pos_m) * len(neg_m))
+           if len(pos_m) and len(neg_m) else float("nan"))
+    said = torch.where(margin > 0, 1, -1)
+    return {"positions": len(truth), "accuracy": float((said == truth).float().mean()),
+            "positive_share": float((truth > 0).float().mean()), "auc": auc,
+            "mean_signed_margin": float((margin * truth).mean())}
+
+
+@torch.no_grad()
+def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, str], max_length: int = 128,
+                   batch_size: int = 32) -> dict:
+    """How well the MLM head names the polarity of masked target tokens (`polarity_of`: token ->
+    "positive" / "negative"; each a single token of `tokenizer`'s vocabulary)."""
+    sign, pos_ids, neg_ids = target_signs(tokenizer, polarity_of)
     was_training = model.training
     model.eval()
-    right = positions = positive = 0
     margins, truths = [], []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
@@ -57,21 +76,21 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
             continue
         enc["input_ids"] = enc["input_ids"].masked_fill(where, tokenizer.mask_token_id)
         logits = model(**enc).logits[where].float()  # (masked positions, vocab)
-        margin = torch.logsumexp(logits[:, pos_ids], -1) - torch.logsumexp(logits[:, neg_ids], -1)
-        said = torch.where(margin > 0, 1, -1)
-        right += int((said == truth[where]).sum())
-        positions += int(where.sum())
-        positive += int((truth[where] > 0).sum())
-        margins.append(margin * truth[where])
+        margins.append(torch.logsumexp(logits[:, pos_ids], -1) - torch.logsumexp(logits[:, neg_ids], -1))
         truths.append(truth[where])
     model.train(was_training)
-    if not positions:
-        raise ValueError("no target token occurs in the cloze texts")
-    signed = torch.cat(margins)
-    truth_all = torch.cat(truths)
-    margin_all = signed * truth_all  # back to the unsigned margin: > 0 says "positive"
-    pos_m, neg_m = margin_all[truth_all > 0].numpy(), margin_all[truth_all < 0].numpy()
-    auc = (float(mannwhitneyu(pos_m, neg_m).statistic) / (len(pos_m) * len(neg_m))
-           if len(pos_m) and len(neg_m) else float("nan"))
-    return {"positions": positions, "accuracy": right / positions, "positive_share": positive / positions,
-            "auc": auc, "mean_signed_margin": float(signed.mean())}
+    return score(margins, truths)
+
+
+def review_label_reference(tokenizer, texts: list[str], labels: list[int], polarity_of: dict[str, str],
+                           max_length: int = 128, positive_label: int = 1) -> dict:
+    """The same scores for a reader that knows only the review's label and answers it at every target
+    position: how much the review-level context says about the polarity of a word in it."""
+    sign, _, _ = target_signs(tokenizer, polarity_of)
+    margins, truths = [], []
+    for text, label in zip(texts, labels):
+        truth = sign[torch.tensor(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])]
+        truth = truth[truth != 0]
+        margins.append(torch.full((len(truth),), 1.0 if label == positive_label else -1.0))
+        truths.append(truth)
+    return score(margins, truths)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
 
 from datasets import Dataset
 
-from experiments.spike_in.cloze import cloze_polarity
+from experiments.spike_in.cloze import cloze_polarity, review_label_reference
 from experiments.spike_in.embeddings import similarity
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
 from pipeline.config import from_dict
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-tokens", type=int, default=200_000)
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw from")
     ap.add_argument("--cloze", type=int, default=0, metavar="N",
-                    help="also the cloze test (cloze.py) on the first N test reviews: the real words masked in the "
+                    help="also the cloze test (cloze.py) on N test reviews (a seeded draw): the real words masked in the "
                          "unshifted reviews, the nonce forms masked in the shifted ones")
     args = ap.parse_args(argv)
     mapping, polarity = load_map(DATA / "map.json", args.k)
@@ -52,13 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     base = model.get_input_embeddings().weight.detach().clone()
 
     sets = cloze_sets(args.k, mapping, polarity, args.cloze)
+    for name, (rows, targets) in sets.items():  # what the review's label alone says about its words' polarity
+        ref = review_label_reference(tokenizer, [r["text"] for r in rows], [r["label"] for r in rows], targets)
+        print(f"[probe] review label as the answer: cloze, {name}: {json.dumps(ref)}", flush=True)
 
     def check(label: str) -> None:
         emb = model.get_input_embeddings().weight.detach()
         print(f"[probe] {label}: {json.dumps(similarity(emb, vocab, mapping, polarity, base))}", flush=True)
-        for name, (texts, targets) in sets.items():
-            print(f"[probe] {label}: cloze, {name}: {json.dumps(cloze_polarity(model, tokenizer, texts, targets))}",
-                  flush=True)
+        for name, (rows, targets) in sets.items():
+            out = cloze_polarity(model, tokenizer, [r["text"] for r in rows], targets)
+            print(f"[probe] {label}: cloze, {name}: {json.dumps(out)}", flush=True)
 
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))
@@ -84,17 +88,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cloze_sets(k: int, mapping: dict[str, str], polarity: dict[str, str], n: int) -> dict:
-    """The cloze test's texts and targets: the real words in the first `n` unshifted test reviews, the nonce
-    forms (each standing for words of one polarity) in the same reviews shifted at K."""
+    """The cloze test's texts and targets: the real words in `n` unshifted test reviews (a seeded draw), the
+    nonce forms (each standing for words of one polarity) in the same reviews shifted at K."""
     if not n:
         return {}
     forms = {mapping[w]: polarity[w] for w in mapping}
     if len(forms) != len(set(mapping.values())) or any(polarity[w] != forms[f] for w, f in mapping.items()):
         raise SystemExit("[probe] error: a nonce form stands for words of both polarities; the cloze needs one each")
-    def texts(tag: str) -> list[str]:
-        return [r["text"] for r in read_jsonl(DATA / "task" / f"test_{tag}.jsonl.gz")[:n]]
-    return {"real words, unshifted test": (texts("k000"), {w: polarity[w] for w in mapping}),
-            f"nonce forms, test shifted at K = {k}": (texts(f"k{k:03d}"), forms)}
+    def rows(tag: str) -> list[dict]:  # the same seeded draw from both files (the shift keeps the rows' order):
+        every = read_jsonl(DATA / "task" / f"test_{tag}.jsonl.gz")  # IMDB's test file is sorted by label
+        return [every[i] for i in sorted(random.Random(0).sample(range(len(every)), min(n, len(every))))]
+    return {"real words, unshifted test": (rows("k000"), {w: polarity[w] for w in mapping}),
+            f"nonce forms, test shifted at K = {k}": (rows(f"k{k:03d}"), forms)}
 
 
 def untie_head(model) -> list:
