@@ -11,8 +11,10 @@ grid takes hours: the grid's pretrain stage runs the same two functions (`warm_u
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))
+    atexit.register(shutil.rmtree, work, True)  # the Trainer's run ids and checkpoints: nothing to keep
     params = from_dict({"model": {"name": args.model},
                         "pretrain": {"source": "in_domain", "lr": args.lr, "trainable": args.trainable, "head_warmup_tokens": args.warmup_tokens,
                                      "max_tokens": args.tokens[0]},
