@@ -12,6 +12,9 @@ towards their words nor along the sentiment axis. Two readings remain, and a clo
   read by the head), but not in the input role the classifier reads: then the head picks the right
   nonce form at a masked position after MLM on the shifted text, while the rows stay off the axis.
 
+Measured (docs/results.md, Spike-in control): the second. The head's pick between the forms goes from
+AUC 0.49 to 0.70 over 3M tokens (the review's label: 0.77) while the rows stay where they were on the axis.
+
 `cloze_polarity` masks every occurrence of the target tokens in each text (at once: a lower bound, since
 other sentiment words in the same review are masked too) and asks the MLM head which polarity is more
 likely there: the log-sum-exp of its logits over the positive targets against the negative ones. Its
