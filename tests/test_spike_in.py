@@ -195,10 +195,8 @@ class _ClozeStub:
     is in the sequence (else the negative ones), or, with `copy`, it favours the token it is given."""
 
     def __init__(self, vocab, pos, neg, cue=None, copy=False):
-        import torch
-
         self.size, self.cue, self.copy, self.training = len(vocab), vocab.get(cue), copy, False
-        self.pos, self.neg, self.torch = [vocab[w] for w in pos], [vocab[w] for w in neg], torch
+        self.pos, self.neg = [vocab[w] for w in pos], [vocab[w] for w in neg]
 
     def eval(self):
         return self
@@ -209,7 +207,8 @@ class _ClozeStub:
     def __call__(self, input_ids, **_):
         from types import SimpleNamespace
 
-        torch = self.torch
+        import torch
+
         logits = torch.zeros(*input_ids.shape, self.size)
         if self.copy:  # reads the input token at each position: only an unmasked target helps it
             logits.scatter_(-1, input_ids.unsqueeze(-1), 5.0)

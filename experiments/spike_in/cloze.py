@@ -61,6 +61,18 @@ def score(margins: list[torch.Tensor], truths: list[torch.Tensor]) -> dict:
             "mean_signed_margin": float((margin * truth).mean())}
 
 
+def target_batches(tokenizer, texts: list[str], sign: torch.Tensor, max_length: int, batch_size: int):
+    """(start, encoding, per-position target sign, mask of target positions) per batch of `texts` that holds
+    a target: one tokenization for the model's cloze and the label reference, so both score the same positions."""
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        truth = sign[enc["input_ids"]]
+        where = truth != 0
+        if where.any():
+            yield start, enc, truth, where
+
+
 @torch.no_grad()
 def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, str], max_length: int = 128,
                    batch_size: int = 32) -> dict:
@@ -70,13 +82,7 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
     was_training = model.training
     model.eval()
     margins, truths = [], []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt")
-        truth = sign[enc["input_ids"]]
-        where = truth != 0
-        if not where.any():
-            continue
+    for _, enc, truth, where in target_batches(tokenizer, texts, sign, max_length, batch_size):
         enc["input_ids"] = enc["input_ids"].masked_fill(where, tokenizer.mask_token_id)
         logits = model(**enc).logits[where].float()  # (masked positions, vocab)
         margins.append(torch.logsumexp(logits[:, pos_ids], -1) - torch.logsumexp(logits[:, neg_ids], -1))
@@ -86,14 +92,13 @@ def cloze_polarity(model, tokenizer, texts: list[str], polarity_of: dict[str, st
 
 
 def review_label_reference(tokenizer, texts: list[str], labels: list[int], polarity_of: dict[str, str],
-                           max_length: int = 128, positive_label: int = 1) -> dict:
+                           max_length: int = 128, positive_label: int = 1, batch_size: int = 32) -> dict:
     """The same scores for a reader that knows only the review's label and answers it at every target
     position: how much the review-level context says about the polarity of a word in it."""
     sign, _, _ = target_signs(tokenizer, polarity_of)
+    answer = torch.tensor([1.0 if label == positive_label else -1.0 for label in labels])
     margins, truths = [], []
-    for text, label in zip(texts, labels):
-        truth = sign[torch.tensor(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])]
-        truth = truth[truth != 0]
-        margins.append(torch.full((len(truth),), 1.0 if label == positive_label else -1.0))
-        truths.append(truth)
+    for start, _, truth, where in target_batches(tokenizer, texts, sign, max_length, batch_size):
+        margins.append(answer[start:start + len(truth)].unsqueeze(1).expand(truth.shape)[where])
+        truths.append(truth[where])
     return score(margins, truths)

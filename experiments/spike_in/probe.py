@@ -55,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     base = model.get_input_embeddings().weight.detach().clone()
 
     sets = cloze_sets(args.k, mapping, polarity, args.cloze)
-    for name, (reviews, targets) in sets.items():  # what the review's label alone says about its words' polarity
-        ref = review_label_reference(tokenizer, [r["text"] for r in reviews], [r["label"] for r in reviews], targets)
+    for name, (texts, labels, targets) in sets.items():  # what the review's label alone says about its words
+        ref = review_label_reference(tokenizer, texts, labels, targets)
         print(f"[probe] review label as the answer: cloze, {name}: {json.dumps(ref)}", flush=True)
 
     def check(label: str) -> None:
         emb = model.get_input_embeddings().weight.detach()
         print(f"[probe] {label}: {json.dumps(similarity(emb, vocab, mapping, polarity, base))}", flush=True)
-        for name, (reviews, targets) in sets.items():
-            out = cloze_polarity(model, tokenizer, [r["text"] for r in reviews], targets)
+        for name, (texts, _, targets) in sets.items():
+            out = cloze_polarity(model, tokenizer, texts, targets)
             print(f"[probe] {label}: cloze, {name}: {json.dumps(out)}", flush=True)
 
     check("base")
@@ -91,19 +91,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cloze_sets(k: int, mapping: dict[str, str], polarity: dict[str, str], n: int) -> dict:
-    """The cloze test's texts and targets: the real words in `n` unshifted test reviews (a seeded draw), the
-    nonce forms (each standing for words of one polarity) in the same reviews shifted at K."""
+    """The cloze test's texts, labels and targets: the real words in `n` unshifted test reviews (a seeded draw),
+    the nonce forms (each standing for words of one polarity) in the same reviews shifted at K."""
     if not n:
         return {}
     forms = {mapping[w]: polarity[w] for w in mapping}
     if any(polarity[w] != forms[f] for w, f in mapping.items()):
         raise SystemExit("[probe] error: a nonce form stands for words of both polarities; the cloze needs one each")
 
-    def rows(tag: str) -> list[dict]:  # the same seeded draw from both files (the shift keeps the rows' order):
-        every = read_jsonl(DATA / "task" / f"test_{tag}.jsonl.gz")  # IMDB's test file is sorted by label
-        return [every[i] for i in sorted(random.Random(0).sample(range(len(every)), min(n, len(every))))]
-    return {"real words, unshifted test": (rows("k000"), {w: polarity[w] for w in mapping}),
-            f"nonce forms, test shifted at K = {k}": (rows(f"k{k:03d}"), forms)}
+    def draw(tag: str) -> tuple[list[str], list[int]]:  # the same seeded draw from both files (the shift keeps
+        every = read_jsonl(DATA / "task" / f"test_{tag}.jsonl.gz")  # the rows' order); the file is sorted by label
+        rows = [every[i] for i in sorted(random.Random(0).sample(range(len(every)), min(n, len(every))))]
+        return [r["text"] for r in rows], [r["label"] for r in rows]
+    return {"real words, unshifted test": (*draw("k000"), {w: polarity[w] for w in mapping}),
+            f"nonce forms, test shifted at K = {k}": (*draw(f"k{k:03d}"), forms)}
 
 
 def untie_head(model) -> list:
