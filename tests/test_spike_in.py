@@ -261,3 +261,56 @@ def test_the_review_label_reference_answers_the_label_at_every_target(tmp_path):
     assert review_label_reference(tok, texts, [0, 1], targets)["auc"] == 0.0
     both = review_label_reference(tok, ["great cast , awful plot"], [1], targets)
     assert both["positions"] == 2 and both["accuracy"] == 0.5
+
+
+def test_landscape_masks_leave_the_forms_visible_and_never_targets():
+    """fixed_masks: the same seed gives the same masks; no nonce form or special token is masked or a target;
+    every target is the token that stood there, replaced by [MASK] in the inputs; about p of the rest is masked."""
+    import torch
+
+    from experiments.spike_in.landscape import fixed_masks
+
+    ids = torch.randint(10, 200, (64, 32), generator=torch.Generator().manual_seed(0))
+    ids[:, 0], ids[:, -1], ids[:, 5::7] = 2, 3, 7  # [CLS], [SEP] and a form every seventh position
+    inputs, labels = fixed_masks(ids, [7], [2, 3], mask_id=4, p=0.3, seed=1)
+    again = fixed_masks(ids, [7], [2, 3], mask_id=4, p=0.3, seed=1)
+    assert torch.equal(inputs, again[0]) and torch.equal(labels, again[1])
+    assert not torch.equal(inputs, fixed_masks(ids, [7], [2, 3], mask_id=4, p=0.3, seed=2)[0])
+    targets = labels != -100
+    assert not targets[torch.isin(ids, torch.tensor([7, 2, 3]))].any()
+    assert torch.equal(inputs[targets], torch.full_like(inputs[targets], 4))
+    assert torch.equal(labels[targets], ids[targets]) and torch.equal(inputs[~targets], ids[~targets])
+    eligible = ~torch.isin(ids, torch.tensor([7, 2, 3]))
+    assert 0.25 < targets.sum() / eligible.sum() < 0.35
+
+
+def test_landscape_loss_is_the_models_own_and_the_fit_moves_only_the_rows(tmp_path):
+    """RowLoss at the rows the matrix already holds equals the MLM's own masked loss; fitting lowers it, changes
+    no weight of the model, and a row the loss does not depend on (a form absent from the windows) stays put."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    from experiments.spike_in.landscape import RowLoss, fit, fixed_masks
+    from fixtures import make_tiny_bert
+
+    model = BertForMaskedLM.from_pretrained(make_tiny_bert(tmp_path / "m", dropout=0.0)).eval()
+    with torch.no_grad():  # the random init's tied rows are ~0.02 wide: logits too flat for the loss to move
+        model.get_input_embeddings().weight.mul_(30)
+    before = {n: w.detach().clone() for n, w in model.state_dict().items()}
+    vocab = model.config.vocab_size
+    ids = torch.randint(5, vocab, (24, 16), generator=torch.Generator().manual_seed(0))
+    forms = [6, vocab - 1]  # one form in every window, one that never occurs
+    ids = ids.masked_fill(ids == forms[1], 5)
+    ids[:, ::4] = forms[0]
+    inputs, labels = fixed_masks(ids, forms, [0, 1, 2, 3, 4], mask_id=4, p=0.2, seed=0)
+    labels[labels != -100] = 9  # a target the visible form can learn to announce: the loss has a lower point
+    loss = RowLoss(model, forms)
+    own = model.get_input_embeddings().weight[forms].detach()
+    with torch.no_grad():
+        expected = model(input_ids=inputs, attention_mask=torch.ones_like(inputs), labels=labels).loss
+    assert loss.mean(own, inputs, labels, batch=24) == pytest.approx(float(expected), rel=1e-5)
+    assert loss.mean(own, inputs, labels, batch=5) == pytest.approx(float(expected), rel=1e-5)
+    rows = fit(loss, own, (inputs, labels), epochs=30, lr=0.5, batch=8, seed=0)
+    assert loss.mean(rows, inputs, labels, 24) < float(expected) - 0.01  # deterministic: no dropout, fixed masks
+    assert torch.equal(rows[1], own[1]) and not torch.equal(rows[0], own[0])
+    assert all(torch.equal(w, before[n]) for n, w in model.state_dict().items())

@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                          "unshifted reviews, the nonce forms masked in the shifted ones")
     args = ap.parse_args(argv)
     mapping, polarity = load_map(DATA / "map.json", args.k)
-    rows = read_jsonl(DATA / "corpus" / f"unsup_k{args.k:03d}.jsonl.gz")[: args.docs]
-    corpus = Dataset.from_dict({"text": [r["text"] for r in rows]}).shuffle(seed=0)
+    corpus = shifted_corpus(args.k, args.docs)
     tokenizer = load_tokenizer(args.model, False)
     vocab = tokenizer.get_vocab()
     model, head = load_mlm(args.model, False, with_head_report=True)
@@ -69,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     check("base")
     work = Path(tempfile.mkdtemp(prefix="spike-probe-"))
     atexit.register(shutil.rmtree, work, True)  # the Trainer's run ids and checkpoints: nothing to keep
-    params = from_dict({"model": {"name": args.model},
-                        "pretrain": {"source": "in_domain", "lr": args.lr, "trainable": args.trainable, "head_warmup_tokens": args.warmup_tokens,
-                                     "max_tokens": args.tokens[0]},
-                        "train": {"checkpoint_steps": 0}})
+    params = grid_params(args.model, args.lr, args.trainable, args.warmup_tokens, args.tokens[0])
     warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, work / "head", work / "main")
     check("head warmed up (encoder and tied embeddings frozen)")
     fixed = untie_head(model) if args.untie else []
@@ -88,6 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         check(f"after {budget:,} MLM tokens at lr {args.lr:g}, {args.trainable} trainable ({time.time() - start:.0f} s, "
               f"{stats['tokens_per_second']:,.0f} tokens/s, loss {stats['train_loss']:.3f})")
     return 0
+
+
+def shifted_corpus(k: int, docs: int) -> Dataset:
+    """The first `docs` reviews of the unlabeled corpus shifted at K, shuffled (seed 0)."""
+    rows = read_jsonl(DATA / "corpus" / f"unsup_k{k:03d}.jsonl.gz")[:docs]
+    return Dataset.from_dict({"text": [r["text"] for r in rows]}).shuffle(seed=0)
+
+
+def grid_params(model: str, lr: float, trainable: str, warmup_tokens: int, max_tokens: int):
+    """The pipeline's params for the probe's MLM: the grid's `in_domain` settings but for what the probe varies."""
+    return from_dict({"model": {"name": model},
+                      "pretrain": {"source": "in_domain", "lr": lr, "trainable": trainable,
+                                   "head_warmup_tokens": warmup_tokens, "max_tokens": max_tokens},
+                      "train": {"checkpoint_steps": 0}})
 
 
 def cloze_sets(k: int, mapping: dict[str, str], polarity: dict[str, str], n: int) -> dict:
