@@ -314,3 +314,32 @@ def test_landscape_loss_is_the_models_own_and_the_fit_moves_only_the_rows(tmp_pa
     assert loss.mean(rows, inputs, labels, 24) < float(expected) - 0.01  # deterministic: no dropout, fixed masks
     assert torch.equal(rows[1], own[1]) and not torch.equal(rows[0], own[0])
     assert all(torch.equal(w, before[n]) for n, w in model.state_dict().items())
+
+
+def test_the_adapted_base_learns_the_head_then_the_body_on_the_unshifted_corpus(tmp_path, monkeypatch):
+    """adapt_base on a checkpoint without an MLM head: the head is warmed up (body frozen), then MLM trains the
+    body on the K = 0 corpus; with tokens 0 the body is the checkpoint's. The result loads with a complete head,
+    so the grid's strategies skip their own warm-up."""
+    import torch
+    from transformers import BertForMaskedLM, BertModel
+
+    from experiments.spike_in.adapt import adapt_base
+    from fixtures import make_tiny_bert
+    from pipeline.model import head_report
+
+    build(tmp_path / "xp", monkeypatch, ks=(0, 2))
+    mlm_dir = make_tiny_bert(tmp_path / "mlm", dropout=0.0)
+    body_dir = tmp_path / "body"
+    BertModel.from_pretrained(mlm_dir, add_pooling_layer=False).save_pretrained(body_dir)  # no MLM head
+    for f in mlm_dir.iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special")):
+            shutil.copy2(f, body_dir / f.name)
+    layer = "bert.encoder.layer.0.attention.self.query.weight"
+    original = BertForMaskedLM.from_pretrained(mlm_dir).state_dict()[layer]
+    head_only = adapt_base(str(body_dir), tmp_path / "warm", tokens=0, lr=1e-3, warmup_tokens=8192, docs=100)
+    full = adapt_base(str(body_dir), tmp_path / "adapted", tokens=8192, lr=1e-3, warmup_tokens=8192, docs=100)
+    assert head_only["head_warmup"]["done"] and head_only["mlm_tokens"] == 0 and full["mlm_tokens"] >= 8192
+    warm, info = BertForMaskedLM.from_pretrained(tmp_path / "warm", output_loading_info=True)
+    assert head_report(warm, info)["head_complete"]
+    assert torch.equal(warm.state_dict()[layer], original)
+    assert not torch.equal(BertForMaskedLM.from_pretrained(tmp_path / "adapted").state_dict()[layer], original)
