@@ -1,6 +1,7 @@
 """Where does the MLM objective itself put the nonce rows? The input-role loss, run to convergence.
 
-    python -m experiments.spike_in.landscape --model MODEL_DIR --k 100 --warm experiments/spike_in/.landscape/warm
+    (cd experiments/spike_in && dvc repro adapt)     # the MLM-ready base, experiments/spike_in/base
+    python -m experiments.spike_in.landscape --k 100 --warm experiments/spike_in/base
 
 The grid's MLM moved the nonce rows, but not onto the sentiment axis the classifier reads, while the
 cloze test showed the MLM head learning the forms' polarity in the output role (docs/results.md). Two
@@ -20,7 +21,6 @@ rows. Then:
 If the oracle rows have the lower loss and the fit from the base rows finds them, the objective wants
 the words' meaning and only the budget is short. If the fit finds rows of lower loss than the oracle's,
 off the axis, the objective itself does not ask for the meaning the classifier needs.
-`--out DIR` writes a copy of the base with the fitted rows, for `oracle.sh` (`ORACLE_DIR`) to fine-tune.
 
 A hand-written loop, not the Trainer: the free weights are two rows of a frozen matrix, substituted at
 the forms' positions through `inputs_embeds`, and the losses of several row settings must be compared
@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from datasets import Dataset
 
 from experiments.spike_in.embeddings import similarity
-from experiments.spike_in.oracle import oracle_rows, write_with_rows
+from experiments.spike_in.oracle import oracle_rows
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
-from pipeline.io import atomic_dir
 from pipeline.mlm import _head, pack
+from pipeline.model import load_mlm, load_tokenizer
 
 
 def form_blocks(tokenizer, texts: list[str], form_ids: list[int], block: int, n: int) -> torch.Tensor:
@@ -116,24 +116,21 @@ def fit(loss: RowLoss, start: torch.Tensor, train: tuple, epochs: int, lr: float
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
     ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--warm", required=True, help="a directory for the MLM model with its head warmed up: "
-                                                  "made (probe.py's warm-up) when missing, read when present")
-    ap.add_argument("--adapt-tokens", type=int, default=0,
-                    help="MLM tokens on the unshifted reviews after the head warm-up, before the body is frozen "
-                         "(all-MiniLM-L6-v2 is a sentence encoder: with its head warmed up its MLM perplexity is ~1,000)")
+    ap.add_argument("--warm", required=True,
+                    help="the MLM model whose body and head stay frozen: the adapt stage's base "
+                         "(experiments/spike_in/base), or `python -m experiments.spike_in.adapt --tokens 0 --out DIR` "
+                         "for MiniLM with its head warmed up alone (a sentence encoder: MLM perplexity ~1,000)")
     ap.add_argument("--docs", type=int, default=20_000, help="reviews of the shifted corpus to draw windows from")
     ap.add_argument("--windows", type=int, nargs=2, default=[2000, 500], metavar=("FIT", "HELD_OUT"))
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--out", help="write a copy of the base with the rows fitted from the base rows here")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     mapping, polarity = load_map(DATA / "map.json", args.k)
-    model, tokenizer = warmed_model(args)
+    model, tokenizer = load_mlm(args.warm, False), load_tokenizer(args.warm, False)
     vocab = tokenizer.get_vocab()
     forms = sorted({vocab[f] for f in mapping.values()})
     rows = read_jsonl(DATA / "corpus" / f"unsup_k{args.k:03d}.jsonl.gz")[: args.docs]
@@ -148,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     loss = RowLoss(model, forms)
     emb = model.get_input_embeddings().weight.detach()
 
-    def describe(label: str, r: torch.Tensor) -> dict:
+    def describe(label: str, r: torch.Tensor) -> None:
         full = emb.clone()
         full[forms] = r
         out = {"label": label, "loss_fit": loss.mean(r, *train, args.batch), "loss_held_out": loss.mean(r, *held, args.batch),
@@ -156,47 +153,14 @@ def main(argv: list[str] | None = None) -> int:
                   if k in ("cos_to_own_word", "nonce_on_own_side_of_sentiment_axis", "nonce_move_norm",
                            "cos_between_polarity_forms")}}
         print(f"[landscape] {json.dumps(out)}", flush=True)
-        return out
 
     base = emb[forms].clone()
     for mix in (0.0, 0.25, 0.5, 1.0):
         describe(f"oracle rows, mix {mix:g}" if mix else "base rows", oracle_rows(emb, vocab, mapping, mix)[forms])
-    fitted = {}
     for name, start in (("base", base), ("oracle", oracle_rows(emb, vocab, mapping, 1.0)[forms])):
-        fitted[name] = fit(loss, start, train, args.epochs, args.lr, args.batch, seed=1,
-                           report=lambda e, r, n=name: describe(f"fitted from the {n} rows, epoch {e}", r))
-    if args.out:
-        write_with_rows(args.model, args.out, lambda e: e.index_put((torch.tensor(forms),), fitted["base"].to(e.dtype)),
-                        {"k": args.k, "made_by": "experiments.spike_in.landscape", "epochs": args.epochs, "lr": args.lr})
+        fit(loss, start, train, args.epochs, args.lr, args.batch, seed=1,
+            report=lambda e, r, n=name: describe(f"fitted from the {n} rows, epoch {e}", r))
     return 0
-
-
-def warmed_model(args):
-    """The base's MLM model with its head warmed up as the grid's pretrain stage does it (probe.py's corpus and
-    settings: 200,000 tokens of the shifted reviews, encoder and tied embeddings frozen), then, with
-    `--adapt-tokens`, MLM on the *unshifted* reviews (K = 0: no nonce form in them) at the grid's lr, so that the
-    frozen body predicts tokens as a pretrained MLM does; cached in `args.warm`."""
-    import tempfile
-
-    from experiments.spike_in.probe import grid_params, shifted_corpus
-    from pipeline.mlm import continue_pretraining, warm_up_head
-    from pipeline.model import load_mlm, load_tokenizer
-
-    warm = Path(args.warm)
-    if not (warm / "config.json").exists():
-        tokenizer = load_tokenizer(args.model, False)
-        model, head = load_mlm(args.model, False, with_head_report=True)
-        params = grid_params(args.model, 2e-4, "all", 200_000, 1_000_000)
-        with tempfile.TemporaryDirectory(prefix="spike-landscape-") as work:
-            warm_up_head(model, tokenizer, shifted_corpus(args.k, args.docs), params.pretrain, params.train, head,
-                         Path(work) / "head", Path(work) / "main")
-            if args.adapt_tokens:
-                adapt = params.pretrain.model_copy(update={"max_tokens": args.adapt_tokens})
-                continue_pretraining(model, tokenizer, shifted_corpus(0, args.docs), adapt, params.train, Path(work) / "main")
-        with atomic_dir(warm) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    return load_mlm(str(warm), False), load_tokenizer(str(warm), False)
 
 
 if __name__ == "__main__":
