@@ -153,7 +153,7 @@ def test_dvc_repro_writes_the_shifted_data(tmp_path):
     shutil.copytree(ROOT / "pipeline", project / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "experiments", project / "experiments",
                     ignore=shutil.ignore_patterns("__pycache__", "data", "metrics", "reports", ".grid", "dvc.lock",
-                                                  "positive_control"))
+                                                  "positive_control", "adapted", "base", ".landscape"))
     xp = make_xp(tmp_path)
     params = project / "experiments" / "spike_in" / "params.yaml"
     params.write_text(json.dumps(xp))  # YAML reads JSON

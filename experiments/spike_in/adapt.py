@@ -1,6 +1,6 @@
 """The spike-in's MLM-ready base: the shipped MiniLM taught masked-token prediction on the *unshifted* reviews.
 
-    python -m experiments.spike_in.adapt          # the `adapt` stage of experiments/spike_in/dvc.yaml
+    python -m experiments.spike_in.adapt          # the stage of experiments/spike_in/adapted/dvc.yaml
 
 all-MiniLM-L6-v2 is a sentence encoder: its checkpoint has no MLM head, and with the head warmed up (body
 frozen) its MLM perplexity on the reviews is about 1,000, against 100 to 150 once the body has trained on

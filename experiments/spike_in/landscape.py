@@ -1,6 +1,6 @@
 """Where does the MLM objective itself put the nonce rows? The input-role loss, run to convergence.
 
-    (cd experiments/spike_in && dvc repro adapt)     # the MLM-ready base, experiments/spike_in/base
+    (cd experiments/spike_in/adapted && dvc repro)     # the MLM-ready base, experiments/spike_in/base
     python -m experiments.spike_in.landscape --k 100 --warm experiments/spike_in/base
 
 The grid's MLM moved the nonce rows, but not onto the sentiment axis the classifier reads, while the
