@@ -36,26 +36,6 @@ def oracle_rows(emb: torch.Tensor, vocab: dict[str, int], mapping: dict[str, str
     return out
 
 
-def write_with_rows(model: str, out: str, transform, meta: dict) -> None:
-    """A copy of the base at `model` in `out` whose word-embedding matrix is `transform(matrix)` (a new tensor);
-    `meta` goes to `oracle.json` beside the base's path."""
-    src = Path(model)
-    weights = sorted(src.glob("*.safetensors"))
-    if len(weights) != 1:
-        raise SystemExit(f"[oracle] error: {src}: expected one .safetensors file, found {len(weights)}")
-    tensors = load_file(str(weights[0]))
-    names = [n for n in tensors if n.endswith("word_embeddings.weight")]
-    if len(names) != 1:
-        raise SystemExit(f"[oracle] error: {weights[0]}: expected one word_embeddings.weight, found {names}")
-    tensors[names[0]] = transform(tensors[names[0]]).contiguous()
-    with atomic_dir(out) as tmp:
-        for f in src.iterdir():
-            if f.is_file() and f.suffix != ".safetensors":
-                shutil.copy2(f, tmp / f.name)
-        save_file(tensors, str(tmp / weights[0].name), metadata={"format": "pt"})
-        (tmp / "oracle.json").write_text(json.dumps({"base": str(src.resolve()), **meta}))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="the base model directory (safetensors)")
@@ -66,8 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     mapping, _ = load_map(args.map, args.k)
     vocab = load_tokenizer(args.model, False).get_vocab()
-    write_with_rows(args.model, args.out, lambda emb: oracle_rows(emb, vocab, mapping, args.mix),
-                    {"k": args.k, "mix": args.mix, "forms": len(set(mapping.values()))})
+    src = Path(args.model)
+    weights = sorted(src.glob("*.safetensors"))
+    if len(weights) != 1:
+        raise SystemExit(f"[oracle] error: {src}: expected one .safetensors file, found {len(weights)}")
+    tensors = load_file(str(weights[0]))
+    names = [n for n in tensors if n.endswith("word_embeddings.weight")]
+    if len(names) != 1:
+        raise SystemExit(f"[oracle] error: {weights[0]}: expected one word_embeddings.weight, found {names}")
+    tensors[names[0]] = oracle_rows(tensors[names[0]], vocab, mapping, args.mix).contiguous()
+    with atomic_dir(args.out) as tmp:
+        for f in src.iterdir():
+            if f.is_file() and f.suffix != ".safetensors":
+                shutil.copy2(f, tmp / f.name)
+        save_file(tensors, str(tmp / weights[0].name), metadata={"format": "pt"})
+        (tmp / "oracle.json").write_text(json.dumps({"base": str(src.resolve()), "k": args.k, "mix": args.mix,
+                                                     "forms": len(set(mapping.values()))}))
     print(f"[oracle] {args.out}: {len(set(mapping.values()))} nonce rows set {args.mix:g} of the way to their "
           f"{len(mapping)} words' mean")
     return 0
