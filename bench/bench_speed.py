@@ -32,9 +32,9 @@ import time
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, BertForMaskedLM, BertForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import BertForMaskedLM, BertForSequenceClassification, DataCollatorWithPadding, Trainer
 
-from common import OFFLINE_MODEL, alternate, imdb_texts, machine, minilm_config, report, use_allocator
+from common import alternate, bench_tokenizer, imdb_texts, machine, minilm_config, report, use_allocator
 from pipeline.config import from_dict
 from pipeline.encoding import dynamic_padding, encode_split
 from pipeline.evaluate import predict
@@ -64,8 +64,9 @@ def train_flops_per_token(config, seq: int, head_fraction: float) -> float:
 
 
 def mlm_step(base, batch: dict, pipeline: bool, precision: str, swaps: contextlib.ExitStack, compile_: bool = False):
-    """One optimizer step of run_mlm's path (`pipeline` False) or the pipeline's. `step.enter` sets the
-    path's allocator and runs one untimed step: `alternate` calls it before each of the path's rounds."""
+    """One optimizer step of run_mlm's path (`pipeline` False: full head, at `precision`, `--bf16` or not) or
+    the pipeline's. `step.enter` sets the path's allocator and runs one untimed step: `alternate` calls it
+    before each of the path's rounds."""
     model = copy.deepcopy(base).train()
     swaps.enter_context(fast_dropout(model, enabled=pipeline and ON_CPU))
     module = use_masked_only_head(model, enabled=pipeline)
@@ -74,7 +75,7 @@ def mlm_step(base, batch: dict, pipeline: bool, precision: str, swaps: contextli
     inputs = batch if pipeline else {k: v for k, v in batch.items() if k != "masked_count"}
 
     def step():
-        with autocast(precision if pipeline else "fp32"):
+        with autocast(precision):
             loss = module(**inputs).loss
         loss.backward()
         opt.step()
@@ -96,9 +97,12 @@ def bench_mlm(args) -> None:
     base = BertForMaskedLM(config).to(device)
     batch = masked_batch(args.batch, args.seq, config.vocab_size, device)
     with contextlib.ExitStack() as swaps:
-        candidates = {"run_mlm (fp32, full head, fused AdamW)": mlm_step(base, batch, False, precision, swaps),
-                      f"pipeline (masked-only head, {precision}, fused AdamW{', CPU fast dropout, freed memory kept' if ON_CPU else ''})":
-                          mlm_step(base, batch, True, precision, swaps)}
+        # the baseline (first row): run_mlm as its users run it, fp32 on CPU (its default), `--bf16` on a GPU
+        runs = (("fp32", "bf16") if ON_CPU else ("bf16", "fp32")) if precision == "bf16" else ("fp32",)
+        candidates = {f"run_mlm ({p}, full head, fused AdamW)": mlm_step(base, batch, False, p, swaps) for p in runs}
+        candidates[f"pipeline (masked-only head, {precision}, fused AdamW"
+                   f"{', CPU fast dropout, freed memory kept' if ON_CPU else ''})"] = mlm_step(base, batch, True,
+                                                                                              precision, swaps)
         if args.compile:
             candidates["pipeline + torch.compile"] = mlm_step(base, batch, True, precision, swaps, compile_=True)
         results = alternate(candidates, args.batch * args.seq, args.steps, args.rounds, warmup=2)
@@ -135,8 +139,8 @@ def time_finetune(tokenizer, train, evals, params, padded: bool, fast: bool, max
 
 
 def bench_finetune(args) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
     texts, source = imdb_texts(args.train + args.eval, **({"path": args.data} if args.data else {}))
+    tokenizer, tokenizer_source = bench_tokenizer(args.model, texts)
     precision = resolve_precision("auto")
 
     def params(prec: str):  # the allocator is set by hand before each row (it is process-wide)
@@ -161,12 +165,14 @@ def bench_finetune(args) -> None:
         results[name] = (args.train / train_s, args.eval / eval_s, (args.train + args.eval) / (train_s + eval_s))
     shutil.rmtree(work, ignore_errors=True)
     lengths, first = np.asarray(data["length"]), next(iter(results))
-    print(f"## Fine-tune + eval, examples/s ({source}; {args.train} train / {args.eval} eval, max_length "
-          f"{args.max_length}, batch {args.batch}, MiniLM-L6-H384 shape)\nmachine: {machine()}\nlengths after "
+    print(f"## Fine-tune + eval, examples/s ({source}; tokenizer: {tokenizer_source}; {args.train} train / "
+          f"{args.eval} eval, max_length {args.max_length}, batch {args.batch}, MiniLM-L6-H384 shape)\nmachine: {machine()}\nlengths after "
           f"truncation: mean {lengths.mean():.0f}, median {np.median(lengths):.0f}\n\n"
-          f"| path | train ex/s | eval ex/s | train+eval ex/s | ratio vs {first} |\n|---|---:|---:|---:|---:|")
+          f"| path | train ex/s | eval ex/s | train+eval ex/s | ratio vs {first} | ratio vs padding at {precision} "
+          f"|\n|---|---:|---:|---:|---:|---:|")
+    padded = results[rows[1][0]][2]  # run_glue's padding at the pipeline's precision (`--bf16` on a GPU)
     for name, (tr, ev, both) in results.items():
-        print(f"| {name} | {tr:.2f} | {ev:.2f} | {both:.2f} | {both / results[first][2]:.2f}x |")
+        print(f"| {name} | {tr:.2f} | {ev:.2f} | {both:.2f} | {both / results[first][2]:.2f}x | {both / padded:.2f}x |")
 
 
 def main() -> None:
@@ -182,7 +188,8 @@ def main() -> None:
                                                          "--layers 12 --hidden 768 --heads 12")
     ap.add_argument("--compile", action="store_true", help="MLM: also the pipeline step under torch.compile")
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="MLM: the card's dense bf16 peak, for MFU")
-    ap.add_argument("--model", default=str(OFFLINE_MODEL), help="fine-tune: tokenizer directory")
+    ap.add_argument("--model", default=None, help="fine-tune: tokenizer directory (default: the demo encoder's, "
+                                                   "else one trained on the texts)")
     ap.add_argument("--data", default=None, help="fine-tune: texts (.parquet or .jsonl[.gz] with `text`)")
     ap.add_argument("--train", type=int, default=128)
     ap.add_argument("--eval", type=int, default=256)

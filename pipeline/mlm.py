@@ -27,8 +27,8 @@ from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
-from pipeline.training import (CheckedTrainer, mean_logged_loss, resumable_checkpoint, train_with_resume,
-                               training_arguments)
+from pipeline.training import (CheckedTrainer, log_every, mean_logged_loss, resumable_checkpoint,
+                               train_with_resume, training_arguments)
 
 
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
@@ -268,13 +268,13 @@ def fit_to_budget(blocks: Dataset, p: Pretrain, effective_batch: int) -> tuple[D
 
 def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, train: Train,
                          work_dir: str | Path, run_id: str = "", num_proc: int | None = None,
-                         phase: str = "[pretrain] MLM") -> dict:
+                         phase: str = "[pretrain] MLM", callbacks: tuple = ()) -> dict:
     """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
     `train` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
     (`collect.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
     `train.checkpoint_steps`; a rerun with the same `run_id` (params and data) resumes from the
-    last one: model, optimizer, scheduler, RNG, data position.
+    last one: model, optimizer, scheduler, RNG, data position. `callbacks`: more TrainerCallbacks.
     """
     p = pretrain
     num_proc = num_proc if num_proc and num_proc > 1 else None
@@ -293,7 +293,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
         learning_rate=p.lr,
         warmup_steps=p.warmup,  # a float < 1 is a ratio in transformers 5
         weight_decay=p.weight_decay,
-        logging_steps=max(1, steps // 50),
+        logging_steps=log_every(steps),
         dataloader_drop_last=True,
         remove_unused_columns=False,  # the blocks hold only what the collator reads (ids, offsets for whole-word masks)
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and CUDA)
@@ -306,7 +306,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     with fast_dropout(model, train.fast_dropout), frozen(body), masked_only_head(model, p.masked_only_head) as sparse:
         collator = CountMasked(collator) if sparse else collator
         trainer = CheckedTrainer(model=model, args=args, train_dataset=blocks, data_collator=collator,
-                                 processing_class=tokenizer, phase=phase)
+                                 processing_class=tokenizer, callbacks=list(callbacks), phase=phase)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="pretrain")
     seconds = time.time() - start
     tokens = steps * effective_batch * p.block_size

@@ -126,6 +126,8 @@ def shape_mismatches(source: str, loader, config) -> list[str]:
 
 def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
     source = _resolve(name, needs)
+    if loader not in (AutoConfig, AutoTokenizer):  # a model: Hub kernels only when asked (model_kwargs)
+        kwargs.setdefault("use_kernels", False)
     try:
         with _quiet_load_report():
             return loader.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
@@ -172,10 +174,20 @@ def load_tokenizer(name: str, trust_remote_code: bool):
 MASTER_DTYPE = torch.float32
 
 
-def load_mlm(name: str, trust_remote_code: bool, with_head_report: bool = False):
-    """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head."""
-    model, info = _load(AutoModelForMaskedLM, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE,
-                        output_loading_info=True)
+def model_kwargs(hub_kernels: bool = False) -> dict:
+    """What every model load here passes to `from_pretrained`: safetensors only, float32 master weights,
+    and Hub kernels only when `train.hub_kernels` asks for them. transformers 5.25 turns them on when
+    `use_kernels` is left unset: on CUDA `model.eval()` / `train()` then fetches `kernels-community/...`
+    from the Hub, which fails on an offline node and online runs whatever code the Hub holds that day, so
+    the result would no longer follow from params.yaml and dvc.lock. Off, the model runs torch's own ops."""
+    return {"use_safetensors": True, "dtype": MASTER_DTYPE, "use_kernels": bool(hub_kernels)}
+
+
+def load_mlm(name: str, trust_remote_code: bool, with_head_report: bool = False, hub_kernels: bool = False):
+    """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head.
+    `hub_kernels`: `train.hub_kernels` (`model_kwargs`)."""
+    model, info = _load(AutoModelForMaskedLM, name, trust_remote_code, output_loading_info=True,
+                        **model_kwargs(hub_kernels))
     describe_load(model, info, "MLM head", name)
     return (model, head_report(model, info)) if with_head_report else model
 
@@ -194,9 +206,10 @@ def head_report(model, loading_info: dict) -> dict:
 
 
 def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None = None,
-                    names: list[str] | None = None):
+                    names: list[str] | None = None, hub_kernels: bool = False):
     """With `names`: a new classifier (flat or hierarchical, per the `finetune` section `recipe`) on
-    the encoder at `name`. Without: a saved classifier, whichever kind it is (`recipe` is not read)."""
+    the encoder at `name`. Without: a saved classifier, whichever kind it is (`recipe` is not read).
+    `hub_kernels`: `train.hub_kernels` (`model_kwargs`)."""
     kwargs = {}
     if names is not None:
         if recipe is None:
@@ -204,14 +217,14 @@ def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None 
         kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                   "label2id": {n: i for i, n in enumerate(names)}}
         if recipe.model == "hierarchical":
-            encoder, info = _load(AutoModel, name, trust_remote_code, use_safetensors=True, dtype=MASTER_DTYPE,
-                                  output_loading_info=True)
+            encoder, info = _load(AutoModel, name, trust_remote_code, output_loading_info=True,
+                                  **model_kwargs(hub_kernels))
             describe_load(encoder, {"missing_keys": [f"{encoder.base_model_prefix}.{k}" for k in
                                                      info.get("missing_keys", ())]}, "encoder", name)
             return HierarchicalClassifier.from_encoder(encoder, recipe.pooling, recipe.max_chunks,
                                                        recipe.chunk_overlap, **kwargs)
-    model, info = _load(AutoModelForSequenceClassification, name, trust_remote_code, use_safetensors=True,
-                        dtype=MASTER_DTYPE, output_loading_info=True, **kwargs)
+    model, info = _load(AutoModelForSequenceClassification, name, trust_remote_code, output_loading_info=True,
+                        **model_kwargs(hub_kernels), **kwargs)
     if names is not None:
         describe_load(model, info, "classifier head", name)
     return model

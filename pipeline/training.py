@@ -25,6 +25,12 @@ from pipeline.precision import resolve_precision
 from pipeline.tracking import report_to
 
 
+def log_every(steps: int) -> int:
+    """`logging_steps` for a run of `steps` optimizer steps: about 50 logs (each reads the loss on the
+    host), besides those at checkpoints and epoch ends (LogAtBoundaries)."""
+    return max(1, steps // 50)
+
+
 def training_arguments(output_dir: str | Path, train: Train, seed: int | None = None, checkpoints: bool = True,
                        **stage_args) -> TrainingArguments:
     """The TrainingArguments every Trainer here shares (pretrain, finetune, evaluate's predict):
@@ -33,7 +39,12 @@ def training_arguments(output_dir: str | Path, train: Train, seed: int | None = 
     stage's own. Never nn.DataParallel (`single_device`)."""
     args = dict(output_dir=str(output_dir), bf16=resolve_precision(train.precision) == "bf16",
                 use_cpu=not torch.cuda.is_available(), dataloader_num_workers=train.num_workers,
-                torch_compile=train.compile, lr_scheduler_type="linear", report_to=[], save_strategy="no")
+                torch_compile=train.compile, lr_scheduler_type="linear", report_to=[], save_strategy="no",
+                # the Trainer's own NaN filter reads every step's loss on the host (a sync per step) to hide
+                # non-finite ones; CheckedTrainer stops at them instead, without a sync
+                logging_nan_inf_filter=False,
+                # batches come from pinned memory: copy them to the GPU without making the host wait
+                accelerator_config={"non_blocking": torch.cuda.is_available()})
     if seed is not None:
         args.update(seed=seed, data_seed=seed)
     if checkpoints:
@@ -78,16 +89,37 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-class CheckedTrainer(TrainSamplerHook):
-    """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr,
-    and whose length-grouped batches resume exactly (SeededLengthGroupedSampler)."""
+class LogAtBoundaries(TrainerCallback):
+    """Log (the Trainer's mean loss since its last log) at every checkpoint and every epoch's end, besides
+    every `logging_steps`. A resumed run then starts right after a log, so its log history (restored from
+    the checkpoint) holds the same segments as an uninterrupted run's, and an epoch's loss is the mean of
+    whole segments inside it: exact curves and losses without a log, and its host sync, every step."""
 
-    last_finite_loss: float | None = None
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:  # DefaultFlowCallback, which runs first, has decided the save
+            control.should_log = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = True
+
+
+class CheckedTrainer(TrainSamplerHook):
+    """A Trainer that stops at the first NaN or infinite loss, saying where and with what lr, and
+    whose length-grouped batches resume exactly (SeededLengthGroupedSampler).
+
+    The check costs no host sync per step: on a GPU, reading the loss every step (`float(loss)`)
+    would stall the CPU until the step's kernels finish, so it could never queue the next batch
+    ahead. The first non-finite step, its loss and lr and the last finite loss are kept on the
+    device and read at the next log, checkpoint or epoch end (`LogAtBoundaries`), before anything
+    is saved or evaluated.
+    """
 
     def __init__(self, *args, phase: str = "[train]", per_epoch: bool = False, **kwargs):
         """`phase` names the progress bar (`per_epoch`: one bar per epoch), pipeline.console.PhaseBars."""
         super().__init__(*args, **kwargs)
+        self.add_callback(LogAtBoundaries())
         PhaseBars.install(self, phase, per_epoch)
+        self._watch: dict[str, torch.Tensor] | None = None
 
     def train_sampler(self, sampler):
         if type(sampler) is LengthGroupedSampler:
@@ -96,25 +128,55 @@ class CheckedTrainer(TrainSamplerHook):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        value = float(loss)
-        if not math.isfinite(value):
-            lr = self.lr_scheduler.get_last_lr()[0] if self.lr_scheduler is not None else self.args.learning_rate
-            raise NonFiniteLossError(
-                f"loss is {value} at step {self.state.global_step + 1} (lr {lr:.3g}); the last finite loss was "
-                f"{self.last_finite_loss}. Lower the learning rate, check the data, or use "
-                f"train.precision: fp32.")
-        self.last_finite_loss = value
+        value = loss.detach().float()
+        if self._watch is None:
+            self._watch = {"step": torch.full((), -1, dtype=torch.long, device=value.device),
+                           "loss": torch.zeros((), device=value.device), "lr": torch.zeros((), device=value.device),
+                           "last_finite": torch.full((), float("nan"), device=value.device)}
+        w, lr = self._watch, self._get_learning_rate() if self.lr_scheduler is not None else self.args.learning_rate
+        clean = w["step"] < 0  # no non-finite loss seen yet
+        first = clean & ~torch.isfinite(value)
+        w["step"] = torch.where(first, self.state.global_step + 1, w["step"])
+        w["loss"] = torch.where(first, value, w["loss"])
+        w["lr"] = torch.where(first, torch.tensor(float(lr), device=value.device), w["lr"])
+        w["last_finite"] = torch.where(clean & ~first, value, w["last_finite"])
         return loss
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if a step's loss was NaN or infinite (one host read)."""
+        if self._watch is None or int(self._watch["step"]) < 0:
+            return
+        w = {k: v.item() for k, v in self._watch.items()}
+        last = None if math.isnan(w["last_finite"]) else w["last_finite"]
+        raise NonFiniteLossError(
+            f"loss is {w['loss']} at step {int(w['step'])} (lr {w['lr']:.3g}); the last finite loss was {last}. "
+            f"Lower the learning rate, check the data, or use train.precision: fp32.")
+
+    def log(self, logs, *args, **kwargs):
+        self.check_finite()  # every log, and so every checkpoint, epoch end and the end of training
+        super().log(logs, *args, **kwargs)
+
+
+def logged_segments(trainer: Trainer) -> list[tuple[float, int, float]]:
+    """(epoch at its end, steps, mean loss) of each logged stretch of training: the steps since the
+    previous loss log (LogAtBoundaries makes each lie inside one epoch)."""
+    segments, last = [], 0
+    for h in trainer.state.log_history:
+        if "loss" in h:
+            segments.append((h["epoch"], h["step"] - last, h["loss"]))
+            last = h["step"]
+    return segments
 
 
 def mean_logged_loss(trainer: Trainer, result) -> float:
-    """Mean of the training losses in the log history.
+    """Mean training loss per step, from the log history's segments.
 
     The log history is checkpointed, so after a resume this still covers the whole run;
     the Trainer's own `training_loss` counts only the steps since the resume.
     """
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return float(sum(losses) / len(losses)) if losses else float(result.training_loss)
+    segments = logged_segments(trainer)
+    steps = sum(n for _, n, _ in segments)
+    return float(sum(n * loss for _, n, loss in segments) / steps) if steps else float(result.training_loss)
 
 
 def fingerprint(config: dict, files: list[str | Path]) -> str:

@@ -18,7 +18,7 @@ MODEL, WORK_DIR = "models/classifier", "models/.evaluate-work"
 def run(params):
     names = read_json("data/task/labels.json")["names"]
     tokenizer = load_tokenizer(MODEL, params.model.trust_remote_code)
-    model = load_classifier(MODEL, params.model.trust_remote_code)
+    model = load_classifier(MODEL, params.model.trust_remote_code, hub_kernels=params.train.hub_kernels)
     test = encode_split(load_prepared("test", "data/task"), tokenizer, params.model.max_length, params.finetune)
     probs = predict(model, tokenizer, test, params.train, params.finetune.eval_batch_size, WORK_DIR)
     shutil.rmtree(WORK_DIR, ignore_errors=True)
@@ -34,7 +34,7 @@ def run(params):
               ["actual", "predicted"])
     write_csv("plots/length_buckets.csv",
               [{"bucket": b, **v} for b, v in metrics["length_buckets"].items()], ["bucket", "examples", "accuracy"])
-    return metrics
+    return {**metrics, "hub_kernels": params.train.hub_kernels}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def run(params):
     tokenizer = load_tokenizer(BASE, trust_remote_code)
     train = encode_split(load_prepared("train", "data/task"), tokenizer, params.model.max_length, params.finetune)
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
-    model = load_classifier(BASE, trust_remote_code, params.finetune, names)
+    model = load_classifier(BASE, trust_remote_code, params.finetune, names, hub_kernels=params.train.hub_kernels)
     run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
                          ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])
     trainer, stats, curve = finetune(model, tokenizer, train, dev, params.finetune, params.train, params.seed,
@@ -34,7 +34,7 @@ def run(params):
         write_csv("plots/finetune_curve.csv", curve,
                   ["epoch", "dev_accuracy", "dev_macro_f1", "dev_loss", "train_loss"])
         shutil.rmtree(WORK_DIR, ignore_errors=True)
-    return stats
+    return {**stats, "hub_kernels": params.train.hub_kernels}
 
 
 if __name__ == "__main__":

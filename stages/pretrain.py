@@ -25,7 +25,7 @@ def pretrain(params):
         check_budget(params.pretrain, world_size())
     tokenizer = load_tokenizer(name, trust_remote_code)
     # seeded: a fresh head is the same on every run
-    model, head = load_mlm(name, trust_remote_code, with_head_report=True)
+    model, head = load_mlm(name, trust_remote_code, with_head_report=True, hub_kernels=params.train.hub_kernels)
     if torch.cuda.is_available():
         model.to("cuda")
     blocks = heldout_blocks(load_prepared("dev", "data/task"), tokenizer, params.pretrain, params.task.seed)
@@ -67,7 +67,7 @@ def pretrain(params):
             "loss_before": before["loss"], "loss_after": after["loss"],
             "head_complete": head["head_complete"], "head_missing_keys": head["head_missing_keys"],
             "head_warmup": warmup,
-            "heldout_masked_tokens": before["masked_tokens"], **stats}
+            "heldout_masked_tokens": before["masked_tokens"], "hub_kernels": params.train.hub_kernels, **stats}
 
 
 if __name__ == "__main__":

@@ -168,6 +168,26 @@ def test_nan_loss_stops_with_step_lr_and_last_loss(tiny_model, tmp_path):
         finetune(model, tokenizer, data, data, params.finetune, params.train, params.seed, tmp_path / "work")
 
 
+def test_a_nan_loss_stops_before_a_checkpoint_or_evaluation_takes_its_weights(tiny_model, tmp_path):
+    """The loss is read on the host only at logs, checkpoints and epoch ends (no sync every step): the stop
+    still comes before any checkpoint is written, or any dev evaluation run, after the first bad step."""
+    import re
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    params = from_dict({"model": {"max_length": 32}, "train": {"precision": "fp32", "checkpoint_steps": 3},
+                        "finetune": {"lr": 1e30, "epochs": 2, "batch_size": 4, "warmup": 0.0, "layer_decay": 1.0}})
+    # 100 steps an epoch, 200 in all: a log every 4 steps, so a bad step 2 is found at the checkpoint of step 3
+    data = encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 200, "label": [1, 0] * 200}),
+                        tokenizer, params.model.max_length, params.finetune)
+    model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    with pytest.raises(NonFiniteLossError) as stop:
+        finetune(model, tokenizer, data, data, params.finetune, params.train, params.seed, tmp_path / "work")
+    bad = int(re.search(r"at step (\d+)", str(stop.value)).group(1))
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "work").glob("checkpoint-*"))
+    assert all(step < bad for step in saved), (bad, saved)
+    assert bad > 100 or not (tmp_path / "work" / "best").exists()  # no dev evaluation after the bad step
+
+
 @pytest.mark.parametrize("patience, epochs_run", [(2, 3.0), (0, 5.0)])
 def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience, epochs_run):
     # lr so small that dev accuracy never changes: the first epoch stays the best, so training stops
