@@ -86,6 +86,43 @@ class Model(Section):
     trust_remote_code: Bool = False
 
 
+class Slurm(Section):
+    """datatrove's SlurmPipelineExecutor settings (`collect.executor: slurm`), checked like every other key, so
+    that a misspelt one stops the stage instead of being dropped. A null key keeps datatrove's default."""
+    partition: Str | None = None  # required by executor slurm
+    time: Str = "04:00:00"
+    cpus_per_task: Int = Field(1, ge=1, description="at least 1")
+    mem_per_cpu_gb: Float = Field(4, gt=0, description="a positive number of GB")
+    qos: Str | None = None
+    workers: Int | None = None  # array tasks running at once (-1 / null: all)
+    tasks_per_job: Int | None = None
+    max_array_size: Int | None = None
+    env_command: Str | None = None  # e.g. "source /path/venv/bin/activate"
+    condaenv: Str | None = None
+    venv_path: Str | None = None
+    sbatch_args: dict | None = None  # more #SBATCH options, e.g. {account: myproject}
+    srun_args: dict | None = None
+    mail_type: Str | None = None
+    mail_user: Str | None = None
+    requeue: Bool | None = None
+
+    def executor_kwargs(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None or k == "partition"}
+
+
+class Ray(Section):
+    """datatrove's RayPipelineExecutor settings (`collect.executor: ray`), checked like every other key."""
+    address: Str | None = None  # ray.init(address): null starts a local Ray; "auto" joins a running cluster
+    cpus_per_task: Int = Field(1, ge=1, description="at least 1")
+    mem_per_cpu_gb: Float = Field(4, gt=0, description="a positive number of GB")
+    workers: Int | None = None
+    tasks_per_job: Int | None = None
+    ray_remote_kwargs: dict | None = None
+
+    def executor_kwargs(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None and k != "address"}
+
+
 class Collect(Section):
     corpora_dir: Str = "corpora/demo"
     min_chars: Int = 20
@@ -105,9 +142,8 @@ class Collect(Section):
     # where datatrove runs the pool's tasks (pipeline/pool.py): this machine, Slurm array jobs, or a Ray cluster;
     # `slurm` / `ray` are passed to datatrove's SlurmPipelineExecutor / RayPipelineExecutor (ray: `address` to ray.init)
     executor: Literal["local", "slurm", "ray"] = "local"
-    slurm: dict = Field(default_factory=lambda: {"partition": None, "time": "04:00:00", "cpus_per_task": 1,
-                                                 "mem_per_cpu_gb": 4})
-    ray: dict = Field(default_factory=lambda: {"address": None, "cpus_per_task": 1, "mem_per_cpu_gb": 4})
+    slurm: Slurm = Field(default_factory=lambda: Slurm())
+    ray: Ray = Field(default_factory=lambda: Ray())
 
 
 class Pretrain(Section):
@@ -204,6 +240,12 @@ def _section(path: tuple) -> type[BaseModel]:
     return cls
 
 
+def excerpt(value, limit: int = 80) -> str:
+    """A value as an error message quotes it: its repr, cut to `limit` characters (a value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 25]}... ({len(text):,} characters)"
+
+
 def _config_error(exc: ValidationError, where: str) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
@@ -227,15 +269,15 @@ def _config_error(exc: ValidationError, where: str) -> ConfigError:
     key = ".".join(path)
     if kind == "literal_error":
         choices = typing.get_args(field.annotation)
-        return ConfigError(f"{where}: `{key}` is {value!r}; it must be one of {', '.join(choices)}.")
+        return ConfigError(f"{where}: `{key}` is {excerpt(value)}; it must be one of {', '.join(choices)}.")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return ConfigError(f"{where}: `{key}` is {value!r}; it must be {field.description}.")
+        return ConfigError(f"{where}: `{key}` is {excerpt(value)}; it must be {field.description}.")
     if kind == "model_type" or kind == "dict_type" and field is not None and field.annotation is not dict:
-        return ConfigError(f"{where}: `{key or 'params'}` must be a mapping, got {value!r}")
+        return ConfigError(f"{where}: `{key or 'params'}` must be a mapping, got {excerpt(value)}")
     allowed = typing.get_args(field.annotation) or (field.annotation,)
     expected = " or ".join("null" if a is type(None) else getattr(typing.get_args(a)[0] if typing.get_origin(a)
                            is Annotated else a, "__name__", str(a)) for a in allowed)
-    return ConfigError(f"{where}: `{key}` must be {expected}, got {value!r} ({type(value).__name__}); "
+    return ConfigError(f"{where}: `{key}` must be {expected}, got {excerpt(value)} ({type(value).__name__}); "
                        f"fix the value of `{key}`.")
 
 
@@ -243,7 +285,7 @@ def _check_ranges(p: Params, where: str) -> None:
     """The rules that tie two keys together (each key's own rule is on its field)."""
     def need(ok: bool, key: str, value, text: str):
         if not ok:
-            raise ConfigError(f"{where}: `{key}` is {value!r}; it must be {text}.")
+            raise ConfigError(f"{where}: `{key}` is {excerpt(value)}; it must be {text}.")
 
     c, f, max_length = p.collect, p.finetune, p.model.max_length
     need(c.select_k <= c.select_pool, "collect.select_k", c.select_k,
@@ -269,6 +311,32 @@ def from_dict(data: dict | None, where: str = "params") -> Params:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load, except that a key given twice in one mapping is an error: PyYAML keeps the last
     silently, so a second `finetune:` block would replace the first without a word."""
+
+    MAX_NODES = 10_000  # params.yaml holds about 150; a corpus definition a few dozen per source
+
+    def get_single_data(self):
+        """Refuse a document whose aliases expand it past MAX_NODES before building any of it: nested aliases
+        (`b: [*a, *a, ...]` on `a: [...]`, a few hundred bytes) make billions of nodes, which every check,
+        message or copy of the value would walk."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a node that contains itself (a recursive alias) counts once here
+                children = n.value if isinstance(n.value, list) else []
+                kids = [c for pair in children for c in (pair if isinstance(pair, tuple) else (pair,))]
+                sizes[id(n)] = 1 + sum(size(c) for c in kids)
+            return sizes[id(n)]
+
+        if size(node) > self.MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the document expands to {size(node):,} values through its aliases (`*name`), more "
+                            f"than the {self.MAX_NODES:,} a params file or corpus definition needs; write the values "
+                            f"out instead of nesting aliases", node.start_mark)
+        return self.construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen = {}

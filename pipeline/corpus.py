@@ -36,7 +36,7 @@ from pipeline.console import budget_lines, shortfall
 from pipeline.corpus_spec import check_sources, load_source, load_spec
 from pipeline.data import load_prepared
 from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
-from pipeline.io import atomic_dir, remove_path
+from pipeline.io import atomic_dir, only_one, remove_path, write_json
 from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
 DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
@@ -331,20 +331,28 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_t
 
 
 def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir: str | Path = "data/task",
-                 out_dir: str | Path = "data/corpus") -> dict:
+                 out_dir: str | Path = "data/corpus", made_from: dict | None = None) -> dict:
     """Write `out_dir/corpus.parquet` (text, source, tokens, input_ids) for `pretrain.source`; return the stats.
 
     Steps: the pool (pipeline/pool.py, datatrove: clean, leak guard, tokenise, near-dedup), what to
     draw from, the seeded draw to the budget, the stats. The pool's work folder (`out_dir` + `.work`)
-    is removed on success."""
+    is removed on success and on failure. `made_from`: the params the corpus follows from (pipeline.lineage),
+    recorded beside it."""
     source = pretrain.source
     stats: dict = {"source": source, "budget_tokens": pretrain.max_tokens}
     if source == "none":
         with atomic_dir(out_dir) as tmp:
             Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
+            record_lineage(tmp, made_from)
         return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
                 "leaked_removed": 0, "sources": {}}
 
+    with only_one(Path(out_dir).with_name(f".{Path(out_dir).name}.lock"), "`collect`"):
+        return _build(task, c, pretrain, tokenizer, task_dir, out_dir, made_from, stats)
+
+
+def _build(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir, out_dir, made_from, stats: dict) -> dict:
+    source = pretrain.source
     spec = load_spec(c.corpora_dir, source)
     check_sources(spec, task, source)
     check_executor(c)
@@ -354,25 +362,33 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
         load_source(src, task_dir, files[src["name"]])
     heldout = heldout_index(c, task_dir)
     work = Path(out_dir).with_name(f"{Path(out_dir).name}.work")
-    pool = build_pool(spec, c, heldout, tokenizer, task_dir, work)
-    reports = source_reports(spec, pool, files)
-    rng = np.random.default_rng(pretrain.seed)
-    groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
-    corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
-    if pq.ParquetFile(corpus).metadata.num_rows == 0:
-        dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
-        raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
-                          f"(dropped: {dropped}); add sources or lower collect.min_chars.")
-    stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
-    stats["pool"] = {"docs": len(pool),  # (not the executor or tasks: params that must not change the corpus)
-                     "tokens": int(pool.tokens.sum()), "candidate_pairs": int(pool.stats.get("candidate_pairs", 0)),
-                     "confirmed_pairs": int(pool.stats.get("confirmed_pairs", 0))}
-    for line in budget_lines(stats):  # pipeline.console
-        print(line, flush=True)
-    with atomic_dir(out_dir) as tmp:
-        corpus.replace(tmp / "corpus.parquet")  # the work folder is out_dir's sibling: the same file system
-    remove_path(work)
+    try:  # the work folder (the pool's files, up to the corpus's size) goes whatever happens
+        pool = build_pool(spec, c, heldout, tokenizer, task_dir, work)
+        reports = source_reports(spec, pool, files)
+        rng = np.random.default_rng(pretrain.seed)
+        groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
+        corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
+        if pq.ParquetFile(corpus).metadata.num_rows == 0:
+            dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
+            raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
+                              f"(dropped: {dropped}); add sources or lower collect.min_chars.")
+        stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
+        stats["pool"] = {"docs": len(pool),  # (not the executor or tasks: params that must not change the corpus)
+                         "tokens": int(pool.tokens.sum()), "candidate_pairs": int(pool.stats.get("candidate_pairs", 0)),
+                         "confirmed_pairs": int(pool.stats.get("confirmed_pairs", 0))}
+        for line in budget_lines(stats):  # pipeline.console
+            print(line, flush=True)
+        with atomic_dir(out_dir) as tmp:
+            corpus.replace(tmp / "corpus.parquet")  # the work folder is out_dir's sibling: the same file system
+            record_lineage(tmp, made_from)
+    finally:
+        remove_path(work)
     return stats
+
+
+def record_lineage(folder: Path, made_from: dict | None) -> None:
+    if made_from is not None:
+        write_json(folder / "made_from.json", made_from)
 
 
 def load_corpus(corpus_dir: str | Path = "data/corpus") -> Dataset:

@@ -65,12 +65,19 @@ def check_fields(ds: Dataset, task: Task, where: str) -> None:
                               f"{', '.join(ds.column_names)}. Set `{key}` to one of them.")
 
 
-# characters that print as nothing: a text of only these (and spaces) is blank
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# Letters and symbols that print as nothing, though Unicode does not class them as spaces or format characters:
+# the braille blank, the Hangul fillers, the Khmer inherent vowels, the variation selectors, the combining
+# grapheme joiner. With the separators (Z*) and the control / format / unassigned characters (C*), a text of
+# only these has no visible character: blank.
+INVISIBLE = frozenset("\u2800\u3164\u115f\u1160\uffa0\u17b4\u17b5\u034f\u180b\u180c\u180d\u180e\u180f"
+                      + "".join(map(chr, range(0xFE00, 0xFE10))))
 
 
 def is_blank(text: str | None) -> bool:
-    return text is None or not text.translate(ZERO_WIDTH).strip()
+    """No visible character (`INVISIBLE`, Unicode categories Z* and C*): nothing a model could read."""
+    import unicodedata
+
+    return text is None or not any(ch not in INVISIBLE and unicodedata.category(ch)[0] not in "ZC" for ch in text)
 
 
 def is_missing_label(value) -> bool:
@@ -100,17 +107,30 @@ def check_rows(ds: Dataset, task: Task, where: str) -> None:
                               f"set `task.label_field` to the label's field.")
 
 
+def label_key(value) -> tuple:
+    """What a label means, for finding one class spelled several ways: a number by its value, however it is
+    written ("1", "1.0", 1, " 1 "), any other string without case or surrounding spaces."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return ("str", str(text).casefold())
+    return ("number", number) if math.isfinite(number) else ("str", str(text).casefold())
+
+
 def label_values(train: Dataset, task: Task, where: str = "train") -> list:
     """Class values in id order: the ClassLabel names when the data has them, else the sorted values found
-    (missing labels left out). Two spellings of one class (case, surrounding spaces) are refused."""
+    (missing labels left out). Two spellings of one class (case, surrounding spaces, a number written two
+    ways: "1" and "1.0") are refused."""
     feature = train.features[task.label_field]
     if hasattr(feature, "names"):
         return list(feature.names)
     values = sorted({v for v in train[task.label_field] if not is_missing_label(v)}, key=lambda v: (str(type(v)), v))
-    spellings: dict[str, list] = {}
+    spellings: dict[tuple, list] = {}
     for v in values:
-        if isinstance(v, str):
-            spellings.setdefault(v.strip().casefold(), []).append(v)
+        spellings.setdefault(label_key(v), []).append(v)
     clash = next((found for found in spellings.values() if len(found) > 1), None)
     if clash:
         raise ConfigError(f"{where}: `{task.label_field}` spells one class in {len(clash)} ways "
@@ -262,9 +282,11 @@ def load_checked_splits(task: Task, files: dict) -> dict:
     return raw
 
 
-def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None) -> dict:
+def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None,
+                 made_from: dict | None = None) -> dict:
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
-    `collect` section, whose near-duplicate settings also find train copies of dev/test text."""
+    `collect` section, whose near-duplicate settings also find train copies of dev/test text; `made_from`:
+    the params it follows from (pipeline.lineage), recorded beside the data."""
     files: dict = {}
     raw = load_checked_splits(task, files)
     values = label_values(raw["train"][0], task, raw["train"][1])
@@ -311,6 +333,8 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
                                               zip(*np.unique(ds["label"], return_counts=True))}
         write_json(tmp / "labels.json", {"names": names, "values": [str(v) for v in values],
                                          "field": task.label_field})
+        if made_from is not None:
+            write_json(tmp / "made_from.json", made_from)
     return stats
 
 

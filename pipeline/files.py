@@ -56,6 +56,12 @@ def check_utf8(path: Path) -> dict:
     return {"records": records, "blank_lines": blank}
 
 
+def cr_only_line_ends(path: Path) -> bool:
+    with open_maybe_gz(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    return b"\r" in head and b"\n" not in head
+
+
 def first_bad_json_line(path: Path) -> str:
     """Where a JSON Lines file stops parsing: ' (line N: reason)', or '' if every line parses."""
     import json
@@ -86,6 +92,74 @@ def check_csv_header(path: Path) -> None:
         seen[name] = i
 
 
+def check_parquet_columns(path: Path) -> None:
+    """A Parquet file whose schema names a column twice (pyarrow writes one; datasets cannot read it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except Exception as exc:  # not Parquet at all: said with the file's name, not as pyarrow's error
+        raise ConfigError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc}); write it again, "
+                          f"or use JSON Lines or CSV.") from None
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{path}: the schema names the column {', '.join(f'`{n}`' for n in twice)} more than once "
+                          f"({len(names)} columns: {', '.join(names[:8])}); rename or drop one, so that each field "
+                          f"has one column.")
+
+
+def count_csv_records(path: Path) -> dict:
+    """A CSV file's rows after the header, each checked against it: a row with more fields than the header
+    names (an unquoted comma in a text: the reader would take the first field as an index and cut every text)
+    and a quote left open that takes in lines shaped like records of their own (a stray quote: those records
+    would vanish into one text) are refused, naming the line. A quoted field may still span lines.
+
+    "Shaped like a record": as many fields as the header, and in each column that holds few distinct values
+    (a label), a value found there in the single-line rows."""
+    import csv
+
+    records = blank = 0
+    spanning = []  # (first line, last line, row) of the records that span lines
+    seen: list[set] = []  # each column's values in single-line rows (up to MANY: then a free-text column)
+    many = 200
+    with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        seen = [set() for _ in header]
+        last = reader.line_num
+        for row in reader:
+            start, last = last + 1, reader.line_num
+            if not row:
+                blank += 1
+                continue
+            if len(row) > len(header):
+                raise ConfigError(
+                    f"{path}: line {start} has {len(row)} fields, but the header names {len(header)} "
+                    f"({', '.join(map(repr, header[:6]))}): a text with an unquoted comma? Read this way, the first "
+                    f"field would become an index and each text would lose its start. Quote every field that "
+                    f"holds a comma (\"like, this\"), or write the file as JSON Lines.")
+            if last > start:
+                spanning.append((start, last, row))
+            else:
+                for values, value in zip(seen, row):
+                    if len(values) <= many:
+                        values.add(value)
+            records += 1
+    categorical = [j for j, values in enumerate(seen) if 0 < len(values) <= many]
+    for start, last, row in spanning:
+        if len(header) < 2 or not categorical:
+            break
+        swallowed = [line for field in row for line in field.splitlines()[1:]
+                     if len(fields := next(csv.reader([line]), [])) == len(header)
+                     and all(fields[j] in seen[j] for j in categorical)]
+        if swallowed:
+            raise ConfigError(
+                f"{path}: the quote opened on line {start} closes only on line {last}, and {len(swallowed)} of the "
+                f"lines it takes in look like records of their own (e.g. {swallowed[0][:60]!r}): a stray quote would "
+                f"merge them into one text. Close the quote, or write a quote inside a quoted field as two (\"\").")
+    return {"records": records, "blank_lines": blank}
+
+
 def count_records(path: Path, builder: str, lines: dict | None = None) -> dict:
     """The records `path` holds, counted as its format defines them, apart from `datasets`: JSON Lines,
     one per non-blank line (blank lines are counted apart: readers skip them), which `lines` (check_utf8's
@@ -95,10 +169,7 @@ def count_records(path: Path, builder: str, lines: dict | None = None) -> dict:
         import pyarrow.parquet as pq
         return {"records": pq.ParquetFile(path).metadata.num_rows, "blank_lines": 0}
     if builder == "csv":
-        import csv
-        with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
-            rows = list(map(bool, csv.reader(fh)))
-        return {"records": sum(rows[1:]), "blank_lines": len(rows[1:]) - sum(rows[1:])}
+        return lines if lines is not None else count_csv_records(path)
     with open_maybe_gz(path, "rb") as fh:
         head = fh.read(4096).lstrip()
     if head.startswith(b"["):
@@ -118,9 +189,18 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
         raise ConfigError(f"{path}: unknown format; use one of {', '.join(LOCAL_FORMATS)}.")
     if path.stat().st_size == 0:
         raise ConfigError(f"{path}: the file is empty; {fix}.")
+    if builder == "parquet":
+        check_parquet_columns(path)
     lines = check_utf8(path) if builder != "parquet" else None  # Arrow takes bad bytes, then fails mid-run
+    if lines is not None and lines["records"] + lines["blank_lines"] <= 1 and cr_only_line_ends(path):
+        raise ConfigError(f"{path}: its lines end with a carriage return alone (CR, old Mac OS), which the "
+                          f"readers here do not all split alike; convert them to LF (e.g. `tr '\\r' '\\n' < "
+                          f"{path.name} > fixed.{path.name.split('.', 1)[-1]}`), then point at the fixed file.")
     if builder == "csv":
         check_csv_header(path)
+        lines = count_csv_records(path)  # records by CSV's rules (a quoted field may span lines), each checked
+        if lines["records"] == 0:
+            raise ConfigError(f"{path}: a header and no records; {fix}.")
     try:
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types

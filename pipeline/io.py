@@ -131,6 +131,37 @@ def atomic_dir(path: str | Path):
     _finish(tmp, path)
 
 
+@contextlib.contextmanager
+def only_one(lock_path: str | Path, what: str):
+    """Hold an exclusive lock on `lock_path` for the block, or stop at once if another process holds it:
+    two `collect`s in one project share their work folder and output, and one would wreck the other's files
+    ("Corrupted minhash signature"). The lock (flock) goes with the process, however it ends."""
+    import fcntl
+
+    from pipeline.config import ConfigError
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(f"{what} is already running in this project ({holder}, lock {lock_path}); wait for it "
+                              f"to finish, or stop it, then run again. (Each copy of the project runs its own.)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def hash_file(h, path: str | Path):
     """Feed a file's bytes to the hashlib object `h` in 1 MiB chunks; returns `h`."""
     with open(path, "rb") as fh:

@@ -131,6 +131,12 @@ def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = (
     try:
         with _quiet_load_report():
             return loader.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ConfigError(f"model.name: `{name}` ships its own model code (config.json's `auto_map`), which runs only "
+                          f"with model.trust_remote_code: true; nothing of it was run. Read that code and set the "
+                          f"param if you trust it, or use a model transformers knows (its model_type).") from None
     except OSError as exc:
         raise ConfigError(f"model.name: cannot load `{name}` ({exc}). The model directory needs config.json, "
                           f"tokenizer files and model.safetensors (pickled .bin weights are refused). "

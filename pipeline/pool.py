@@ -100,11 +100,10 @@ def make_executor(c: Collect, name: str, pipeline: list, tasks: int, logs: Path,
     if c.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        return SlurmPipelineExecutor(**common, job_name=f"collect-{name}", **c.slurm)
+        return SlurmPipelineExecutor(**common, job_name=f"collect-{name}", **c.slurm.executor_kwargs())
     from datatrove.executor import RayPipelineExecutor
 
-    options = {k: v for k, v in c.ray.items() if k != "address"}
-    return RayPipelineExecutor(**common, **options)
+    return RayPipelineExecutor(**common, **c.ray.executor_kwargs())
 
 
 @contextmanager
@@ -131,7 +130,7 @@ def run_stages(c: Collect, chain: list[tuple[str, list, int]], logs: Path) -> No
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=c.ray.get("address"), ignore_reinit_error=True)
+            ray.init(address=c.ray.address, ignore_reinit_error=True)
     if c.executor == "slurm":  # sbatch returns at once: chain the jobs (afterok), then wait for the last stage
         executor = None
         for name, pipeline, tasks in chain:
@@ -231,6 +230,9 @@ def check_executor(c: Collect) -> None:
         except ImportError as exc:
             raise ConfigError("collect.executor is ray but Ray is not installed: pip install -e '.[ray]', or use "
                               "collect.executor: local.") from exc
-    if c.executor == "slurm" and not c.slurm.get("partition"):
+    if c.executor == "slurm" and not c.slurm.partition:
         raise ConfigError("collect.executor is slurm but collect.slurm.partition is not set; set it in params.yaml "
                           "(and collect.slurm.time), or use collect.executor: local.")
+    if c.executor == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("collect.executor is slurm but `sbatch` is not on this machine's PATH: run collect on a "
+                          "Slurm login node (or one with the Slurm client), or use collect.executor: local.")

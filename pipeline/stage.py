@@ -7,6 +7,7 @@ traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import faulthandler
 import os
 import shutil
@@ -55,13 +56,41 @@ def check_outputs(paths: tuple[str, ...]) -> None:
                               f"move or remove `{blocker}`, then rerun.")
 
 
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem that holds `path` (the nearest existing folder on its way)."""
+    path = next((p for p in (path, *path.parents) if p.exists()), Path("/")).resolve()
+    device = os.stat(path).st_dev
+    while path != path.parent and os.stat(path.parent).st_dev == device:
+        path = path.parent
+    return path
+
+
 def disk_full_message(name: str, full: OSError) -> str:
-    where = Path(full.filename) if full.filename else Path.cwd()
-    folder = next((p for p in (where, *where.parents) if p.exists()), Path.cwd())
-    return (f"[{name}] error: no space left on the device{f' writing `{full.filename}`' if full.filename else ''} "
-            f"({shutil.disk_usage(folder).free / 2**30:.1f} GiB free under {folder}). Free space there, or point "
-            f"HF_DATASETS_CACHE (datasets' cache) or TMPDIR at a disk with room; this stage's outputs were being "
-            f"written to temporary paths and were removed, so a rerun starts clean.")
+    """Which filesystem is full: the one of the file being written when the error names it, else the fullest
+    of those a stage writes to (the project, datasets' cache, the temporary folder)."""
+    import tempfile
+
+    if full.filename:
+        candidates = [Path(os.path.abspath(full.filename))]
+    else:
+        from datasets import config as datasets_config
+
+        candidates = [Path.cwd(), Path(datasets_config.HF_DATASETS_CACHE), Path(tempfile.gettempdir())]
+    where = min(candidates, key=lambda p: shutil.disk_usage(mount_point(p)).free)
+    mount = mount_point(where)
+    return (f"[{name}] error: no space left on the device"
+            f"{f' writing `{full.filename}`' if full.filename else f' (the fullest filesystem written to holds {where})'}"
+            f": the filesystem mounted at {mount} has {shutil.disk_usage(mount).free / 2**30:.1f} GiB free. Free "
+            f"space there, or point HF_DATASETS_CACHE (datasets' cache) or TMPDIR at a disk with room; this stage's "
+            f"outputs and work folders were being written to temporary paths and were removed, so a rerun starts "
+            f"clean.")
+
+
+def cannot_write_message(name: str, exc: OSError) -> str:
+    what = "is on a read-only filesystem" if exc.errno == errno.EROFS else "is not writable (permission denied)"
+    return (f"[{name}] error: `{exc.filename}` {what}. Make the project's data/, models/, metrics/, plots/ and "
+            f"outputs/ folders writable (or run from a writable copy of the project); nothing this stage was "
+            f"writing was left in place.")
 
 
 def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | None = None, track: bool = True,
@@ -98,10 +127,13 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         print(f"\n[{name}] error: {exc}\n", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        if (full := no_space_left(exc)) is None:
-            raise
-        print(f"\n{disk_full_message(name, full)}\n", file=sys.stderr)
-        sys.exit(2)
+        if (full := no_space_left(exc)) is not None:
+            print(f"\n{disk_full_message(name, full)}\n", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+            print(f"\n{cannot_write_message(name, exc)}\n", file=sys.stderr)
+            sys.exit(2)
+        raise
     except KeyboardInterrupt:
         # Everything has unwound (outputs are written to temporary paths, removed on the way out);
         # exit at once, so the line below is the last one (progress bars would redraw at exit).

@@ -138,7 +138,7 @@ class CheckedTrainer(TrainSamplerHook):
         first = clean & ~torch.isfinite(value)
         w["step"] = torch.where(first, self.state.global_step + 1, w["step"])
         w["loss"] = torch.where(first, value, w["loss"])
-        w["lr"] = torch.where(first, torch.tensor(float(lr), device=value.device), w["lr"])
+        w["lr"] = torch.where(first, float(lr), w["lr"])  # Python scalars: kernel arguments, no host-to-device copy
         w["last_finite"] = torch.where(clean & ~first, value, w["last_finite"])
         return loss
 

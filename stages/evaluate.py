@@ -9,6 +9,7 @@ from pipeline.data import load_prepared
 from pipeline.evaluate import bucket_of, metrics_from_predictions, predict
 from pipeline.encoding import encode_split
 from pipeline.io import read_json, write_csv
+from pipeline.lineage import check_lineage
 from pipeline.model import load_classifier, load_tokenizer
 from pipeline.stage import run_stage
 
@@ -16,6 +17,7 @@ MODEL, WORK_DIR = "models/classifier", "models/.evaluate-work"
 
 
 def run(params):
+    check_lineage(params, "task")
     names = read_json("data/task/labels.json")["names"]
     tokenizer = load_tokenizer(MODEL, params.model.trust_remote_code)
     model = load_classifier(MODEL, params.model.trust_remote_code, hub_kernels=params.train.hub_kernels)

@@ -9,6 +9,7 @@ from pipeline.distributed import is_main_process
 from pipeline.encoding import encode_split
 from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
+from pipeline.lineage import check_lineage
 from pipeline.model import load_classifier, load_config, load_tokenizer
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
@@ -18,6 +19,7 @@ BASE, WORK_DIR = "models/pretrained", "models/.finetune-work"  # the resumable c
 
 def run(params):
     trust_remote_code = params.model.trust_remote_code
+    check_lineage(params, "task")
     check_lengths(params, load_config(BASE, trust_remote_code))
     names = read_json("data/task/labels.json")["names"]
     tokenizer = load_tokenizer(BASE, trust_remote_code)

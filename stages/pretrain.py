@@ -9,6 +9,7 @@ from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process, world_size
 from pipeline.io import atomic_dir, write_csv
+from pipeline.lineage import check_lineage
 from pipeline.mlm import check_corpus_ids, continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
 from pipeline.stage import run_stage
@@ -20,6 +21,9 @@ WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 
 def pretrain(params):
     name, trust_remote_code = params.model.name, params.model.trust_remote_code
+    check_lineage(params, "task")
+    if params.pretrain.source != "none":
+        check_lineage(params, "corpus")
     check_lengths(params, load_config(name, trust_remote_code))
     if params.pretrain.source != "none":
         check_budget(params.pretrain, world_size())

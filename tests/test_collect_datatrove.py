@@ -78,8 +78,12 @@ def test_pretrain_packs_the_ids_collect_wrote_without_tokenising_again(setup, ti
         check_corpus_ids(shifted, tokenizer)
 
 
-def test_executor_settings_reach_datatrove(tmp_path):
+def test_executor_settings_reach_datatrove(tmp_path, monkeypatch):
+    import shutil
+
     from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")  # a Slurm login node
 
     c = from_dict({"collect": {"executor": "slurm", "num_proc": 16,
                                "slurm": {"partition": "cpu", "time": "02:00:00", "cpus_per_task": 2,
@@ -95,6 +99,19 @@ def test_executor_settings_reach_datatrove(tmp_path):
         check_executor(from_dict({"collect": {"executor": "slurm"}}).collect)
     with pytest.raises(ConfigError, match="collect.executor"):
         from_dict({"collect": {"executor": "kubernetes"}})
+
+
+def test_slurm_settings_are_checked_and_sbatch_must_exist(monkeypatch):
+    import shutil
+
+    # a misspelt key under collect.slurm stops like any other key, whatever the executor (round four: ignored)
+    with pytest.raises(ConfigError, match=r"unknown key `collect.slurm.partion`. Did you mean `collect.slurm.partition`"):
+        from_dict({"collect": {"executor": "local", "slurm": {"partion": "cpu"}}})
+    with pytest.raises(ConfigError, match=r"collect.ray.adress"):
+        from_dict({"collect": {"ray": {"adress": "auto"}}})
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no Slurm client (was a FileNotFoundError)
+    with pytest.raises(ConfigError, match=r"`sbatch` is not on this machine's PATH"):
+        check_executor(from_dict({"collect": {"executor": "slurm", "slurm": {"partition": "cpu"}}}).collect)
 
 
 def test_the_banding_keeps_the_threshold_meaning():

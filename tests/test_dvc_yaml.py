@@ -141,7 +141,8 @@ def recorded_param_reads():
         return call
     # (module, name) of the functions whose reads are not counted, wherever a module imported them by name
     targets = [(m, n) for m, mod in list(sys.modules.items()) if m.startswith(("pipeline", "stages"))
-               for n in ("fingerprint", "_check_ranges", "check_lengths", "check_budget", "set_process_allocator")
+               for n in ("fingerprint", "_check_ranges", "check_lengths", "check_budget", "set_process_allocator",
+                         "check_lineage")
                if getattr(mod, n, None) is not None]
     originals = {(m, n): getattr(sys.modules[m], n) for m, n in targets}
     try:

@@ -9,9 +9,11 @@ broken in one of the ways users' files break.
 
 import json
 import math
+import os
 import random
 
 import pytest
+import yaml
 
 from pipeline.config import ConfigError, from_dict
 from pipeline.data import prepare_task
@@ -123,3 +125,138 @@ def test_malformed_task_files_end_in_a_clear_error_or_counted_drops(tmp_path, ch
         assert stats["classes"] >= 2 and not any(isinstance(v, float) and math.isnan(v) for v in [stats["classes"]])
     # the generator makes both kinds: a fuzz test that only ever errs (or never does) tests little
     assert outcomes["error"] >= 5 and outcomes["prepared"] >= 5, outcomes
+
+
+# Corpus definitions and source folders, generated (issue 42): every case ends in a clear error (a ConfigError
+# naming the definition, the source or the file) or in sources whose every file's records were all read, counted.
+
+CORPUS_CASES = 200
+DOCS = ["a review of the film and its cast", "the plot was thin but the music was fine", "news of the market today",
+        "a long story about a director and a sequel", "the actors were wonderful in every scene"]
+
+
+def broken_value(rng):
+    return rng.choice([None, 7, 2.5, ["two", "parts"], {"k": 1}, "", "ok"])
+
+
+def source_file(folder, rng, i, field):
+    fmt = rng.choice(["jsonl", "jsonl.gz", "csv", "parquet"])
+    rows = [{field: f"{rng.choice(DOCS)} {k}"} for k in range(rng.randint(3, 12))]
+    kind = rng.choice(["fine"] * 4 + ["value", "field", "empty", "garbage", "gzip", "folder", "fifo", "crlf",
+                                      "comma", "quote", "latin1", "array_line"])
+    if kind == "value":
+        rows[rng.randrange(len(rows))][field] = broken_value(rng)
+    elif kind == "field":
+        rows = [{"other": r[field]} for r in rows]
+    path = folder / f"f{i}.{fmt}"
+    if kind == "folder":
+        path.mkdir()
+        return path, kind
+    if kind == "fifo":
+        os.mkfifo(path)
+        return path, kind
+    if fmt == "parquet":
+        from datasets import Dataset
+
+        try:
+            Dataset.from_list(rows).to_parquet(str(path))
+        except Exception:
+            path = path.with_suffix(".jsonl")
+            fmt = "jsonl"
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(list(rows[0]))
+        writer.writerows([[r[k] for k in rows[0]] for r in rows])
+        text = buf.getvalue()
+        if kind == "comma":
+            text = text.replace("\n", "\nan unquoted, comma\n", 1)
+        elif kind == "quote":
+            text = text.replace("\n", '\n"a stray quote\n', 1)
+        data = text.replace("\r\n", "\r" if kind == "crlf" else "\n").encode()
+    elif fmt.startswith("jsonl"):
+        lines = [json.dumps(r) for r in rows] + (["[1, 2]"] if kind == "array_line" else [])
+        data = ("\r" if kind == "crlf" else "\n").join(lines).encode() + b"\n"
+    else:
+        data = None
+    if data is not None:
+        if kind == "latin1":
+            data = data.replace(b"the", "th\u00e9".encode("latin-1"), 1)
+        if kind == "garbage":
+            data = bytes(rng.randrange(256) for _ in range(200))
+        if kind == "empty":
+            data = b""
+        if fmt.endswith(".gz"):
+            import gzip
+
+            data = gzip.compress(data)[: -8 if kind == "gzip" else None]
+        path.write_bytes(data)
+    return path, kind
+
+
+def corpus_definition(rng, folder, task_dir):
+    field = rng.choice(["text", "body"])
+    src = {"name": "reviews", "path": str(folder), "text_field": field, "weight": 1.0, "licence": "test"}
+    kind = rng.choice(["fine"] * 5 + ["key", "weight", "field", "path", "no_path", "min_chars", "twice",
+                                      "not_list", "task_train", "task_test", "field_list", "alias"])
+    if kind == "key":
+        src["wieght"] = 1.0
+    elif kind == "weight":
+        src["weight"] = rng.choice([-1, 0, "heavy", float("inf"), True])
+    elif kind == "field":
+        src["text_field"] = rng.choice(["txt", 3, [], None])
+    elif kind == "path":
+        src["path"] = str(folder / "nothing_here.jsonl")
+    elif kind == "no_path":
+        src.pop("path")
+    elif kind == "min_chars":
+        src["min_chars"] = rng.choice([-5, "ten", 2.5])
+    elif kind == "task_train":
+        src["path"] = str(task_dir / "train.jsonl")
+    elif kind == "task_test":
+        src["path"] = str(task_dir / "test.jsonl")
+    elif kind == "field_list":
+        src["text_field"] = [field, field]
+    sources = [src, dict(src)] if kind == "twice" else [src]
+    if kind == "not_list":
+        return yaml.safe_dump({"sources": src}), kind, field
+    if kind == "alias":
+        return "base: &b " + json.dumps(src) + "\nsources: [*b]\n", kind, field
+    return yaml.safe_dump({"sources": sources}), kind, field
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_generated_corpus_definitions_and_folders_end_in_a_clear_error_or_counted_reads(tmp_path, task_dir, chunk):
+    from pipeline.corpus_spec import check_sources, load_source, load_spec
+
+    task = from_dict({"task": {"dataset": str(task_dir)}}).task
+    outcomes = {"error": 0, "read": 0}
+    for case in range(chunk * CORPUS_CASES // 4, (chunk + 1) * CORPUS_CASES // 4):
+        rng = random.Random(1000 + case)
+        folder, corpora = tmp_path / f"src{case}", tmp_path / f"corpora{case}"
+        folder.mkdir()
+        corpora.mkdir()
+        text, spec_kind, field = corpus_definition(rng, folder, task_dir)
+        files = [source_file(folder, rng, i, field) for i in range(rng.randint(1, 3))]
+        (corpora / "in_domain.yaml").write_text(text)
+        counts: dict = {}
+        try:
+            spec = load_spec(corpora, "in_domain")
+            check_sources(spec, task, "in_domain")
+            read = sum(len(load_source(src, task_dir, counts)) for src in spec["sources"])
+        except ConfigError as exc:
+            message = str(exc)
+            assert str(corpora) in message or str(folder) in message or str(task_dir) in message, (case, message)
+            assert len(message) < 2000 and "Traceback" not in message, case
+            outcomes["error"] += 1
+            continue
+        except Exception as exc:  # anything else is a traceback for the user
+            raise AssertionError(f"corpus case {case} ({spec_kind}, files {[k for _, k in files]}): "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        outcomes["read"] += 1
+        assert counts and all(c["records"] == c["read"] for c in counts.values()), (case, counts)
+        assert read == sum(c["read"] for c in counts.values()), case  # every record read reaches the corpus step
+    assert outcomes["error"] >= 5 and outcomes["read"] >= 5, outcomes
