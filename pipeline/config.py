@@ -94,17 +94,8 @@ class Slurm(Section):
     cpus_per_task: Int = Field(1, ge=1, description="at least 1")
     mem_per_cpu_gb: Float = Field(4, gt=0, description="a positive number of GB")
     qos: Str | None = None
-    workers: Int | None = None  # array tasks running at once (-1 / null: all)
-    tasks_per_job: Int | None = None
-    max_array_size: Int | None = None
     env_command: Str | None = None  # e.g. "source /path/venv/bin/activate"
-    condaenv: Str | None = None
-    venv_path: Str | None = None
     sbatch_args: dict | None = None  # more #SBATCH options, e.g. {account: myproject}
-    srun_args: dict | None = None
-    mail_type: Str | None = None
-    mail_user: Str | None = None
-    requeue: Bool | None = None
 
     def executor_kwargs(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None or k == "partition"}
@@ -115,9 +106,6 @@ class Ray(Section):
     address: Str | None = None  # ray.init(address): null starts a local Ray; "auto" joins a running cluster
     cpus_per_task: Int = Field(1, ge=1, description="at least 1")
     mem_per_cpu_gb: Float = Field(4, gt=0, description="a positive number of GB")
-    workers: Int | None = None
-    tasks_per_job: Int | None = None
-    ray_remote_kwargs: dict | None = None
 
     def executor_kwargs(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None and k != "address"}

@@ -76,8 +76,11 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
         targets = labels.flatten().index_select(0, rows)
         if size > count:
             targets = torch.where(torch.arange(size, device=targets.device) < count, targets, -100)
-    logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows))
-    return MaskedLMOutput(loss=F.cross_entropy(logits.float(), targets), logits=logits)
+    # the logits are returned in float32, the copy the loss is computed on: under bf16 autocast the Trainer
+    # (accelerate's ConvertOutputsToFp32) would otherwise cast the bf16 logits to float32 a second time, a copy
+    # of masked rows x vocabulary per step that cost more than the whole loop's own work (bench/bench_steps.py)
+    logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows)).float()
+    return MaskedLMOutput(loss=F.cross_entropy(logits, targets), logits=logits)
 
 
 class BatchSeededMasks:

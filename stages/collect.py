@@ -8,10 +8,11 @@ from pipeline.stage import run_stage
 
 
 def collect(params):
-    check_lineage(params, "task")
     tokenizer = None
     if params.pretrain.source != "none":
         check_budget(params.pretrain, launch=params.launch)  # before the draw: a tiny budget is not a corpus problem
+    check_lineage(params, "task")
+    if params.pretrain.source != "none":
         check_lengths(params, load_config(params.model.name, params.model.trust_remote_code))
         tokenizer = load_tokenizer(params.model.name, params.model.trust_remote_code)
     return build_corpus(params.task, params.collect, params.pretrain, tokenizer, task_dir="data/task",

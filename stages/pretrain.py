@@ -21,12 +21,12 @@ WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 
 def pretrain(params):
     name, trust_remote_code = params.model.name, params.model.trust_remote_code
-    check_lineage(params, "task")
-    if params.pretrain.source != "none":
-        check_lineage(params, "corpus")
     check_lengths(params, load_config(name, trust_remote_code))
     if params.pretrain.source != "none":
         check_budget(params.pretrain, world_size())
+    check_lineage(params, "task")
+    if params.pretrain.source != "none":
+        check_lineage(params, "corpus")
     tokenizer = load_tokenizer(name, trust_remote_code)
     # seeded: a fresh head is the same on every run
     model, head = load_mlm(name, trust_remote_code, with_head_report=True, hub_kernels=params.train.hub_kernels)
