@@ -159,9 +159,20 @@ class Pretrain(Section):
     trainable: Literal["all", "embeddings"] = "all"
 
 
+class Prompt(Section):
+    """`finetune.model: prompt`: the template around each text and the label words of each class (pipeline/prompt.py)."""
+    template: Str = "{text} It was {mask}."  # one `{text}`, one `{mask}` (the tokenizer's own mask token)
+    # class (label value or name) -> its label word(s), each one token of the tokenizer; scores: their mean logit
+    verbalizer: dict = Field(default_factory=lambda: {"0": ["terrible"], "1": ["great"]})
+    # an MLM head that was never trained (a sentence encoder's checkpoint with pretrain.source none): warm it up
+    # on the task's train text, encoder frozen, as pretrain does (pretrain.head_warmup_tokens); false: an error
+    head_warmup: Bool = True
+
+
 class Finetune(Section):
     lr: Float = Field(5e-5, gt=0, description="a positive learning rate")
-    epochs: Int = Field(3, ge=1, description="at least 1")  # the most: see patience
+    # the most: see patience; 0: no training (zero-shot: finetune.model prompt only)
+    epochs: Int = Field(3, ge=0, description="at least 0 (0: zero-shot, for finetune.model prompt)")
     batch_size: Int = Field(16, ge=1, description="at least 1")  # per device
     # effective batch to reach with gradient accumulation; 0: batch_size x devices
     target_batch: Int = Field(0, ge=0, description="0 (no accumulation) or a positive batch size")
@@ -174,10 +185,12 @@ class Finetune(Section):
     patience: Int = Field(2, ge=0, description="a number of epochs (0: off)")
     truncation: Literal["head", "tail", "head_tail"] = "head"  # flat model
     head_tokens: Int = 128
-    model: Literal["flat", "hierarchical"] = "flat"  # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019)
+    # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019); prompt: through the MLM head
+    model: Literal["flat", "hierarchical", "prompt"] = "flat"
     pooling: Pooling = "mean"  # hierarchical: over the chunks' [CLS] states
     max_chunks: Int = Field(4, ge=1, description="at least 1")  # hierarchical: chunks of model.max_length per text
     chunk_overlap: Int = 0  # hierarchical: tokens shared by consecutive chunks
+    prompt: Prompt = Field(default_factory=Prompt)
 
 
 class Train(Section):
@@ -283,6 +296,12 @@ def _check_ranges(p: Params, where: str) -> None:
     if f.truncation == "head_tail":
         need(0 < f.head_tokens < max_length, "finetune.head_tokens", f.head_tokens,
              f"between 1 and model.max_length - 1 ({max_length - 1})")
+    need(f.epochs > 0 or f.model == "prompt", "finetune.epochs", f.epochs,
+         "at least 1 (0, no training, is zero-shot: finetune.model prompt only)")
+    need(isinstance(f.prompt.verbalizer, dict) and all(
+        isinstance(w, str) or (isinstance(w, list) and w and all(isinstance(x, str) for x in w))
+        for w in f.prompt.verbalizer.values()), "finetune.prompt.verbalizer", f.prompt.verbalizer,
+         "a mapping of each class to a word or a list of words, e.g. {0: [terrible], 1: [great]}")
 
 
 def from_dict(data: dict | None, where: str = "params") -> Params:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from pipeline.config import Finetune
+from pipeline.config import ConfigError, Finetune
 from pipeline.distributed import main_process_first
 from pipeline.hierarchical import ChunkCollator, HierarchicalClassifier
 from pipeline.text import special_layout, tokenize_for_chunks, tokenize_for_classification
@@ -18,6 +18,16 @@ def encode_split(ds: Dataset, tokenizer, max_length: int, f: Finetune, num_proc:
     common = {"tokenizer": tokenizer, "max_length": max_length, "layout": special_layout(tokenizer)}
     if f.model == "hierarchical":
         fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
+    elif f.model == "prompt":
+        from pipeline.prompt import split_template, tokenize_for_prompt
+
+        before, after = split_template(f.prompt.template, tokenizer)
+        if max_length - len(before) - len(after) - sum(common["layout"]) < 8:
+            raise ConfigError(f"model.max_length {max_length} leaves fewer than 8 tokens of text beside the template "
+                              f"`{f.prompt.template}` ({len(before) + len(after)} tokens); raise model.max_length or "
+                              f"shorten finetune.prompt.template.")
+        fn, kwargs = tokenize_for_prompt, {"mode": f.truncation, "head_tokens": f.head_tokens, "before": before,
+                                           "after": after}
     else:
         fn, kwargs = tokenize_for_classification, {"mode": f.truncation, "head_tokens": f.head_tokens}
     with main_process_first():

@@ -101,6 +101,21 @@ def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, s
     return training_arguments(output_dir, train, seed=seed, **stage_args)
 
 
+def zero_shot(model, tokenizer, dev_ds: Dataset, recipe: Finetune, train: Train, args):
+    """`finetune.epochs: 0` (a prompt classifier): no training step; the classifier as it is, scored on dev."""
+    trainer = CheckedTrainer(model=model, args=args, eval_dataset=dev_ds, data_collator=dynamic_padding(tokenizer, model),
+                             processing_class=tokenizer, compute_metrics=compute_metrics, phase="[finetune] zero-shot")
+    dev = trainer.evaluate()
+    stats = {"train_seconds": 0.0, "train_loss": None, "best_epoch": 0, "epochs_run": 0, "stopped_early": False,
+             "dev_accuracy": dev["eval_accuracy"], "dev_macro_f1": dev["eval_macro_f1"], "steps": 0, "zero_shot": True,
+             "train_examples": 0, "precision": resolve_precision(train.precision), "resumed_from_step": 0,
+             "per_device_batch": recipe.batch_size, "world_size": world_size(), "gradient_accumulation": 1,
+             "effective_batch": recipe.batch_size * world_size()}
+    curve = [{"epoch": 0, "dev_accuracy": dev["eval_accuracy"], "dev_macro_f1": dev["eval_macro_f1"],
+              "dev_loss": dev["eval_loss"], "train_loss": float("nan")}]
+    return trainer, stats, curve
+
+
 def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, train: Train, seed: int,
              work_dir: str | Path, run_id: str = "", callbacks: tuple = ()):
     """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `train` (the
@@ -117,6 +132,8 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
     # be `world_size` times too large. Declaring that the model takes no loss kwargs keeps the
     # mean loss, averaged across processes by DDP, and divided by the accumulation steps.
     model.accepts_loss_kwargs = False
+    if recipe.epochs == 0:
+        return zero_shot(model, tokenizer, dev_ds, recipe, train, args)
     keep_best = KeepBestEpoch(work_dir)
     stalls = StopWhenDevStalls(recipe.patience)
     start = time.time()

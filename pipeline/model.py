@@ -17,6 +17,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
 from pipeline.config import ConfigError, Finetune
 from pipeline.distributed import is_main_process
 from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
+from pipeline.prompt import PromptClassifier  # registered likewise
 from pipeline.sources import OFFLINE_HELP, local_or_hub, local_path
 
 
@@ -212,16 +213,23 @@ def head_report(model, loading_info: dict) -> dict:
 
 
 def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None = None,
-                    names: list[str] | None = None, hub_kernels: bool = False):
+                    names: list[str] | None = None, hub_kernels: bool = False,
+                    prompt: tuple[list[list[int]], int] | None = None):
     """With `names`: a new classifier (flat or hierarchical, per the `finetune` section `recipe`) on
     the encoder at `name`. Without: a saved classifier, whichever kind it is (`recipe` is not read).
-    `hub_kernels`: `train.hub_kernels` (`model_kwargs`)."""
+    `hub_kernels`: `train.hub_kernels` (`model_kwargs`); `prompt` (finetune.model prompt): each class's label
+    word ids and the mask token id (pipeline.prompt)."""
     kwargs = {}
     if names is not None:
         if recipe is None:
             raise TypeError("load_classifier: a new classifier (`names` given) needs `recipe`, the finetune section")
         kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                   "label2id": {n: i for i, n in enumerate(names)}}
+        if recipe.model == "prompt":
+            if prompt is None:
+                raise TypeError("load_classifier: a new prompt classifier needs `prompt` (label word ids, mask id)")
+            mlm = load_mlm(name, trust_remote_code, hub_kernels=hub_kernels)
+            return PromptClassifier.from_mlm(mlm, prompt[0], prompt[1], **kwargs)
         if recipe.model == "hierarchical":
             encoder, info = _load(AutoModel, name, trust_remote_code, output_loading_info=True,
                                   **model_kwargs(hub_kernels))

@@ -243,8 +243,13 @@ class KeepBestEpoch(TrainerCallback):
             for f in sorted(self.dir.glob("*.safetensors")):
                 state.update(load_file(str(f)))
             missing, unexpected = model.load_state_dict(state, strict=False)
-            # tied weights are stored once; anything else missing is a real mismatch
+            # tied weights are stored once (safetensors keeps one name of tensors sharing memory, also in a model
+            # nested in another, as the prompt classifier's MLM); anything else missing is a real mismatch
             tied = set(getattr(model, "_tied_weights_keys", None) or [])
+            by_memory: dict[int, list[str]] = {}
+            for key, tensor in model.state_dict().items():
+                by_memory.setdefault(tensor.data_ptr(), []).append(key)
+            tied |= {k for keys in by_memory.values() if len(keys) > 1 and any(x in state for x in keys) for k in keys}
             if unexpected or [k for k in missing if k not in tied]:
                 raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, "
                                    f"unexpected {unexpected}")

@@ -11,6 +11,7 @@ from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.lineage import check_lineage
 from pipeline.model import load_classifier, load_config, load_tokenizer
+from pipeline.prompt import prompt_for
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
@@ -21,11 +22,14 @@ def run(params):
     trust_remote_code = params.model.trust_remote_code
     check_lineage(params, "task")
     check_lengths(params, load_config(BASE, trust_remote_code))
-    names = read_json("data/task/labels.json")["names"]
+    labels = read_json("data/task/labels.json")
+    names = labels["names"]
     tokenizer = load_tokenizer(BASE, trust_remote_code)
+    prompt = prompt_for(tokenizer, params.finetune, labels)  # finetune.model prompt: label words checked first
     train = encode_split(load_prepared("train", "data/task"), tokenizer, params.model.max_length, params.finetune)
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
-    model = load_classifier(BASE, trust_remote_code, params.finetune, names, hub_kernels=params.train.hub_kernels)
+    model = load_classifier(BASE, trust_remote_code, params.finetune, names, hub_kernels=params.train.hub_kernels,
+                            prompt=prompt)
     run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
                          ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])
     trainer, stats, curve = finetune(model, tokenizer, train, dev, params.finetune, params.train, params.seed,

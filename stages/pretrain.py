@@ -4,7 +4,7 @@ import shutil
 
 import torch
 
-from pipeline.config import check_budget, check_lengths
+from pipeline.config import ConfigError, check_budget, check_lengths
 from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process, world_size
@@ -17,6 +17,21 @@ from pipeline.training import fingerprint
 
 # the resumable checkpoints of the MLM run and of the head warm-up
 WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
+
+
+def warm_up_head_for_prompt(model, tokenizer, params, head: dict, may_warm: bool) -> dict:
+    """`pretrain.source: none` with `finetune.model: prompt` on a checkpoint without an MLM head: the prompt
+    classifier reads that head, so it is warmed up (encoder frozen, as for the other strategies) on the task's
+    train text, or the stage stops if `finetune.prompt.head_warmup` is false."""
+    if not may_warm:
+        raise ConfigError(f"model.name: `{params.model.name}` has no trained MLM head ({', '.join(head['head_missing_keys'][:3])} "
+                          f"are new), which finetune.model prompt reads, and pretrain.source is none. Set "
+                          f"finetune.prompt.head_warmup: true (the head alone is trained on the task's train text, "
+                          f"encoder frozen), or use a checkpoint with its MLM head.")
+    train_text = load_prepared("train", "data/task").select_columns(["text"])
+    run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")}, ["data/task/train.parquet"])
+    return warm_up_head(model, tokenizer, train_text, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
+                        run_id, num_proc=params.collect.num_proc)
 
 
 def pretrain(params):
@@ -40,9 +55,14 @@ def pretrain(params):
 
     before = perplexity("before")
     head_only = None
-    if params.pretrain.source == "none":  # the baseline: the base model passes through unchanged
+    if params.pretrain.source == "none":  # the baseline: the base model's encoder passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
         warmup = {"done": False, "reason": "pretrain.source is none: no MLM training", "tokens": 0}
+        # the prompt classifier reads the MLM head: a head never trained is warmed up, or an error
+        reads_head, may_warm = params.finetune.model == "prompt", params.finetune.prompt.head_warmup
+        if reads_head and not head["head_complete"]:
+            warmup = warm_up_head_for_prompt(model, tokenizer, params, head, may_warm)
+            after = head_only = perplexity("head warmed up")
     else:
         corpus = load_corpus("data/corpus")
         check_corpus_ids(corpus, tokenizer)

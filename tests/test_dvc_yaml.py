@@ -121,7 +121,8 @@ def recorded_param_reads():
     paused = [False]
     prefixes = {config.Params: "", config.Task: "task.", config.Demo: "task.demo.", config.Model: "model.",
                 config.Collect: "collect.", config.Pretrain: "pretrain.", config.Finetune: "finetune.",
-                config.Train: "train.", config.Launch: "launch.", config.Tracking: "tracking."}
+                config.Train: "train.", config.Launch: "launch.", config.Tracking: "tracking.",
+                config.Prompt: "finetune.prompt.", config.Slurm: "collect.slurm.", config.Ray: "collect.ray."}
     saved = {cls: cls.__getattribute__ for cls in prefixes}
     for cls, prefix in prefixes.items():
         leaves = {name for name, f in cls.model_fields.items() if f.annotation not in prefixes}
@@ -187,6 +188,10 @@ def test_every_stage_declares_exactly_the_params_it_reads(tmp_path, monkeypatch)
     # the hierarchical classifier reads its own keys (chunks, pooling): run the stages that build it again
     set_params(project, **{"finetune.model": "hierarchical"})
     for name in ("finetune", "evaluate"):
+        reads[name] |= run_stage_in_process(project, name, spec["stages"][name]["cmd"])
+    # and the prompt classifier its own (the template; on a `none` base, whether its MLM head is warmed up)
+    set_params(project, **{"finetune.model": "prompt", "pretrain.source": "none"})
+    for name in ("collect", "pretrain", "finetune", "evaluate"):
         reads[name] |= run_stage_in_process(project, name, spec["stages"][name]["cmd"])
     problems = []
     for name, stage in spec["stages"].items():
