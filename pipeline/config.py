@@ -156,6 +156,9 @@ class Pretrain(Section):
     head_warmup_lr: Float = Field(1e-3, gt=0, description="a positive learning rate")
     # which weights MLM trains: all, or the word embeddings alone with the transformer body frozen (Artetxe et al.
     # 2020 learn a new vocabulary this way, so that the body reads it as it reads the old). The MLM head trains in both.
+    # prompt-based continued pretraining (Shi & Lipani 2023): each corpus document wrapped in finetune.prompt.template,
+    # its mask slot a [MASK] that is never a target, so MLM sees the text in the form the prompt classifier reads
+    prompt_corpus: Bool = False
     trainable: Literal["all", "embeddings"] = "all"
 
 

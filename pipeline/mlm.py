@@ -206,6 +206,18 @@ def mlm_collator(tokenizer, p) -> DataCollatorForLanguageModeling:
                                            random_replace_prob=0.0 if p.whole_word_mask else 0.1)
 
 
+def in_template(corpus: Dataset, template: str, tokenizer) -> Dataset:
+    """Each document as the prompt classifier reads a text (`{text} It was {mask}.`), the slot holding the
+    tokenizer's mask token: the collator never picks a special token as a target, so MLM learns the text in the
+    template's context and the slot stays a [MASK] input (prompt-based continued pretraining)."""
+    from pipeline.prompt import MASK, TEXT, split_template
+
+    split_template(template, tokenizer)  # the template's checks
+    filled = template.replace(MASK, tokenizer.mask_token)
+    return corpus.select_columns(["text"]).map(
+        lambda batch: {"text": [filled.replace(TEXT, t) for t in batch["text"]]}, batched=True, desc="template")
+
+
 def budget_steps(max_tokens: int, block_size: int, effective_batch: int) -> int:
     """Optimizer steps that cover `max_tokens` training tokens (rounded up to whole batches)."""
     return max(1, math.ceil(max_tokens / (block_size * effective_batch)))
@@ -271,16 +283,19 @@ def fit_to_budget(blocks: Dataset, p: Pretrain, effective_batch: int) -> tuple[D
 
 def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, train: Train,
                          work_dir: str | Path, run_id: str = "", num_proc: int | None = None,
-                         phase: str = "[pretrain] MLM", callbacks: tuple = ()) -> dict:
+                         phase: str = "[pretrain] MLM", callbacks: tuple = (), template: str | None = None) -> dict:
     """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
     `train` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
     (`collect.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
     `train.checkpoint_steps`; a rerun with the same `run_id` (params and data) resumes from the
-    last one: model, optimizer, scheduler, RNG, data position. `callbacks`: more TrainerCallbacks.
+    last one: model, optimizer, scheduler, RNG, data position. `callbacks`: more TrainerCallbacks. `template`
+    (`pretrain.prompt_corpus`): each document wrapped in the prompt template first (`in_template`).
     """
     p = pretrain
     num_proc = num_proc if num_proc and num_proc > 1 else None
+    if template is not None:
+        corpus = in_template(corpus, template, tokenizer)
     ids = "input_ids" in corpus.column_names and not p.whole_word_mask  # whole-word masks need offsets: tokenise
     blocks = pack(corpus.select_columns(["input_ids" if ids else "text"]), tokenizer, p.block_size, num_proc,
                   offsets=p.whole_word_mask)

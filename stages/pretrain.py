@@ -66,7 +66,10 @@ def pretrain(params):
     else:
         corpus = load_corpus("data/corpus")
         check_corpus_ids(corpus, tokenizer)
-        run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")},
+        # pretrain.prompt_corpus: the documents wrapped in the prompt classifier's template
+        template = params.finetune.prompt.template
+        template = template if params.pretrain.prompt_corpus else None
+        run_id = fingerprint({**{k: getattr(params, k) for k in ("model", "pretrain", "train")}, "template": template},
                              ["data/corpus/corpus.parquet"])
         warmup = warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
                               run_id, num_proc=params.collect.num_proc)
@@ -75,7 +78,7 @@ def pretrain(params):
             print(f"[pretrain] head warm-up: {warmup['tokens']:,} tokens, encoder frozen; held-out perplexity "
                   f"{before['perplexity']:,.1f} -> {head_only['perplexity']:,.1f}", flush=True)
         stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, WORK_DIR, run_id,
-                                     num_proc=params.collect.num_proc)
+                                     num_proc=params.collect.num_proc, template=template)
         after = perplexity("after")
     curve = stats.pop("curve")
     if is_main_process():

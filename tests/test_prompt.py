@@ -104,3 +104,23 @@ def test_a_tiny_end_to_end_run_through_dvc_exp_run(tmp_path):
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     finetuned, evaluated = read_metrics(project, "finetune"), read_metrics(project, "eval")
     assert finetuned["steps"] > 0 and evaluated["examples"] == 80 and evaluated["accuracy"] > 0.6
+
+
+def test_prompt_based_continued_pretraining_wraps_each_document_and_never_targets_the_slot(tiny_model, tmp_path):
+    from pipeline.mlm import continue_pretraining, in_template, mlm_collator, pack
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    params = from_dict({"pretrain": {"max_tokens": 640, "block_size": 16, "batch_size": 4, "prompt_corpus": True,
+                                     "mlm_probability": 0.9},
+                        "train": {"precision": "fp32", "checkpoint_steps": 0}})
+    corpus = Dataset.from_dict({"text": ["a great film", "an awful plot and a dull ending"] * 10})
+    wrapped = in_template(corpus, "{text} It was {mask}.", tokenizer)
+    assert wrapped[0]["text"] == f"a great film It was {tokenizer.mask_token}."
+    blocks = pack(wrapped, tokenizer, 16)
+    batch = mlm_collator(tokenizer, params.pretrain)([{"input_ids": b} for b in blocks["input_ids"]])
+    slots = torch.tensor(blocks["input_ids"]) == tokenizer.mask_token_id
+    assert slots.any() and (batch["labels"][slots] == -100).all()  # the slot is an input, never a target
+    model = BertForMaskedLM.from_pretrained(tiny_model)
+    stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, tmp_path / "w",
+                                 template=params.finetune.prompt.template)
+    assert stats["tokens_trained"] >= 640
