@@ -27,19 +27,16 @@ from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
+from pipeline.prompt import mlm_head
 from pipeline.training import (CheckedTrainer, log_every, mean_logged_loss, resumable_checkpoint,
                                train_with_resume, training_arguments)
 
 
-# The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls;
-# RoBERTa: lm_head; ALBERT: predictions). Models not listed keep their standard forward.
-HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
 MASKED_BUCKET = 64  # masked-only head: gather sizes are rounded up to a multiple of this
 SMALL_CORPUS = 0.9  # a corpus under this share of pretrain.max_tokens is repeated: say so as a warning
 
 
-def _head(model):
-    return next((getattr(model, a) for a in HEAD_ATTRIBUTES if hasattr(model, a)), None)
+_head = mlm_head  # models without a listed head (pipeline.prompt.HEAD_ATTRIBUTES) keep their standard forward
 
 
 def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,

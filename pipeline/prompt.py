@@ -22,7 +22,14 @@ from pipeline.config import ConfigError
 from pipeline.text import truncate_ids
 
 TEXT, MASK = "{text}", "{mask}"
-HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")  # BERT, DeBERTa: cls; RoBERTa: lm_head; ALBERT: predictions
+# The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls; RoBERTa:
+# lm_head; ALBERT: predictions); the masked-only MLM forward (pipeline.mlm) uses it too.
+HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
+
+
+def mlm_head(model):
+    """`model`'s MLM head module, or None for a model family not listed in HEAD_ATTRIBUTES."""
+    return next((getattr(model, a) for a in HEAD_ATTRIBUTES if hasattr(model, a)), None)
 
 
 class PromptConfig(PreTrainedConfig):
@@ -73,8 +80,7 @@ class PromptClassifier(PreTrainedModel):
         # the template puts one mask in every text (encode_prompts): its position, per row
         at = (input_ids == self.config.mask_token_id).int().argmax(dim=-1)
         states = hidden[torch.arange(len(input_ids), device=hidden.device), at]  # (batch, hidden)
-        head = next(getattr(self.mlm, a) for a in HEAD_ATTRIBUTES if hasattr(self.mlm, a))
-        vocab = head(states).float()  # (batch, vocabulary): the head on the mask rows only
+        vocab = mlm_head(self.mlm)(states).float()  # (batch, vocabulary): the head on the mask rows only
         logits = torch.stack([vocab[:, ids].mean(dim=-1) for ids in self.config.label_word_ids], dim=-1)
         loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
