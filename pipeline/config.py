@@ -167,9 +167,6 @@ class Prompt(Section):
     template: Str = "{text} It was {mask}."  # one `{text}`, one `{mask}` (the tokenizer's own mask token)
     # class (label value or name) -> its label word(s), each one token of the tokenizer; scores: their mean logit
     verbalizer: dict = Field(default_factory=lambda: {"0": ["terrible"], "1": ["great"]})
-    # an MLM head that was never trained (a sentence encoder's checkpoint with pretrain.source none): warm it up
-    # on the task's train text, encoder frozen, as pretrain does (pretrain.head_warmup_tokens); false: an error
-    head_warmup: Bool = True
 
 
 class Finetune(Section):

@@ -11,6 +11,9 @@ round-trip it (the MLM's own config is nested under `mlm`).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification, PreTrainedConfig, \
@@ -22,6 +25,7 @@ from pipeline.config import ConfigError
 from pipeline.text import truncate_ids
 
 TEXT, MASK = "{text}", "{mask}"
+MLM_HEAD_RECORD = "mlm_head.json"  # written by pretrain beside the model: whether its MLM head was ever trained
 # The module that maps hidden states to vocabulary logits, by model family (BERT, DeBERTa: cls; RoBERTa:
 # lm_head; ALBERT: predictions); the masked-only MLM forward (pipeline.mlm) uses it too.
 HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
@@ -131,11 +135,17 @@ def label_word_ids(tokenizer, verbalizer: dict, names: list[str], values: list[s
     return out
 
 
-def prompt_for(tokenizer, recipe, labels: dict) -> tuple[list[list[int]], int] | None:
+def prompt_for(tokenizer, recipe, labels: dict, model_dir: str | Path | None = None) -> tuple[list[list[int]], int] | None:
     """For `finetune.model: prompt` (`recipe`: the finetune section), each class's label word ids and the mask
-    token id, checked before any work; `labels`: data/task/labels.json. None for the other models."""
+    token id, checked before any work; `labels`: data/task/labels.json; `model_dir`: the MLM, whose head must
+    have been trained (`MLM_HEAD_RECORD`). None for the other models."""
     if recipe.model != "prompt":
         return None
+    record = Path(model_dir) / MLM_HEAD_RECORD if model_dir is not None else None
+    if record is not None and record.is_file() and not json.loads(record.read_text())["trained"]:
+        raise ConfigError(f"finetune.model prompt reads the MLM head of {model_dir}, which was never trained (the "
+                          f"checkpoint had none and pretrain.head_warmup_tokens is 0); set pretrain.head_warmup_tokens "
+                          f"above 0, or use a checkpoint with its MLM head.")
     split_template(recipe.prompt.template, tokenizer)  # the template's errors first
     return label_word_ids(tokenizer, recipe.prompt.verbalizer, labels["names"], labels["values"]), tokenizer.mask_token_id
 

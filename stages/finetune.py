@@ -25,7 +25,7 @@ def run(params):
     labels = read_json("data/task/labels.json")
     names = labels["names"]
     tokenizer = load_tokenizer(BASE, trust_remote_code)
-    prompt = prompt_for(tokenizer, params.finetune, labels)  # finetune.model prompt: label words checked first
+    prompt = prompt_for(tokenizer, params.finetune, labels, BASE)  # finetune.model prompt: label words checked first
     train = encode_split(load_prepared("train", "data/task"), tokenizer, params.model.max_length, params.finetune)
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
     model = load_classifier(BASE, trust_remote_code, params.finetune, names, hub_kernels=params.train.hub_kernels,

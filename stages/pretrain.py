@@ -4,14 +4,15 @@ import shutil
 
 import torch
 
-from pipeline.config import ConfigError, check_budget, check_lengths
+from pipeline.config import check_budget, check_lengths
 from pipeline.corpus import load_corpus
 from pipeline.data import load_prepared
 from pipeline.distributed import is_main_process, world_size
-from pipeline.io import atomic_dir, write_csv
+from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.lineage import check_lineage
 from pipeline.mlm import check_corpus_ids, continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
+from pipeline.prompt import MLM_HEAD_RECORD
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
@@ -19,15 +20,10 @@ from pipeline.training import fingerprint
 WORK_DIR, HEAD_WORK_DIR = "models/.pretrain-work", "models/.pretrain-head-work"
 
 
-def warm_up_head_for_prompt(model, tokenizer, params, head: dict, may_warm: bool) -> dict:
-    """`pretrain.source: none` with `finetune.model: prompt` on a checkpoint without an MLM head: the prompt
-    classifier reads that head, so it is warmed up (encoder frozen, as for the other strategies) on the task's
-    train text, or the stage stops if `finetune.prompt.head_warmup` is false."""
-    if not may_warm:
-        raise ConfigError(f"model.name: `{params.model.name}` has no trained MLM head ({', '.join(head['head_missing_keys'][:3])} "
-                          f"are new), which finetune.model prompt reads, and pretrain.source is none. Set "
-                          f"finetune.prompt.head_warmup: true (the head alone is trained on the task's train text, "
-                          f"encoder frozen), or use a checkpoint with its MLM head.")
+def warm_up_head_on_task_text(model, tokenizer, params, head: dict) -> dict:
+    """`pretrain.source: none` on a checkpoint without an MLM head: the head alone (encoder frozen, as for the
+    other strategies) on `pretrain.head_warmup_tokens` of the task's train text. The encoder, all a [CLS]
+    classifier loads, passes through unchanged."""
     train_text = load_prepared("train", "data/task").select_columns(["text"])
     run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")}, ["data/task/train.parquet"])
     return warm_up_head(model, tokenizer, train_text, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
@@ -58,17 +54,16 @@ def pretrain(params):
     if params.pretrain.source == "none":  # the baseline: the base model's encoder passes through unchanged
         after, stats = before, {"steps": 0, "tokens_trained": 0, "curve": [{"step": 0, "loss": before["loss"]}]}
         warmup = {"done": False, "reason": "pretrain.source is none: no MLM training", "tokens": 0}
-        # the prompt classifier reads the MLM head: a head never trained is warmed up, or an error
-        reads_head, may_warm = params.finetune.model == "prompt", params.finetune.prompt.head_warmup
-        if reads_head and not head["head_complete"]:
-            warmup = warm_up_head_for_prompt(model, tokenizer, params, head, may_warm)
+        if not head["head_complete"] and params.pretrain.head_warmup_tokens:
+            # a checkpoint without an MLM head: warmed up on the task's train text, encoder frozen, so that a
+            # prompt classifier (finetune.model prompt) reads a trained head; a [CLS] classifier never loads it
+            warmup = warm_up_head_on_task_text(model, tokenizer, params, head)
             after = head_only = perplexity("head warmed up")
     else:
         corpus = load_corpus("data/corpus")
         check_corpus_ids(corpus, tokenizer)
         # pretrain.prompt_corpus: the documents wrapped in the prompt classifier's template
-        template = params.finetune.prompt.template
-        template = template if params.pretrain.prompt_corpus else None
+        template = params.finetune.prompt.template if params.pretrain.prompt_corpus else None
         run_id = fingerprint({**{k: getattr(params, k) for k in ("model", "pretrain", "train")}, "template": template},
                              ["data/corpus/corpus.parquet"])
         warmup = warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
@@ -85,6 +80,9 @@ def pretrain(params):
         with atomic_dir("models/pretrained") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            # whether the saved MLM head was ever trained: a prompt classifier refuses one that was not
+            write_json(tmp / MLM_HEAD_RECORD, {"trained": bool(head["head_complete"] or warmup["done"]),
+                                               "warmup": warmup["reason"]})
         write_csv("plots/pretrain_loss.csv", curve, ["step", "loss"])
         shutil.rmtree(WORK_DIR, ignore_errors=True)
         shutil.rmtree(HEAD_WORK_DIR, ignore_errors=True)

@@ -190,7 +190,7 @@ def test_every_stage_declares_exactly_the_params_it_reads(tmp_path, monkeypatch)
     for name in ("finetune", "evaluate"):
         reads[name] |= run_stage_in_process(project, name, spec["stages"][name]["cmd"])
     # and the prompt classifier its own (the template; on a `none` base, whether its MLM head is warmed up)
-    set_params(project, **{"finetune.model": "prompt", "pretrain.source": "none"})
+    set_params(project, **{"finetune.model": "prompt", "pretrain.prompt_corpus": True})
     for name in ("collect", "pretrain", "finetune", "evaluate"):
         reads[name] |= run_stage_in_process(project, name, spec["stages"][name]["cmd"])
     problems = []

@@ -124,3 +124,14 @@ def test_prompt_based_continued_pretraining_wraps_each_document_and_never_target
     stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, tmp_path / "w",
                                  template=params.finetune.prompt.template)
     assert stats["tokens_trained"] >= 640
+
+
+def test_a_prompt_classifier_refuses_an_mlm_head_that_was_never_trained(parts, tmp_path):
+    import json
+
+    tokenizer = parts[0]
+    (tmp_path / "mlm_head.json").write_text(json.dumps({"trained": False, "warmup": "pretrain.head_warmup_tokens is 0"}))
+    with pytest.raises(ConfigError, match=r"reads the MLM head of .*, which was never trained.*head_warmup_tokens"):
+        prompt_for(tokenizer, recipe(), LABELS, tmp_path)
+    (tmp_path / "mlm_head.json").write_text(json.dumps({"trained": True, "warmup": "complete"}))
+    assert prompt_for(tokenizer, recipe(), LABELS, tmp_path) is not None
