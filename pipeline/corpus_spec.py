@@ -168,6 +168,10 @@ def check_sources(spec: dict, task: Task, source: str) -> None:
                                   f"source from {spec['path']}.")
 
 
+def fields_of(field: str | list[str]) -> list[str]:
+    return field if isinstance(field, list) else [field]
+
+
 def text_columns(ds: Dataset, fields: list[str], where: str) -> Dataset:
     """`ds` cut to the text fields, each checked to hold strings (a number or a list is refused, as on the task
     side, never turned into text) and typed `string`."""
@@ -209,9 +213,9 @@ def load_source(src: dict, task_dir: str | Path, counts: dict | None = None) -> 
             raise ConfigError(f"{where}: `{path}` matches no file; fix the path (relative paths are taken from "
                               f"the project root) or drop the source.")
         fix = f"fix or remove it ({where})"
-        fields = field if isinstance(field, list) else [field]
-        # one schema whatever each file's format (CSV reads text as large_string, JSON Lines as string)
-        parts = [text_columns(load_local_file(f, fix, counts), fields, f"{where}: {f}") for f in files]
+        # each file checked and cut to its text fields, typed alike whatever its format (CSV reads text as
+        # large_string, JSON Lines as string), so that the files concatenate
+        parts = [text_columns(load_local_file(f, fix, counts), fields_of(field), f"{where}: {f}") for f in files]
         ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     else:
         try:
@@ -219,8 +223,8 @@ def load_source(src: dict, task_dir: str | Path, counts: dict | None = None) -> 
         except Exception as exc:
             raise ConfigError(f"{where}: loading `{path}` from the Hub failed ({type(exc).__name__}: {exc}). "
                               f"Point `path` at local files instead. {OFFLINE_HELP}") from exc
-    fields = field if isinstance(field, list) else [field]
-    ds = text_columns(ds, fields, f"{where}: `{path}`")
+        ds = text_columns(ds, fields_of(field), f"{where}: `{path}`")
+    fields = fields_of(field)
     if len(fields) > 1:
         return ds.map(_join_fields, batched=True, fn_kwargs={"fields": fields}, remove_columns=ds.column_names,
                       desc=f"join {src['name']} fields")

@@ -78,20 +78,6 @@ def first_bad_json_line(path: Path) -> str:
     return ""
 
 
-def check_csv_header(path: Path) -> None:
-    """A CSV whose header names a column twice: the reader would keep the first and rename the other."""
-    import csv
-
-    with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
-        header = next(csv.reader(fh), [])
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header, 1):
-        if name in seen:
-            raise ConfigError(f"{path}: the header names the column `{name}` twice (columns {seen[name]} and {i}); "
-                              f"rename or remove one, so that each field has one column.")
-        seen[name] = i
-
-
 def check_parquet_columns(path: Path) -> None:
     """A Parquet file whose schema names a column twice (pyarrow writes one; datasets cannot read it)."""
     import pyarrow.parquet as pq
@@ -109,7 +95,8 @@ def check_parquet_columns(path: Path) -> None:
 
 
 def count_csv_records(path: Path) -> dict:
-    """A CSV file's rows after the header, each checked against it: a row with more fields than the header
+    """A CSV file's rows after the header, each checked against it (in the same pass as the header itself: a
+    column named twice would be kept once and the other renamed): a row with more fields than the header
     names (an unquoted comma in a text: the reader would take the first field as an index and cut every text)
     and a quote left open that takes in lines shaped like records of their own (a stray quote: those records
     would vanish into one text) are refused, naming the line. A quoted field may still span lines.
@@ -120,12 +107,17 @@ def count_csv_records(path: Path) -> dict:
 
     records = blank = 0
     spanning = []  # (first line, last line, row) of the records that span lines
-    seen: list[set] = []  # each column's values in single-line rows (up to MANY: then a free-text column)
-    many = 200
+    many = 200  # a column with more distinct values than this in single-line rows is free text
     with open_maybe_gz(path, "rt", encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
-        seen = [set() for _ in header]
+        named: dict[str, int] = {}
+        for i, name in enumerate(header, 1):
+            if name in named:
+                raise ConfigError(f"{path}: the header names the column `{name}` twice (columns {named[name]} and "
+                                  f"{i}); rename or remove one, so that each field has one column.")
+            named[name] = i
+        seen: list[set] = [set() for _ in header]  # each column's values in single-line rows
         last = reader.line_num
         for row in reader:
             start, last = last + 1, reader.line_num
@@ -146,9 +138,7 @@ def count_csv_records(path: Path) -> dict:
                         values.add(value)
             records += 1
     categorical = [j for j, values in enumerate(seen) if 0 < len(values) <= many]
-    for start, last, row in spanning:
-        if len(header) < 2 or not categorical:
-            break
+    for start, last, row in spanning if len(header) > 1 and categorical else ():
         swallowed = [line for field in row for line in field.splitlines()[1:]
                      if len(fields := next(csv.reader([line]), [])) == len(header)
                      and all(fields[j] in seen[j] for j in categorical)]
@@ -197,7 +187,6 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
                           f"readers here do not all split alike; convert them to LF (e.g. `tr '\\r' '\\n' < "
                           f"{path.name} > fixed.{path.name.split('.', 1)[-1]}`), then point at the fixed file.")
     if builder == "csv":
-        check_csv_header(path)
         lines = count_csv_records(path)  # records by CSV's rules (a quoted field may span lines), each checked
         if lines["records"] == 0:
             raise ConfigError(f"{path}: a header and no records; {fix}.")

@@ -101,6 +101,14 @@ def finetune_arguments(output_dir: str | Path, recipe: Finetune, train: Train, s
     return training_arguments(output_dir, train, seed=seed, **stage_args)
 
 
+def batch_stats(recipe: Finetune, train: Train, accumulation: int) -> dict:
+    """The precision and batch figures fine-tuning reports: effective batch = per device x processes x
+    accumulation steps."""
+    return {"precision": resolve_precision(train.precision), "per_device_batch": recipe.batch_size,
+            "world_size": world_size(), "gradient_accumulation": accumulation,
+            "effective_batch": recipe.batch_size * world_size() * accumulation}
+
+
 def zero_shot(model, tokenizer, dev_ds: Dataset, recipe: Finetune, train: Train, args):
     """`finetune.epochs: 0` (a prompt classifier): no training step; the classifier as it is, scored on dev."""
     trainer = CheckedTrainer(model=model, args=args, eval_dataset=dev_ds, data_collator=dynamic_padding(tokenizer, model),
@@ -108,9 +116,7 @@ def zero_shot(model, tokenizer, dev_ds: Dataset, recipe: Finetune, train: Train,
     dev = trainer.evaluate()
     stats = {"train_seconds": 0.0, "train_loss": None, "best_epoch": 0, "epochs_run": 0, "stopped_early": False,
              "dev_accuracy": dev["eval_accuracy"], "dev_macro_f1": dev["eval_macro_f1"], "steps": 0, "zero_shot": True,
-             "train_examples": 0, "precision": resolve_precision(train.precision), "resumed_from_step": 0,
-             "per_device_batch": recipe.batch_size, "world_size": world_size(), "gradient_accumulation": 1,
-             "effective_batch": recipe.batch_size * world_size()}
+             "train_examples": 0, "resumed_from_step": 0, **batch_stats(recipe, train, accumulation=1)}
     curve = [{"epoch": 0, "dev_accuracy": dev["eval_accuracy"], "dev_macro_f1": dev["eval_macro_f1"],
               "dev_loss": dev["eval_loss"], "train_loss": float("nan")}]
     return trainer, stats, curve
@@ -162,8 +168,6 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
              "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,
              "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
-             "train_examples": len(train_ds), "precision": resolve_precision(train.precision),
-             "resumed_from_step": resumed_from, "per_device_batch": recipe.batch_size,
-             "world_size": world_size(), "gradient_accumulation": args.gradient_accumulation_steps,
-             "effective_batch": recipe.batch_size * world_size() * args.gradient_accumulation_steps}
+             "train_examples": len(train_ds), "resumed_from_step": resumed_from,
+             **batch_stats(recipe, train, args.gradient_accumulation_steps)}
     return trainer, stats, curve

@@ -27,16 +27,13 @@ from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
-from pipeline.prompt import mlm_head
+from pipeline.prompt import MASK, TEXT, mlm_head, split_template
 from pipeline.training import (CheckedTrainer, log_every, mean_logged_loss, resumable_checkpoint,
                                train_with_resume, training_arguments)
 
 
 MASKED_BUCKET = 64  # masked-only head: gather sizes are rounded up to a multiple of this
 SMALL_CORPUS = 0.9  # a corpus under this share of pretrain.max_tokens is repeated: say so as a warning
-
-
-_head = mlm_head  # models without a listed head (pipeline.prompt.HEAD_ATTRIBUTES) keep their standard forward
 
 
 def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
@@ -57,7 +54,7 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
         kwargs["token_type_ids"] = token_type_ids
     hidden = getattr(self, self.base_model_prefix)(input_ids=input_ids, **kwargs).last_hidden_state
     if labels is None:
-        return MaskedLMOutput(logits=_head(self)(hidden))
+        return MaskedLMOutput(logits=mlm_head(self)(hidden))
     masked = (labels != -100).flatten()
     if masked_count is None:
         rows = masked.nonzero().squeeze(-1)  # size known only on the device: one sync
@@ -76,7 +73,7 @@ def masked_only_forward(self, input_ids, attention_mask=None, token_type_ids=Non
     # the logits are returned in float32, the copy the loss is computed on: under bf16 autocast the Trainer
     # (accelerate's ConvertOutputsToFp32) would otherwise cast the bf16 logits to float32 a second time, a copy
     # of masked rows x vocabulary per step that cost more than the whole loop's own work (bench/bench_steps.py)
-    logits = _head(self)(hidden.flatten(0, 1).index_select(0, rows)).float()
+    logits = mlm_head(self)(hidden.flatten(0, 1).index_select(0, rows)).float()
     return MaskedLMOutput(loss=F.cross_entropy(logits, targets), logits=logits)
 
 
@@ -125,7 +122,7 @@ def use_masked_only_head(model, enabled: bool = True):
         model.config.sparse_prediction = enabled
     elif not enabled:
         restore_forward(model)
-    elif _head(model) is not None and hasattr(model, getattr(model, "base_model_prefix", "") or "-"):
+    elif mlm_head(model) is not None and hasattr(model, getattr(model, "base_model_prefix", "") or "-"):
         set_instance_forward(model, masked_only_forward)
     return model
 
@@ -207,8 +204,6 @@ def in_template(corpus: Dataset, template: str, tokenizer) -> Dataset:
     """Each document as the prompt classifier reads a text (`{text} It was {mask}.`), the slot holding the
     tokenizer's mask token: the collator never picks a special token as a target, so MLM learns the text in the
     template's context and the slot stays a [MASK] input (prompt-based continued pretraining)."""
-    from pipeline.prompt import MASK, TEXT, split_template
-
     split_template(template, tokenizer)  # the template's checks
     filled = template.replace(MASK, tokenizer.mask_token)
     return corpus.select_columns(["text"]).map(

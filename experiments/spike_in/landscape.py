@@ -41,7 +41,8 @@ from datasets import Dataset
 from experiments.spike_in.embeddings import similarity
 from experiments.spike_in.oracle import oracle_rows
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
-from pipeline.mlm import _head, pack
+from pipeline.mlm import pack
+from pipeline.prompt import mlm_head
 from pipeline.model import load_mlm, load_tokenizer
 
 
@@ -84,7 +85,7 @@ class RowLoss:
         body = getattr(self.model, self.model.base_model_prefix)
         hidden = body(inputs_embeds=embeds, attention_mask=torch.ones_like(inputs)).last_hidden_state
         masked = labels != -100  # the head on masked positions only, as pipeline.mlm.masked_only_forward
-        return F.cross_entropy(_head(self.model)(hidden[masked]).float(), labels[masked])
+        return F.cross_entropy(mlm_head(self.model)(hidden[masked]).float(), labels[masked])
 
     def mean(self, rows: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, batch: int) -> float:
         with torch.no_grad():
