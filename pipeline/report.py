@@ -36,13 +36,19 @@ def _delta_cells(vs: dict | None) -> list[str]:
     return [_ci(shown) + mark, f"{shown['p_value']:.3f}", f"{vs['power']['mde'] * 100:.2f}{mark}"]
 
 
+def replicate_label(parts: list[dict]) -> str:
+    """What a replicate is in these groups (pipeline.stats.replicates): `seed`, `pretrain.seed` or both."""
+    return " / ".join(sorted({g.get("replicates", "seed") for g in parts}))
+
+
 def _delta_note(summary: dict, parts: list[dict]) -> str:
     """What the Δ accuracy, p and MDE columns cover (both kinds when the table holds both)."""
     kinds = {e["vs_baseline"]["power"]["seed_term"] for g in parts for e in g["strategies"].values()
              if "vs_baseline" in e}
     note = (f"Δ accuracy: the difference in points ± t·SE, the SE covering both the sampling of the "
-            f"{summary['test_examples']} test examples and the spread over the paired fine-tuning seeds (seeds x "
-            f"examples random-effects model, pipeline/power.py), t at its Satterthwaite df (few seeds widen it); "
+            f"{summary['test_examples']} test examples and the spread over the paired replicates, "
+            f"`{replicate_label(parts)}` (replicates x examples random-effects model, pipeline/power.py), t at "
+            f"its Satterthwaite df (few replicates widen it); "
             f"p: its two-sided p-value. " * (True in kinds))
     note += (f"{'†: ' if True in kinds else 'Δ accuracy: '}one paired seed, no measured seed spread: paired "
              f"bootstrap over the test examples only ({summary['bootstrap_resamples']:,} resamples), p its "
@@ -54,7 +60,8 @@ def _delta_note(summary: dict, parts: list[dict]) -> str:
 def markdown(summary: dict) -> str:
     """The table: a row per strategy (and value of `--by`), then a note on what each column covers."""
     by, base, conf = summary.get("by"), summary["baseline"], int(round(summary["confidence"] * 100))
-    head = [f"`{by}`"] * bool(by) + ["strategy", "runs (seeds)", "accuracy %", "macro-F1 %",
+    head = [f"`{by}`"] * bool(by) + ["strategy", f"runs ({replicate_label([g for _, g in groups(summary)])})",
+                                     "accuracy %", "macro-F1 %",
                                      f"Δ accuracy vs `{base}` [{conf}% CI]", "p", "MDE (80% power)",
                                      f"Δ macro-F1 vs `{base}` [{conf}% CI]", "held-out MLM ppl before → after",
                                      "minutes per run"]
@@ -71,7 +78,7 @@ def markdown(summary: dict) -> str:
                 _ci(headline(vs, "macro_f1")) if vs else "–", ppl, _pm(e["minutes"], e["minutes_std"], scale=1.0, digits=1)]
             lines.append("| " + " | ".join(cells) + " |")
     borrowed = summary.get("baseline_borrowed_at")
-    lines += ["", (f"Mean ± sample std over seeds (– : one run). {f'At each value of `{by}`: ' if by else ''}"
+    lines += ["", (f"Mean ± sample std over replicates (– : one run). {f'At each value of `{by}`: ' if by else ''}"
                    f"{_delta_note(summary, [g for _, g in groups(summary)])} Δ macro-F1: the same "
                    f"interval as Δ accuracy on macro-F1's per-example linearisation (delta method), seeds and test "
                    f"examples; with one paired seed the paired bootstrap over the test examples. Minutes: wall time of a run's pretrain, finetune and evaluate stages (their "

@@ -88,11 +88,24 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
 
 
+def replicates(runs: list[Run]) -> tuple[str, object]:
+    """What one replicate of a strategy is in this comparison, and the key that pairs replicates across
+    strategies: the fine-tuning `seed` whenever it varies (runs of a strategy at one seed are averaged, over
+    pretrain.seed too), else `pretrain.seed` where it varies within a strategy: a zero-shot grid
+    (`finetune.epochs: 0`) has no fine-tuning seed to vary, its runs differ in their MLM seed alone."""
+    pretrain_varies = len({(r.strategy, r.pretrain_seed) for r in runs}) > len({r.strategy for r in runs})
+    if len({r.seed for r in runs}) == 1 and pretrain_varies:
+        return "pretrain.seed", lambda r: r.pretrain_seed
+    return "seed", lambda r: r.seed
+
+
 def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, seed: int = 0,
               confidence: float = 0.95) -> dict:
-    """Per strategy: runs, seeds, mean +- std of the metrics, and the paired difference from `baseline`."""
+    """Per strategy: runs, replicates (`replicates`), mean +- std of the metrics, and the paired difference
+    from `baseline`."""
     if not runs:
         raise ConfigError("no finished runs to compare; run the grid first (README: Compare strategies).")
+    replicate_by, replicate_of = replicates(runs)
     _, classes, labels, preds = aligned(runs)
     order = [s for s in SOURCES if any(r.strategy == s for r in runs)]
     order += sorted({r.strategy for r in runs} - set(order))
@@ -101,7 +114,7 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
     for strategy in order:
         rows = [i for i, r in enumerate(runs) if r.strategy == strategy]
         group = [runs[i] for i in rows]
-        entry = {"runs": [r.name for r in group], "seeds": sorted(r.seed for r in group),
+        entry = {"runs": [r.name for r in group], "seeds": sorted((replicate_of(r) for r in group), key=sort_key),
                  "pretrain_seeds": sorted({r.pretrain_seed for r in group})}
         # pretraining figures once per pretrained model: seeds that share one (same pretrain.seed) do not
         # make a spread
@@ -115,23 +128,24 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
             entry[key], entry[f"{key}_std"] = mean_std(values)
         entry["minutes"], entry["minutes_std"] = mean_std([r.minutes for r in group])
         if strategy != baseline and base_rows:
-            # pair seed with seed where both have it; otherwise all runs of each side
-            common = sorted({runs[i].seed for i in rows} & {runs[i].seed for i in base_rows})
-            a = [i for i in rows if runs[i].seed in common] or rows
-            b = [i for i in base_rows if runs[i].seed in common] or base_rows
+            # pair replicate with replicate where both have it; otherwise all runs of each side
+            common = sorted({replicate_of(runs[i]) for i in rows} & {replicate_of(runs[i]) for i in base_rows}, key=sort_key)
+            a = [i for i in rows if replicate_of(runs[i]) in common] or rows
+            b = [i for i in base_rows if replicate_of(runs[i]) in common] or base_rows
             entry["vs_baseline"] = paired_bootstrap(labels, preds[a], preds[b], len(classes), n_boot, seed,
                                                     confidence)
             entry["vs_baseline"]["paired_seeds"] = common
-            d, paired_by = power.paired_diff(preds[a] == labels, [runs[i].seed for i in a], preds[b] == labels,
-                                             [runs[i].seed for i in b])
+            d, paired_by = power.paired_diff(preds[a] == labels, [replicate_of(runs[i]) for i in a], preds[b] == labels,
+                                             [replicate_of(runs[i]) for i in b])
             entry["vs_baseline"]["power"] = {**power.interval(d, confidence), "paired_by": paired_by}
             f1_values = macro_f1_values(labels, preds[a + b], len(classes))
-            d_f1, _ = power.paired_diff(f1_values[:len(a)], [runs[i].seed for i in a], f1_values[len(a):],
-                                        [runs[i].seed for i in b])
+            d_f1, _ = power.paired_diff(f1_values[:len(a)], [replicate_of(runs[i]) for i in a], f1_values[len(a):],
+                                        [replicate_of(runs[i]) for i in b])
             entry["vs_baseline"]["power_macro_f1"] = power.interval(d_f1, confidence)
         table[strategy] = entry
     return {"baseline": baseline, "order": order, "confidence": confidence, "bootstrap_resamples": n_boot,
-            "test_examples": int(labels.shape[0]), "classes": classes, "strategies": table}
+            "test_examples": int(labels.shape[0]), "classes": classes, "replicates": replicate_by,
+            "strategies": table}
 
 
 def headline(vs: dict, metric: str = "accuracy") -> dict:

@@ -256,3 +256,25 @@ def test_a_failed_queue_entry_does_not_hide_the_finished_run_of_its_name(tmp_pat
         runs = dvc_experiments(tmp_path, ["task-seed1"])
         assert [r.name for r in runs] == ["task-seed1"] and runs[0].metrics["eval"]["accuracy"] == 0.9
     assert reads == ["a" * 40, "a" * 40]
+
+
+def test_a_zero_shot_grid_replicates_over_pretrain_seed(tmp_path):
+    # Zero-shot (finetune.epochs 0): one fine-tuning seed, two MLM seeds. `none` has no MLM, so its two runs
+    # are the same classifier; in_domain's differ. compare must pair pretrain.seed with pretrain.seed and put
+    # their spread in the interval, not average them into one replicate at seed 1.
+    dirs = [write_run(tmp_path, f"none-p{p}", "none", 1, 100, pretrain_seed=p) for p in (1, 2)]
+    dirs += [write_run(tmp_path, f"in_domain-p{p}", "in_domain", 1, 120 + 20 * (p - 1), pretrain_seed=p)
+             for p in (1, 2)]
+    summary = summarise([load_run_dir(d) for d in dirs], n_boot=2_000)
+    assert summary["replicates"] == "pretrain.seed"
+    e = summary["strategies"]["in_domain"]
+    assert e["seeds"] == [1, 2] and e["vs_baseline"]["paired_seeds"] == [1, 2]
+    pw = e["vs_baseline"]["power"]
+    assert pw["paired_by"] == "seed" and pw["seed_term"] and pw["seeds"] == 2  # two replicates, paired
+    assert pw["diff"] == pytest.approx(0.15)
+    table = markdown(summary)
+    assert "runs (pretrain.seed)" in table and "the paired replicates, `pretrain.seed`" in table
+    # the usual grid (fine-tuning seeds vary) still pairs on the fine-tuning seed, whatever pretrain.seed is
+    dirs += [write_run(tmp_path, f"in_domain-s2-p{p}", "in_domain", 2, 130, pretrain_seed=p) for p in (1, 2)]
+    dirs += [write_run(tmp_path, "none-s2", "none", 2, 100)]
+    assert summarise([load_run_dir(d) for d in dirs], n_boot=2_000)["replicates"] == "seed"

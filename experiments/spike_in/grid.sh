@@ -27,22 +27,6 @@ CURVE_SEEDS=${CURVE_SEEDS:-1}
 source "$HERE/recipe.sh"
 [ -f "$HERE/data/map.json" ] || { echo "no shifted data: run 'dvc repro' in $HERE first" >&2; exit 2; }
 
-corpora() {  # the corpora folder of one K, with absolute paths (queued runs work in temporary copies)
-  local dir=$HERE/.grid/corpora/$1
-  mkdir -p "$dir"
-  cp "$ROOT/corpora/task.yaml" "$dir/task.yaml"
-  sed "s#path: \.\./shared/#path: $SHARED/#" "$ROOT/corpora/local/cross_domain.yaml" > "$dir/cross_domain.yaml"
-  cat > "$dir/in_domain.yaml" <<EOF
-description: IMDB unlabeled reviews with the spike-in map at $1 applied
-sources:
-  - name: imdb_unsup_shifted
-    path: $HERE/data/corpus/unsup_$1.jsonl.gz
-    weight: 1.0
-    licence: IMDB Large Movie Review Dataset (Maas et al. 2011), research use
-EOF
-  echo "$dir"
-}
-
 names=()
 run_k() {  # run_k K "strategies" "seeds"
   local tag dir

@@ -7,3 +7,22 @@ spike_recipe() {
     -S task.demo.test=5000 -S model.name=$2 -S model.max_length=128 -S pretrain.eval_max_tokens=50000
     -S finetune.lr=2e-5 -S finetune.epochs=6"
 }
+
+# corpora TAG prints the corpora folder of one K (kNNN), with absolute paths (queued runs work in temporary copies):
+# in_domain the shifted IMDB `unsup`, task the training text, cross_domain the shared news and Usenet text.
+# Needs ROOT, HERE and SHARED.
+corpora() {
+  local dir=$HERE/.grid/corpora/$1
+  mkdir -p "$dir"
+  cp "$ROOT/corpora/task.yaml" "$dir/task.yaml"
+  sed "s#path: \.\./shared/#path: $SHARED/#" "$ROOT/corpora/local/cross_domain.yaml" > "$dir/cross_domain.yaml"
+  cat > "$dir/in_domain.yaml" <<EOF
+description: IMDB unlabeled reviews with the spike-in map at $1 applied
+sources:
+  - name: imdb_unsup_shifted
+    path: $HERE/data/corpus/unsup_$1.jsonl.gz
+    weight: 1.0
+    licence: IMDB Large Movie Review Dataset (Maas et al. 2011), research use
+EOF
+  echo "$dir"
+}
