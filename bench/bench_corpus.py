@@ -184,7 +184,7 @@ def child(args) -> None:
         trace_phases(peak)
     peak.start()
     start = time.perf_counter()
-    stats = build_corpus(params.task, params.collect, params.pretrain, tokenizer, root / "task_out", root / "corpus")
+    stats = build_corpus(params.task, params.collect, params.dedup, params.pretrain, tokenizer, root / "task_out", root / "corpus")
     seconds = time.perf_counter() - start
     peak.stop.set()
     peak.join()

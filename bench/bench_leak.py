@@ -96,7 +96,7 @@ def cost_child(data: Path, guard: bool, model: str) -> None:
     anon = AnonPeak()
     anon.start()
     start = time.perf_counter()
-    stats = corpus.build_corpus(params.task, params.collect, params.pretrain, tokenizer, root / "task", root / "corpus")
+    stats = corpus.build_corpus(params.task, params.collect, params.dedup, params.pretrain, tokenizer, root / "task", root / "corpus")
     seconds = time.perf_counter() - start
     anon.stop.set()
     anon.join()

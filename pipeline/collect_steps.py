@@ -36,6 +36,13 @@ READ_BATCH = 1000  # rows read from a source's Arrow table at a time
 GATHER_ROWS = 512  # side records read at random between releases of their pages (`SideFiles.gather`)
 REMAP_ROWS = 20_000  # rows read from one memory map of a source's Arrow table (`SourceReader`)
 TOKENIZE_BATCH = 256  # documents per tokenizer call (the fast tokenizers batch in Rust)
+# Why a document leaves the pool, in the order the steps below drop it: the one list of drop reasons, used by
+# the pool's counts (pipeline.pool), metrics/corpus.json and collect's console lines (pipeline.corpus)
+DROP_REASONS = {"empty": "empty after cleaning", "too_short": "shorter than min_chars",
+                "too_long": "longer than max_chars", "leaked": "exact copies of dev/test text",
+                "leaked_near": "near copies of dev/test text", "leaked_ngram": "long runs of one dev/test text",
+                "duplicate": "exact duplicates", "near_duplicate": "near duplicates"}
+LEAK_REASONS = ("leaked", "leaked_near", "leaked_ngram")  # the leak guard's (`LeakGuard`)
 
 
 def side_dtype(num_perm: int) -> np.dtype:

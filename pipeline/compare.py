@@ -7,13 +7,13 @@ table, a CSV for DVC plots and a PNG.
     python -m pipeline.compare --runs runs/*        # run folders (params.yaml, metrics/, outputs/)
 
 Δ accuracy: the mean paired difference over the seeds both strategies have, with a t interval whose
-SE covers test-set sampling AND the fine-tuning seed spread (pipeline/power.py: a seeds x test
+SE covers test-set sampling AND the fine-tuning seed spread (pipeline/variance.py: a seeds x test
 examples random-effects model), and the minimum detectable effect (MDE) of the grid. With one paired
 seed it is a paired bootstrap over test examples (Efron & Tibshirani; Koehn 2004), as is Δ macro-F1:
 every resample draws the same test examples for both strategies (scipy.stats.bootstrap, paired).
 
 The work is in three modules: pipeline/runs.py reads the runs, pipeline/stats.py computes the figures
-(with pipeline/power.py), pipeline/report.py writes the table, CSV, JSON and plot.
+(with pipeline/variance.py), pipeline/report.py writes the table, CSV, JSON and plot.
 """
 
 from __future__ import annotations

@@ -59,6 +59,9 @@ def _is_section(hint) -> bool:
 class Demo(Section):
     enabled: Bool = True
     train: Int = Field(1000, gt=0, description="a positive count")
+    # the seed of the labelled train draw alone (the few labels): null draws it with task.seed. Set it to vary the
+    # labelled examples across runs while dev and test (drawn with task.seed) stay the same for compare
+    train_seed: Int | None = Field(None, **SEED_RANGE)
     dev: Int = Field(1000, gt=0, description="a positive count")
     test: Int = Field(1000, gt=0, description="a positive count")
 
@@ -111,15 +114,20 @@ class Ray(Section):
         return {k: v for k, v in self.model_dump().items() if v is not None and k != "address"}
 
 
-class Collect(Section):
-    corpora_dir: Str = "corpora/demo"
-    min_chars: Int = 20
-    num_proc: Int = Field(1, ge=1, description="at least 1")
+class Dedup(Section):
+    """Copy detection, read by `prepare` (training rows that copy dev/test text) and `collect` (the leak guard
+    and near-duplicates within a corpus): one setting, so both stages call the same text a copy."""
     # near-duplicates: estimated Jaccard of word shingles at or above which a document is dropped
     near_dup_threshold: Float = Field(0.8, ge=0.5, le=0.95, description="between 0.5 and 0.95 (estimated Jaccard "
                                                                       "similarity of word shingles)")
     minhash_perm: Int = Field(64, ge=16, le=512, description="between 16 and 512")  # MinHash signature length
     shingle_words: Int = Field(3, ge=1, le=10, description="between 1 and 10")  # words per shingle
+
+
+class Collect(Section):
+    corpora_dir: Str = "corpora/demo"
+    min_chars: Int = 20
+    num_proc: Int = Field(1, ge=1, description="at least 1")  # the pool's datatrove tasks
     # contamination: a document holding this share of one dev/test text's distinct word n-grams is dropped
     leak_ngram: Int = Field(8, ge=4, le=50, description="between 4 and 50 words")
     leak_containment: Float = Field(0.1, gt=0, le=1, description="in (0, 1]: the share of one dev/test text's "
@@ -138,6 +146,7 @@ class Pretrain(Section):
     source: Source = "task"
     seed: Int = Field(42, **SEED_RANGE)  # corpus sampling, MLM masks and batch order
     max_tokens: Int = Field(200_000, gt=0, description="a positive token count")
+    num_proc: Int = Field(1, ge=1, description="at least 1")  # processes for tokenising the corpus (datasets.map)
     block_size: Int = Field(128, ge=8, description="at least 8")
     batch_size: Int = Field(32, ge=1, description="at least 1")  # per device
     # effective batch to reach with gradient accumulation; 0: batch_size x devices
@@ -183,6 +192,9 @@ class Finetune(Section):
     layer_decay: Float = Field(0.95, gt=0, le=1, description="in (0, 1]")  # layer-wise lr decay; 1.0 turns it off
     # stop once dev accuracy has not improved for this many epochs (finetune.epochs is the most); 0: off
     patience: Int = Field(2, ge=0, description="a number of epochs (0: off)")
+    # which epoch's weights are kept: best (the best dev accuracy, Sun et al. 2019) or last (a fixed number of steps,
+    # dev only reported: no model selection on dev, as a pre-registered few-label recipe needs; patience must be 0)
+    keep: Literal["best", "last"] = "best"
     truncation: Literal["head", "tail", "head_tail"] = "head"  # flat model
     head_tokens: Int = 128
     # flat: one window per text; hierarchical: chunks pooled (Sun et al. 2019); prompt: through the MLM head
@@ -222,12 +234,17 @@ class Params(Section):
     seed: Int = Field(42, **SEED_RANGE)  # fine-tuning: classifier init, dropout, batch order
     task: Task = Field(default_factory=Task)
     model: Model = Field(default_factory=Model)
+    dedup: Dedup = Field(default_factory=Dedup)
     collect: Collect = Field(default_factory=Collect)
     pretrain: Pretrain = Field(default_factory=Pretrain)
     finetune: Finetune = Field(default_factory=Finetune)
     train: Train = Field(default_factory=Train)
     launch: Launch = Field(default_factory=Launch)
     tracking: Tracking = Field(default_factory=Tracking)
+
+
+# Keys that moved to the section of the stage that reads them: old key -> (new key, who reads it)
+MOVED = {f"collect.{k}": (f"dedup.{k}", "read by prepare and collect") for k in Dedup.model_fields}
 
 
 def _section(path: tuple) -> type[BaseModel]:
@@ -252,6 +269,8 @@ def _config_error(exc: ValidationError, where: str) -> ConfigError:
     loc = [str(p) for p in err["loc"]]
     value, kind = err.get("input"), err["type"]
     if kind == "extra_forbidden":
+        if (moved := MOVED.get(".".join(loc))) is not None:
+            return ConfigError(f"{where}: `{'.'.join(loc)}` has moved to `{moved[0]}` ({moved[1]}); move it there.")
         names = list(_section(tuple(loc[:-1])).model_fields)
         prefix = ".".join(loc[:-1]) + "." if len(loc) > 1 else ""
         close = difflib.get_close_matches(loc[-1], names, n=1)
@@ -296,6 +315,8 @@ def _check_ranges(p: Params, where: str) -> None:
     if f.truncation == "head_tail":
         need(0 < f.head_tokens < max_length, "finetune.head_tokens", f.head_tokens,
              f"between 1 and model.max_length - 1 ({max_length - 1})")
+    need(f.keep == "best" or f.patience == 0, "finetune.patience", f.patience,
+         "0 when finetune.keep is last (early stopping selects on dev as much as keeping the best epoch does)")
     need(f.epochs > 0 or f.model == "prompt", "finetune.epochs", f.epochs,
          "at least 1 (0, no training, is zero-shot: finetune.model prompt only)")
     need(isinstance(f.prompt.verbalizer, dict) and all(

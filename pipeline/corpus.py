@@ -28,58 +28,23 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets import Dataset
 from datasets.utils.tqdm import tqdm
 
-from pipeline.config import Collect, ConfigError, Pretrain, Task
-from pipeline.console import budget_lines, shortfall
+from pipeline.artifacts import EMPTY_CORPUS, load_prepared
+from pipeline.collect_steps import DROP_REASONS, LEAK_REASONS
+from pipeline.config import Collect, ConfigError, Dedup, Pretrain, Task
 from pipeline.corpus_spec import check_sources, load_source, load_spec
-from pipeline.data import load_prepared
-from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, keys_and_signatures, words
+from pipeline.dedup import ContainmentIndex, NearIndex, clean_text, heldout_copies, words
 from pipeline.io import atomic_dir, only_one, remove_path, write_json
 from pipeline.pool import Pool, build_pool, check_executor, lsh_banding, per_source_counts, read_documents
 
-DROP_KEYS = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate", "near_duplicate")
 BUDGET_TOLERANCE = 0.001  # a source stops drawing once within 0.1% of its share of the budget
 MAX_MISFITS = 1000  # ... or after this many drawn documents in a row too long for what is left
 VOCAB_SAMPLE = 50_000  # corpus documents whose words give the corpus's top unigrams (shuffled: a random sample)
 WRITE_PIECE = 2000  # drawn documents written to the corpus at a time
 SHUFFLE_PIECE = 10_000  # corpus rows written at a time (a Parquet row group), in shuffled order
 MAX_PIECES = 500  # files the shuffle keeps open at once, under the usual limit of 1,024 open files
-
-
-def _features(num_perm: int) -> Features:
-    return Features({"text": Value("string"), "key": Value("int64"), "rule": Value("string"),
-                     "minhash": List(Value("uint32"), length=num_perm)})
-
-
-def _prepare_batch(batch: dict, min_chars: int, max_chars: int | None, shingle_words: int,
-                   num_perm: int) -> dict:
-    """Clean, apply the length rules, and compute the exact-dedup key and the MinHash signature."""
-    out = {"text": [], "rule": []}
-    for raw in batch["text"]:
-        text = clean_text(raw)
-        rule = ""
-        if not text:
-            rule = "empty"
-        elif len(text) < min_chars:
-            rule = "too_short"
-        elif max_chars and len(text) > max_chars:
-            rule = "too_long"
-        out["text"].append(text)
-        out["rule"].append(rule)
-    keys, minhashes = keys_and_signatures(out["text"], shingle_words, num_perm)
-    return {"text": out["text"], "key": keys, "rule": out["rule"], "minhash": minhashes}
-
-
-def prepare_texts(ds: Dataset, c: Collect, min_chars: int, max_chars: int | None = None,
-                  desc: str = "clean") -> Dataset:
-    """`text` -> cleaned `text`, `key`, `rule` (why it is dropped, or ""), `minhash`; Arrow on disk."""
-    return ds.map(_prepare_batch, batched=True, num_proc=c.num_proc if c.num_proc > 1 else None,
-                  remove_columns=ds.column_names, features=_features(c.minhash_perm),
-                  fn_kwargs={"min_chars": min_chars, "max_chars": max_chars,
-                             "shingle_words": c.shingle_words, "num_perm": c.minhash_perm},
-                  desc=desc)
 
 
 def parquet_texts(path: Path, batch_size: int = 2000):
@@ -104,18 +69,12 @@ class Heldout:
     ngrams: ContainmentIndex
 
 
-def heldout_index(c: Collect, task_dir: str | Path) -> Heldout:
-    """The leakage guard's three indexes over the task's dev and test text."""
-    texts = concatenate_datasets([load_prepared(s, task_dir).select_columns(["text"]) for s in ("dev", "test")])
-    prepared = prepare_texts(texts, c, min_chars=0, desc="hash task dev+test")
-    index = NearIndex(c.near_dup_threshold, c.minhash_perm)
-    view = prepared.select_columns(["rule", "minhash"]).with_format("numpy")
-    for batch in view.iter(batch_size=1000):
-        for rule, sig in zip(batch["rule"], batch["minhash"].astype(np.uint32)):
-            if rule != "empty":
-                index.add(sig)
-    ngrams = ContainmentIndex(prepared["text"], c.leak_ngram, c.leak_containment)
-    return Heldout(np.unique(np.asarray(prepared["key"], dtype=np.int64)), index, ngrams)
+def heldout_index(c: Collect, d: Dedup, task_dir: str | Path) -> Heldout:
+    """The leakage guard's three indexes over the task's dev and test text: the exact and near copies of
+    pipeline.dedup.heldout_copies (`prepare`'s train-overlap check uses the same), and the n-gram runs."""
+    texts = [t for s in ("dev", "test") for t in load_prepared(s, task_dir)["text"]]
+    cleaned, keys, near = heldout_copies(texts, d)
+    return Heldout(keys, near, ContainmentIndex(cleaned, c.leak_ngram, c.leak_containment))
 
 
 # ---------------------------------------------------------------------------- drawing
@@ -289,8 +248,8 @@ def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Gener
     return write_corpus(pool, rows, seed, tmp_dir)
 
 
-def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_tokens: int, heldout: Heldout,
-                 task_dir: str | Path) -> dict:
+def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, d: Dedup, max_tokens: int,
+                 heldout: Heldout, task_dir: str | Path) -> dict:
     """Step 4: the figures of `metrics/corpus.json` (docs/design.md: what each stage writes) from the corpus's
     Parquet file: its token and source columns, and the text of its first (shuffled: random) documents."""
     columns = pq.read_table(corpus, columns=["tokens", "source"])
@@ -303,10 +262,10 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_t
         entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
         short = shortfall(entry)
         entry["fell_short"] = short[0] if short else None
-    dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
+    dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_REASONS}
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
     corpus_vocab = top_unigrams(itertools.islice(parquet_texts(corpus), VOCAB_SAMPLE))
-    bands, rows = lsh_banding(c)
+    bands, rows = lsh_banding(d)
     return {
         "docs": len(tokens), "tokens": total,
         "mean_tokens": float(tokens.mean()), "median_tokens": float(np.median(tokens)),
@@ -323,14 +282,14 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, max_t
         "leak_guard": {"ngram": c.leak_ngram, "containment": c.leak_containment,
                        "heldout_ngrams": int(len(heldout.ngrams.hashes))},
         "vocab_overlap": len(task_vocab & corpus_vocab) / max(1, len(task_vocab)),
-        "near_dup": {"threshold": c.near_dup_threshold, "num_perm": c.minhash_perm,
-                     "shingle_words": c.shingle_words, "lsh_bands": bands, "lsh_rows": rows},
+        "near_dup": {"threshold": d.near_dup_threshold, "num_perm": d.minhash_perm,
+                     "shingle_words": d.shingle_words, "lsh_bands": bands, "lsh_rows": rows},
         "selection": selection,
         "sources": reports,
     }
 
 
-def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir: str | Path = "data/task",
+def build_corpus(task: Task, c: Collect, d: Dedup, pretrain: Pretrain, tokenizer, task_dir: str | Path = "data/task",
                  out_dir: str | Path = "data/corpus", made_from: dict | None = None) -> dict:
     """Write `out_dir/corpus.parquet` (text, source, tokens, input_ids) for `pretrain.source`; return the stats.
 
@@ -342,16 +301,17 @@ def build_corpus(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir
     stats: dict = {"source": source, "budget_tokens": pretrain.max_tokens}
     if source == "none":
         with atomic_dir(out_dir) as tmp:
-            Dataset.from_dict({"text": [], "source": [], "tokens": []}).to_parquet(str(tmp / "corpus.parquet"))
+            Dataset.from_dict(EMPTY_CORPUS).to_parquet(str(tmp / "corpus.parquet"))
             record_lineage(tmp, made_from)
         return {**stats, "docs": 0, "tokens": 0, "duplicates_removed": 0, "near_duplicates_removed": 0,
                 "leaked_removed": 0, "sources": {}}
 
     with only_one(Path(out_dir).with_name(f".{Path(out_dir).name}.lock"), "`collect`"):
-        return _build(task, c, pretrain, tokenizer, task_dir, out_dir, made_from, stats)
+        return _build(task, c, d, pretrain, tokenizer, task_dir, out_dir, made_from, stats)
 
 
-def _build(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir, out_dir, made_from, stats: dict) -> dict:
+def _build(task: Task, c: Collect, d: Dedup, pretrain: Pretrain, tokenizer, task_dir, out_dir, made_from,
+           stats: dict) -> dict:
     source = pretrain.source
     spec = load_spec(c.corpora_dir, source)
     check_sources(spec, task, source)
@@ -360,19 +320,19 @@ def _build(task: Task, c: Collect, pretrain: Pretrain, tokenizer, task_dir, out_
     for src in spec["sources"]:  # read and checked here once: each task then opens the cached table
         files[src["name"]] = {}
         load_source(src, task_dir, files[src["name"]])
-    heldout = heldout_index(c, task_dir)
+    heldout = heldout_index(c, d, task_dir)
     work = Path(out_dir).with_name(f"{Path(out_dir).name}.work")
     try:  # the work folder (the pool's files, up to the corpus's size) goes whatever happens
-        pool = build_pool(spec, c, heldout, tokenizer, task_dir, work)
+        pool = build_pool(spec, c, d, heldout, tokenizer, task_dir, work)
         reports = source_reports(spec, pool, files)
         rng = np.random.default_rng(pretrain.seed)
         groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
         corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
         if pq.ParquetFile(corpus).metadata.num_rows == 0:
-            dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_KEYS}
+            dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_REASONS}
             raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                               f"(dropped: {dropped}); add sources or lower collect.min_chars.")
-        stats.update(corpus_stats(corpus, reports, selection, c, pretrain.max_tokens, heldout, task_dir))
+        stats.update(corpus_stats(corpus, reports, selection, c, d, pretrain.max_tokens, heldout, task_dir))
         stats["pool"] = {"docs": len(pool),  # (not the executor or tasks: params that must not change the corpus)
                          "tokens": int(pool.tokens.sum()), "candidate_pairs": int(pool.stats.get("candidate_pairs", 0)),
                          "confirmed_pairs": int(pool.stats.get("confirmed_pairs", 0))}
@@ -391,11 +351,42 @@ def record_lineage(folder: Path, made_from: dict | None) -> None:
         write_json(folder / "made_from.json", made_from)
 
 
-def load_corpus(corpus_dir: str | Path = "data/corpus") -> Dataset:
-    """The corpus `collect` wrote (memory-mapped Arrow); the `none` corpus is empty."""
-    path = Path(corpus_dir) / "corpus.parquet"
-    if not path.exists():
-        raise ConfigError(f"{path}: missing; run the `collect` stage first (dvc repro collect).")
-    if pq.ParquetFile(path).metadata.num_rows == 0:
-        return Dataset.from_dict({"text": [], "source": [], "tokens": []})
-    return Dataset.from_parquet(str(path))
+# ---------------------------------------------------------------------------- console lines
+def shortfall(report: dict) -> tuple[str, str] | None:
+    """(the reason, in words) a source gave under 99% of its share of the budget, or None. The reason is
+    each source's `fell_short` in metrics/corpus.json (`corpus.corpus_stats`)."""
+    target = report.get("target_tokens")
+    # the draw stops at a document's boundary: short only when every kept document was drawn (or was a
+    # near duplicate of one drawn) and the tokens still fall under the share
+    exhausted = report["docs"] + report["dropped"].get("near_duplicate", 0) >= report["docs_kept"]
+    if not target or not exhausted or report["tokens"] >= 0.99 * target:
+        return None
+    dropped = dict(report["dropped"])
+    dropped["leaked"] = sum(dropped.pop(k, 0) for k in LEAK_REASONS)  # one figure for the leak guard
+    lost = {k: v for k, v in dropped.items() if v}
+    if report["docs_in"] == 0:
+        return "empty", "it has no records"
+    reasons = {**DROP_REASONS, "leaked": "copies of dev/test text (the leak guard)"}
+    why = ", ".join(f"{v:,} {reasons[k]}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1]))
+    main = max(lost, key=lost.get) if lost else "exhausted"
+    return main, (f"of its {report['docs_in']:,} documents {why} were dropped; the {report['docs_kept']:,} left "
+                  f"hold fewer tokens than its share" if lost else
+                  f"all its {report['docs_kept']:,} documents were drawn and hold fewer tokens than its share")
+
+
+def budget_lines(stats: dict) -> list[str]:
+    """The console lines on leaks (by source) and on each source that fell short of its share, with why."""
+    lines = []
+    leaks = {name: sum(r["dropped"][k] for k in LEAK_REASONS) for name, r in stats["sources"].items()}
+    if stats["leaked_removed"]:
+        lines.append(f"[collect] leak guard: removed {stats['leaked_removed']:,} documents that copy dev/test text "
+                     f"(exact {stats['leaked_exact']:,}, near {stats['leaked_near']:,}, 8-gram "
+                     f"{stats['leaked_ngram']:,}): " + ", ".join(f"{n} {v:,}" for n, v in leaks.items() if v))
+    for name, report in stats["sources"].items():
+        if report["fell_short"]:  # the reason; shortfall() says it in words
+            lines.append(f"[collect] warning: source `{name}` gave {report['tokens']:,} of its "
+                         f"{report['target_tokens']:,.0f}-token share ({report['fell_short']}): "
+                         f"{shortfall(report)[1]}. Its unused share "
+                         f"is not given to other sources (budget coverage {stats['budget_coverage']:.0%}): add "
+                         f"text to it, lower its weight, or remove it.")
+    return lines

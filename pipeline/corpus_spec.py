@@ -7,13 +7,16 @@ from __future__ import annotations
 import glob
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from datasets import Dataset, concatenate_datasets, load_dataset
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from pipeline.config import ConfigError, Float, Task, excerpt, load_yaml
 from pipeline.files import LOCAL_FORMATS, load_local_file
 from pipeline.sources import OFFLINE_HELP, is_local_path, local_or_hub, local_path
+
+if TYPE_CHECKING:  # datasets is imported where a source is loaded: `inputs` reads the specs alone
+    from datasets import Dataset
 
 TASK_SOURCE = "task:train"  # a source path that means: the prepared task train split
 
@@ -200,10 +203,11 @@ def _join_fields(batch: dict, fields: list[str]) -> dict:
 def load_source(src: dict, task_dir: str | Path, counts: dict | None = None) -> Dataset:
     """One source as a Dataset with a single `text` column; `counts` gets each local file's records
     counted and read (`load_local_file`)."""
+    from datasets import concatenate_datasets, load_dataset
+
     path, field, where = str(src["path"]), src["text_field"], src["where"]
     if path == TASK_SOURCE:
-        from pipeline.data import load_prepared  # here: pipeline.data imports scikit-learn (2 s), which a pool
-        #                                          worker reading other sources does not need
+        from pipeline.artifacts import load_prepared
 
         ds = load_prepared("train", task_dir)
         field = "text"

@@ -9,35 +9,12 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import Collect, ConfigError, Task
-from pipeline.files import LOCAL_FORMATS, load_local_file
+from pipeline.config import ConfigError, Dedup, Task
+from pipeline.files import find_split_file, load_local_file, split_file
 from pipeline.io import atomic_dir, write_json
 from pipeline.sources import OFFLINE_HELP, local_or_hub
 
 SPLITS = ("train", "dev", "test")
-
-
-def _split_files(directory: Path, split: str) -> list[Path]:
-    return [directory / f"{split}{ext}" for ext in LOCAL_FORMATS if (directory / f"{split}{ext}").is_file()]
-
-
-def split_file(directory: Path, split: str) -> Path | None:
-    """The file of `split` in a local task directory, or None (several: the first; `prepare` refuses that)."""
-    found = _split_files(directory, split)
-    return found[0] if found else None
-
-
-def find_split_file(directory: Path, split: str) -> Path:
-    found = _split_files(directory, split)
-    if not found:
-        raise ConfigError(
-            f"task.dataset: no `{split}` file in {directory}; expected one of "
-            f"{', '.join(split + ext for ext in LOCAL_FORMATS)}."
-        )
-    if len(found) > 1:
-        raise ConfigError(f"task.dataset: several `{split}` files in {directory}: "
-                          f"{', '.join(p.name for p in found)}; keep one.")
-    return found[0]
 
 
 def load_task_split(task: Task, split: str, local: Path | None, counts: dict | None = None) -> tuple[Dataset, str]:
@@ -166,23 +143,16 @@ def display_names(values: list, task: Task, where: str) -> list[str]:
     return names
 
 
-def train_overlap(train: Dataset, heldout: list[Dataset], near: Collect) -> tuple[np.ndarray, np.ndarray]:
+def train_overlap(train: Dataset, heldout: list[Dataset], d: Dedup) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `train` whose text copies a dev or test text: exactly (after cleaning, case and
-    punctuation ignored) and nearly (MinHash Jaccard of word shingles >= the threshold): the same
-    `collect.near_dup_threshold`, `collect.minhash_perm` and `collect.shingle_words` as `collect`'s dedup."""
-    from pipeline.dedup import NearIndex, clean_text, keys_and_signatures
+    punctuation ignored) and nearly (MinHash Jaccard of word shingles >= the threshold): the `dedup`
+    section `d`, the same test as `collect`'s leak guard (pipeline.dedup.heldout_copies)."""
+    from pipeline.dedup import clean_text, heldout_copies, keys_and_signatures
 
-    def signatures(texts):
-        return keys_and_signatures([clean_text(t) for t in texts], near.shingle_words, near.minhash_perm)
-
-    keys, index = set(), NearIndex(near.near_dup_threshold, near.minhash_perm)
-    for ds in heldout:
-        k, sigs = signatures(ds["text"])
-        keys.update(k)
-        for sig in sigs:
-            index.add(sig)
-    train_keys, train_sigs = signatures(train["text"])
-    exact = np.asarray([k in keys for k in train_keys], dtype=bool)
+    _, keys, index = heldout_copies([t for ds in heldout for t in ds["text"]], d)
+    train_keys, train_sigs = keys_and_signatures([clean_text(t) for t in train["text"]], d.shingle_words,
+                                                 d.minhash_perm)
+    exact = np.isin(np.asarray(train_keys, dtype=np.int64), keys)
     near_rows = np.asarray([not e and index.contains(sig) for e, sig in zip(exact, train_sigs)], dtype=bool)
     return np.flatnonzero(exact), np.flatnonzero(near_rows)
 
@@ -246,7 +216,7 @@ def split_dev(train: Dataset, dev_size: float, seed: int) -> tuple[Dataset, Data
     return train.select(np.sort(train_idx)), train.select(np.sort(dev_idx))
 
 
-def handle_train_overlap(splits: dict, task: Task, dedup: Collect, where: str) -> tuple[Dataset, dict]:
+def handle_train_overlap(splits: dict, task: Task, dedup: Dedup, where: str) -> tuple[Dataset, dict]:
     """Train texts that copy a held-out text (IMDB: 123 train copies of test reviews) inflate dev and test
     scores; every strategy sees them alike, so they are reported by default and dropped on request
     (`task.train_overlap`). Returns the train split to keep and the figures."""
@@ -282,7 +252,7 @@ def load_checked_splits(task: Task, files: dict) -> dict:
     return raw
 
 
-def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect | None = None,
+def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Dedup | None = None,
                  made_from: dict | None = None) -> dict:
     """Write {train,dev,test}.parquet and labels.json under `out_dir`; return the stats. `dedup`: the
     `collect` section, whose near-duplicate settings also find train copies of dev/test text; `made_from`:
@@ -314,9 +284,10 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
         # dev and test first: the overlap check below looks for train copies of the texts actually held out
         splits.update({s: stratified_take(splits[s], getattr(task.demo, s), task.seed) for s in ("dev", "test")})
 
-    splits["train"], overlap = handle_train_overlap(splits, task, dedup or Collect(), raw["train"][1])
+    splits["train"], overlap = handle_train_overlap(splits, task, dedup or Dedup(), raw["train"][1])
     if task.demo.enabled:
-        splits["train"] = stratified_take(splits["train"], task.demo.train, task.seed)
+        draw = task.seed if task.demo.train_seed is None else task.demo.train_seed  # the labelled examples
+        splits["train"] = stratified_take(splits["train"], task.demo.train, draw)
 
     stats = {"classes": len(names), "demo": task.demo.enabled,
              # every record read is kept or counted here: records = kept + dropped (integrity, per split)
@@ -336,10 +307,3 @@ def prepare_task(task: Task, out_dir: str | Path = "data/task", dedup: Collect |
         if made_from is not None:
             write_json(tmp / "made_from.json", made_from)
     return stats
-
-
-def load_prepared(split: str, data_dir: str | Path = "data/task") -> Dataset:
-    path = Path(data_dir) / f"{split}.parquet"
-    if not path.exists():
-        raise ConfigError(f"{path}: missing; run the `prepare` stage first (dvc repro prepare).")
-    return Dataset.from_parquet(str(path))

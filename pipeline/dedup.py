@@ -91,7 +91,7 @@ class NearIndex:
         try:
             self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
         except ValueError as exc:
-            raise ConfigError(f"collect.near_dup_threshold={threshold} with collect.minhash_perm={num_perm} gives no "
+            raise ConfigError(f"dedup.near_dup_threshold={threshold} with dedup.minhash_perm={num_perm} gives no "
                               f"usable LSH banding ({exc}); raise minhash_perm or lower the threshold.") from exc
         self.threshold = threshold
         self.sigs = np.empty((256, num_perm), dtype=np.uint32)
@@ -198,3 +198,18 @@ class ContainmentIndex:
 
     def contains(self, text: str) -> bool:
         return self.score(text) >= self.threshold
+
+
+def heldout_copies(texts: list[str], d) -> tuple[list[str], np.ndarray, NearIndex]:
+    """The one index of held-out text (the task's dev and test) that copies are checked against: by `prepare`
+    (training rows that copy it, pipeline.data) and by `collect` (corpus documents that copy it,
+    pipeline.corpus). The texts cleaned as every document is, their exact-copy keys (sorted, unique) and a
+    MinHash near-copy index at the `dedup` section `d`'s settings (a text that cleans to nothing is not
+    indexed: it would "nearly" copy every other empty text)."""
+    cleaned = [clean_text(t) for t in texts]
+    keys, sigs = keys_and_signatures(cleaned, d.shingle_words, d.minhash_perm)
+    index = NearIndex(d.near_dup_threshold, d.minhash_perm)
+    for text, sig in zip(cleaned, sigs):
+        if text:
+            index.add(sig)
+    return cleaned, np.unique(np.asarray(keys, dtype=np.int64)), index

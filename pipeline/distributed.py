@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-import torch
+import sys
 
 
 def world_size() -> int:
@@ -25,8 +24,9 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
-    """Wait for every process (no-op in a single process)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Wait for every process (no-op in a single process, and where torch was never imported: no process group)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 

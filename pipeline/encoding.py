@@ -19,7 +19,8 @@ def encode_split(ds: Dataset, tokenizer, max_length: int, f: Finetune, num_proc:
     if f.model == "hierarchical":
         fn, kwargs = tokenize_for_chunks, {"max_chunks": f.max_chunks, "overlap": f.chunk_overlap}
     elif f.model == "prompt":
-        from pipeline.prompt import split_template, tokenize_for_prompt
+        from pipeline.cloze import split_template
+        from pipeline.prompt import tokenize_for_prompt
 
         before, after = split_template(f.prompt.template, tokenizer)
         if max_length - len(before) - len(after) - sum(common["layout"]) < 8:

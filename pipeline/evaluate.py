@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import DataCollatorWithPadding, Trainer
 
 from pipeline.config import Train
-from pipeline.console import PhaseBars
+from pipeline.progress import PhaseBars
 from pipeline.encoding import dynamic_padding
 from pipeline.training import training_arguments
 

@@ -18,9 +18,9 @@ import math
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import AttentionInterface, AttentionMaskInterface
+
+from pipeline.compat import attn_implementation, sdpa_attention_forward, sdpa_mask
 
 NAME = "dapt_cpu_dropout"
 _INT16_MIN = -32768
@@ -92,7 +92,7 @@ def fast_dropout(model, enabled: bool = True):
             if type(child) is nn.Dropout:
                 setattr(parent, name, FastDropout(child.p))
                 swapped.append((parent, name, child))
-    before = model.config._attn_implementation  # what from_pretrained resolved ("sdpa", "eager", ...)
+    before = attn_implementation(model)  # what from_pretrained resolved ("sdpa", "eager", ...)
     uses_sdpa = before in ("sdpa", None)
     if uses_sdpa:  # transformers' public switch: the model and every sub-model's config
         model.set_attn_implementation(NAME)

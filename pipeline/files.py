@@ -4,11 +4,13 @@ counted, so that every record a file holds is read or the stage stops naming the
 from __future__ import annotations
 
 from pathlib import Path
-
-from datasets import Dataset, load_dataset
+from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError
 from pipeline.io import no_space_left
+
+if TYPE_CHECKING:  # datasets is imported where a file is loaded: `inputs`, which only hashes files, imports this
+    from datasets import Dataset
 
 # Local formats `prepare` accepts, by file ending, with the `datasets` builder that reads them.
 LOCAL_FORMATS = {
@@ -191,6 +193,8 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
         if lines["records"] == 0:
             raise ConfigError(f"{path}: a header and no records; {fix}.")
     try:
+        from datasets import load_dataset
+
         ds = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps decode and parse errors in several types
         if no_space_left(exc):
@@ -211,3 +215,27 @@ def load_local_file(path: Path, fix: str = "point task.dataset at a directory wi
     if counts is not None:
         counts[str(path)] = {**found, "read": len(ds)}
     return ds
+
+
+# ---------------------------------------------------------------------------- a task folder's split files
+def _split_files(directory: Path, split: str) -> list[Path]:
+    return [directory / f"{split}{ext}" for ext in LOCAL_FORMATS if (directory / f"{split}{ext}").is_file()]
+
+
+def split_file(directory: Path, split: str) -> Path | None:
+    """The file of `split` in a local task directory, or None (several: the first; `prepare` refuses that)."""
+    found = _split_files(directory, split)
+    return found[0] if found else None
+
+
+def find_split_file(directory: Path, split: str) -> Path:
+    found = _split_files(directory, split)
+    if not found:
+        raise ConfigError(
+            f"task.dataset: no `{split}` file in {directory}; expected one of "
+            f"{', '.join(split + ext for ext in LOCAL_FORMATS)}."
+        )
+    if len(found) > 1:
+        raise ConfigError(f"task.dataset: several `{split}` files in {directory}: "
+                          f"{', '.join(p.name for p in found)}; keep one.")
+    return found[0]

@@ -125,7 +125,8 @@ def zero_shot(model, tokenizer, dev_ds: Dataset, recipe: Finetune, train: Train,
 def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finetune, train: Train, seed: int,
              work_dir: str | Path, run_id: str = "", callbacks: tuple = ()):
     """Train `model` in place on `train_ds` with the `recipe` (the finetune section), `train` (the
-    train section) and `seed`; the best epoch on `dev_ds` is loaded at the end.
+    train section) and `seed`; the best epoch on `dev_ds` is loaded at the end (`recipe.keep` best), or the
+    last epoch's weights are kept (last).
 
     A rerun with the same `run_id` (params and data) resumes from the last checkpoint in
     `work_dir`. `callbacks`: more TrainerCallbacks (bench/bench_steps.py times the steps with one).
@@ -140,18 +141,19 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
     model.accepts_loss_kwargs = False
     if recipe.epochs == 0:
         return zero_shot(model, tokenizer, dev_ds, recipe, train, args)
-    keep_best = KeepBestEpoch(work_dir)
+    keep_best = KeepBestEpoch(work_dir) if recipe.keep == "best" else None  # last: the weights as trained
     stalls = StopWhenDevStalls(recipe.patience)
     start = time.time()
     with fast_dropout(model, train.fast_dropout):  # undone on exit: the saved model is a plain one
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, recipe), None),
-                                 callbacks=[keep_best, stalls, *callbacks], phase="[finetune]", per_epoch=True)
+                                 callbacks=[*[keep_best] * (keep_best is not None), stalls, *callbacks], phase="[finetune]", per_epoch=True)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="finetune")
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights
-    keep_best.load_into(model)
+    if keep_best is not None:
+        keep_best.load_into(model)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     by_epoch: dict[int, list[tuple[int, float]]] = {}
     for epoch, steps, loss in logged_segments(trainer):  # a log carries the fraction of epochs done at its end
@@ -163,9 +165,10 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
 
     curve = [{"epoch": h["epoch"], "dev_accuracy": h["eval_accuracy"], "dev_macro_f1": h["eval_macro_f1"],
               "dev_loss": h["eval_loss"], "train_loss": epoch_loss(round(h["epoch"]))} for h in evals]
-    best = max(evals, key=lambda h: h["eval_accuracy"])
+    best = max(evals, key=lambda h: h["eval_accuracy"]) if recipe.keep == "best" else evals[-1]  # the kept epoch
     stats = {"train_seconds": seconds, "train_loss": mean_logged_loss(trainer, result),
-             "best_epoch": best["epoch"], "epochs_run": evals[-1]["epoch"], "stopped_early": stalls.stopped_at is not None,
+             "best_epoch": best["epoch"], "kept": recipe.keep, "epochs_run": evals[-1]["epoch"],
+             "stopped_early": stalls.stopped_at is not None,
              "dev_accuracy": best["eval_accuracy"],
              "dev_macro_f1": best["eval_macro_f1"], "steps": trainer.state.global_step,
              "train_examples": len(train_ds), "resumed_from_step": resumed_from,

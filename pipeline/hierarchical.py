@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedConfig,
                           PreTrainedModel)
-from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from pipeline.compat import SubConfigSpec
 from pipeline.config import POOLINGS
 
 

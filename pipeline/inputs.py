@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from pipeline.config import Collect, ConfigError, Task
-from pipeline.data import split_file
+from pipeline.files import split_file
 from pipeline.io import hash_file, write_json
 from pipeline.sources import is_local_path, local_path
 

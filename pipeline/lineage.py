@@ -18,22 +18,21 @@ RECORD = "made_from.json"
 # settings of collect that change how it runs, never what it writes (docs/design.md: any executor and task count
 # gives the same corpus)
 HOW_COLLECT_RUNS = {"executor", "num_proc", "slurm", "ray"}
-DEDUP_KEYS = ("near_dup_threshold", "minhash_perm", "shingle_words")  # prepare's train-overlap check uses them
 
 
 def task_lineage(params) -> dict:
-    """What `prepare`'s output follows from: the task section and the near-duplicate settings."""
-    return {"task": params.task.model_dump(mode="json"),
-            "dedup": {k: getattr(params.collect, k) for k in DEDUP_KEYS}}
+    """What `prepare`'s output follows from: the task section and the copy-detection settings (`dedup`)."""
+    return {"task": params.task.model_dump(mode="json"), "dedup": params.dedup.model_dump(mode="json")}
 
 
 def corpus_lineage(params, task_dir: str | Path = "data/task") -> dict:
-    """What `collect`'s output follows from: the strategy, its draw and budget, the tokenizer, the collect
-    settings that shape the corpus, and the prepared task it guarded against (its own record)."""
+    """What `collect`'s output follows from: the strategy, its draw and budget, the tokenizer, the collect and
+    dedup settings that shape the corpus, and the prepared task it guarded against (its own record)."""
     return {"pretrain": {"source": params.pretrain.source, "seed": params.pretrain.seed,
                          "max_tokens": params.pretrain.max_tokens},
             "model": {"name": params.model.name},
             "collect": params.collect.model_dump(mode="json", exclude=HOW_COLLECT_RUNS),
+            "dedup": params.dedup.model_dump(mode="json"),
             "task": read_lineage(task_dir)}
 
 

@@ -27,7 +27,7 @@ from pipeline.config import ConfigError, Pretrain, Train
 from pipeline.distributed import accumulation_steps, is_main_process, main_process_first, world_size
 from pipeline.fast_dropout import fast_dropout
 from pipeline.precision import autocast, resolve_precision
-from pipeline.prompt import MASK, TEXT, mlm_head, split_template
+from pipeline.cloze import MASK, TEXT, mlm_head, split_template
 from pipeline.training import (CheckedTrainer, log_every, mean_logged_loss, resumable_checkpoint,
                                train_with_resume, training_arguments)
 
@@ -279,7 +279,7 @@ def continue_pretraining(model, tokenizer, corpus: Dataset, pretrain: Pretrain, 
     """Train `model` in place on `corpus` for exactly the budget (`pretrain`); return the training stats.
 
     `train` is the `train` section (precision, workers, compile, checkpoints); `num_proc`
-    (`collect.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
+    (`pretrain.num_proc`) the processes that tokenise the corpus. Checkpoints go to `work_dir` every
     `train.checkpoint_steps`; a rerun with the same `run_id` (params and data) resumes from the
     last one: model, optimizer, scheduler, RNG, data position. `callbacks`: more TrainerCallbacks. `template`
     (`pretrain.prompt_corpus`): each document wrapped in the prompt template first (`in_template`).

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import torch
 
-from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
-                          AutoTokenizer)
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from pipeline.config import ConfigError, Finetune
+from pipeline.config import ConfigError
 from pipeline.distributed import is_main_process
-from pipeline.hierarchical import HierarchicalClassifier  # also registers it with the Auto classes
-from pipeline.prompt import PromptClassifier  # registered likewise
 from pipeline.sources import OFFLINE_HELP, local_or_hub, local_path
 
 
@@ -125,7 +122,9 @@ def shape_mismatches(source: str, loader, config) -> list[str]:
     return found
 
 
-def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
+def load_checked(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = ("config", "weights"), **kwargs):
+    """`loader.from_pretrained(name, ...)` (an Auto class) after the checks of `check_model_dir` on a local
+    `name`, safetensors only, Hub kernels off unless `kwargs` ask (`model_kwargs`)."""
     source = _resolve(name, needs)
     if loader not in (AutoConfig, AutoTokenizer):  # a model: Hub kernels only when asked (model_kwargs)
         kwargs.setdefault("use_kernels", False)
@@ -155,17 +154,17 @@ def _load(loader, name: str, trust_remote_code: bool, needs: tuple[str, ...] = (
 
 def load_config(name: str, trust_remote_code: bool):
     # every stage loads the config first: a directory missing anything a later stage needs stops here
-    return _load(AutoConfig, name, trust_remote_code, needs=("config", "tokenizer", "weights"))
+    return load_checked(AutoConfig, name, trust_remote_code, needs=("config", "tokenizer", "weights"))
 
 
 def load_tokenizer(name: str, trust_remote_code: bool):
     """The tokenizer, checked against the model's embeddings: an id past `config.vocab_size` would
     index outside them (an IndexError deep in the first MLM step)."""
-    tokenizer = _load(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
-    local = local_path("model.name", name)  # _load above made the local-or-hub decision (and asked the Hub)
+    tokenizer = load_checked(AutoTokenizer, name, trust_remote_code, needs=("tokenizer",))
+    local = local_path("model.name", name)  # load_checked above made the local-or-hub decision (and asked the Hub)
     if local is not None and not (local / "config.json").is_file():
         return tokenizer  # a tokenizer-only directory (a base built from scratch): no embeddings to check against
-    config = _load(AutoConfig, name, trust_remote_code, needs=("config",))
+    config = load_checked(AutoConfig, name, trust_remote_code, needs=("config",))
     rows = getattr(config, "vocab_size", None)
     if rows is not None and len(tokenizer) > rows:
         raise ConfigError(f"model.name: `{name}`: the tokenizer has {len(tokenizer):,} tokens but the model's "
@@ -193,7 +192,7 @@ def model_kwargs(hub_kernels: bool = False) -> dict:
 def load_mlm(name: str, trust_remote_code: bool, with_head_report: bool = False, hub_kernels: bool = False):
     """The model with its MLM head; with `with_head_report`, also what `head_report` says of the head.
     `hub_kernels`: `train.hub_kernels` (`model_kwargs`)."""
-    model, info = _load(AutoModelForMaskedLM, name, trust_remote_code, output_loading_info=True,
+    model, info = load_checked(AutoModelForMaskedLM, name, trust_remote_code, output_loading_info=True,
                         **model_kwargs(hub_kernels))
     describe_load(model, info, "MLM head", name)
     return (model, head_report(model, info)) if with_head_report else model
@@ -210,35 +209,3 @@ def head_report(model, loading_info: dict) -> dict:
     encoder = f"{model.base_model_prefix}."
     missing = sorted(k for k in loading_info.get("missing_keys", ()) if not k.startswith(encoder))
     return {"head_complete": not missing, "head_missing_keys": missing}
-
-
-def load_classifier(name: str, trust_remote_code: bool, recipe: Finetune | None = None,
-                    names: list[str] | None = None, hub_kernels: bool = False,
-                    prompt: tuple[list[list[int]], int] | None = None):
-    """With `names`: a new classifier (flat or hierarchical, per the `finetune` section `recipe`) on
-    the encoder at `name`. Without: a saved classifier, whichever kind it is (`recipe` is not read).
-    `hub_kernels`: `train.hub_kernels` (`model_kwargs`); `prompt` (finetune.model prompt): each class's label
-    word ids and the mask token id (pipeline.prompt)."""
-    kwargs = {}
-    if names is not None:
-        if recipe is None:
-            raise TypeError("load_classifier: a new classifier (`names` given) needs `recipe`, the finetune section")
-        kwargs = {"num_labels": len(names), "id2label": dict(enumerate(names)),
-                  "label2id": {n: i for i, n in enumerate(names)}}
-        if recipe.model == "prompt":
-            if prompt is None:
-                raise TypeError("load_classifier: a new prompt classifier needs `prompt` (label word ids, mask id)")
-            mlm = load_mlm(name, trust_remote_code, hub_kernels=hub_kernels)
-            return PromptClassifier.from_mlm(mlm, prompt[0], prompt[1], **kwargs)
-        if recipe.model == "hierarchical":
-            encoder, info = _load(AutoModel, name, trust_remote_code, output_loading_info=True,
-                                  **model_kwargs(hub_kernels))
-            describe_load(encoder, {"missing_keys": [f"{encoder.base_model_prefix}.{k}" for k in
-                                                     info.get("missing_keys", ())]}, "encoder", name)
-            return HierarchicalClassifier.from_encoder(encoder, recipe.pooling, recipe.max_chunks,
-                                                       recipe.chunk_overlap, **kwargs)
-    model, info = _load(AutoModelForSequenceClassification, name, trust_remote_code, output_loading_info=True,
-                        **model_kwargs(hub_kernels), **kwargs)
-    if names is not None:
-        describe_load(model, info, "classifier head", name)
-    return model

@@ -34,9 +34,9 @@ from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.stats import PipelineStats
 
-from pipeline.collect_steps import (CleanAndLength, ConfirmedCluster, KeyedSignature, LeakGuard, SideFiles,
-                                    SourceReader, TokenIds, without_signature)
-from pipeline.config import Collect, ConfigError
+from pipeline.collect_steps import (DROP_REASONS, CleanAndLength, ConfirmedCluster, KeyedSignature, LeakGuard,
+                                    SideFiles, SourceReader, TokenIds, without_signature)
+from pipeline.config import Collect, ConfigError, Dedup
 from pipeline.dedup import NearIndex
 
 SLURM_POLL_SECONDS = 30
@@ -66,27 +66,29 @@ class Pool:
         return len(self.idx)
 
 
-def lsh_banding(c: Collect) -> tuple[int, int]:
-    lsh = NearIndex(c.near_dup_threshold, c.minhash_perm).lsh
+def lsh_banding(d: Dedup) -> tuple[int, int]:
+    """The LSH bands and rows of the near-duplicate index at the `dedup` section `d`'s settings."""
+    lsh = NearIndex(d.near_dup_threshold, d.minhash_perm).lsh
     return lsh.b, lsh.r
 
 
-def stages(spec: dict, c: Collect, heldout, tokenizer, task_dir: str, work: Path) -> list[tuple[str, list, int]]:
-    """(name, pipeline, tasks) of the three stages."""
-    bands, rows = lsh_banding(c)
+def stages(spec: dict, c: Collect, d: Dedup, heldout, tokenizer, task_dir: str,
+           work: Path) -> list[tuple[str, list, int]]:
+    """(name, pipeline, tasks) of the three stages (`d`: the `dedup` section)."""
+    bands, rows = lsh_banding(d)
     config = MinhashConfig(num_buckets=bands, hashes_per_bucket=rows, hash_config=HashConfig(precision=32))
     sources = spec["sources"]
     first = [SourceReader(sources, task_dir),
              CleanAndLength([int(s.get("min_chars", c.min_chars)) for s in sources],
                             [s.get("max_chars") for s in sources]),
-             LeakGuard(heldout, c.shingle_words, c.minhash_perm),
+             LeakGuard(heldout, d.shingle_words, d.minhash_perm),
              TokenIds(tokenizer),
              JsonlWriter(str(work / "prepared"), adapter=without_signature, compression=None),  # gzip: 10% of the stage
-             KeyedSignature(str(work / "sigs"), config, str(work / "side"), c.minhash_perm)]
+             KeyedSignature(str(work / "sigs"), config, str(work / "side"), d.minhash_perm)]
     return [("sign", first, c.num_proc),
             ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], bands),
             ("cluster", [ConfirmedCluster(str(work / "buckets"), str(work / "side"), str(work / "remove"),
-                                          c.near_dup_threshold, c.minhash_perm, [s["name"] for s in sources])], 1)]
+                                          d.near_dup_threshold, d.minhash_perm, [s["name"] for s in sources])], 1)]
 
 
 def make_executor(c: Collect, name: str, pipeline: list, tasks: int, logs: Path, depends=None):
@@ -183,21 +185,19 @@ def kept_rows(work: Path, num_perm: int, stats: dict) -> Pool:
     return Pool(work=work, stats=stats, **arrays)
 
 
-def build_pool(spec: dict, c: Collect, heldout, tokenizer, task_dir: str | Path, work: Path) -> Pool:
-    """Run the three stages into a fresh `work` folder and return the pool."""
+def build_pool(spec: dict, c: Collect, d: Dedup, heldout, tokenizer, task_dir: str | Path, work: Path) -> Pool:
+    """Run the three stages into a fresh `work` folder and return the pool (`d`: the `dedup` section)."""
     if work.exists():
         shutil.rmtree(work)  # DVC reruns the whole stage: nothing of an earlier run may be reused
     work.mkdir(parents=True)
     logs = work / "logs"
-    run_stages(c, stages(spec, c, heldout, tokenizer, str(task_dir), work), logs)
-    return kept_rows(work, c.minhash_perm, read_stats(logs))
+    run_stages(c, stages(spec, c, d, heldout, tokenizer, str(task_dir), work), logs)
+    return kept_rows(work, d.minhash_perm, read_stats(logs))
 
 
 def per_source_counts(stats: dict, name: str) -> dict:
     """One source's drops by reason, in the vocabulary of metrics/corpus.json."""
-    reasons = ("empty", "too_short", "too_long", "leaked", "leaked_near", "leaked_ngram", "duplicate",
-               "near_duplicate")
-    return {r: int(stats.get(f"{r}/{name}", 0)) for r in reasons}
+    return {r: int(stats.get(f"{r}/{name}", 0)) for r in DROP_REASONS}
 
 
 def read_documents(pool: Pool, rows: np.ndarray):

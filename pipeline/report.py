@@ -47,7 +47,7 @@ def _delta_note(summary: dict, parts: list[dict]) -> str:
              if "vs_baseline" in e}
     note = (f"Δ accuracy: the difference in points ± t·SE, the SE covering both the sampling of the "
             f"{summary['test_examples']} test examples and the spread over the paired replicates, "
-            f"`{replicate_label(parts)}` (replicates x examples random-effects model, pipeline/power.py), t at "
+            f"`{replicate_label(parts)}` (replicates x examples random-effects model, pipeline/variance.py), t at "
             f"its Satterthwaite df (few replicates widen it); "
             f"p: its two-sided p-value. " * (True in kinds))
     note += (f"{'†: ' if True in kinds else 'Δ accuracy: '}one paired seed, no measured seed spread: paired "

@@ -149,7 +149,8 @@ def aligned(runs: list[Run]) -> tuple[list[str], list[str], np.ndarray, np.ndarr
         if sorted(frame.index) != ids:
             raise ConfigError(
                 f"run `{run.name}` was tested on other examples than run `{runs[0].name}`; a paired comparison "
-                f"needs the same test set: keep `task.*` (task.seed included) the same across the grid.")
+                f"needs the same test set: keep `task.*` (task.seed included) the same across the grid; "
+                f"task.demo.train_seed draws other labelled examples on the same test set.")
         frame = frame.loc[ids]
         labels.append(frame["label"].map(index).to_numpy())
         preds.append(frame["pred"].map(index).to_numpy())

@@ -16,9 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from transformers import set_seed
-
 from pipeline import tracking
 from pipeline.allocator import keep_freed_memory
 from pipeline.checkpoints import last_complete_checkpoint
@@ -44,7 +41,24 @@ def interrupted_message(name: str, checkpoints: tuple[str, ...] = ()) -> str:
 def set_process_allocator(params: Params) -> None:
     """The allocator is process-wide: set where the stage's process starts (pipeline/allocator.py). It
     changes how fast a stage runs, never what it computes (so no stage declares it as a param)."""
-    keep_freed_memory(params.train.keep_freed_memory and not torch.cuda.is_available())
+    torch = sys.modules.get("torch")  # a stage that never imports torch (inputs, prepare) runs on the CPU
+    keep_freed_memory(params.train.keep_freed_memory and not (torch is not None and torch.cuda.is_available()))
+
+
+def seed_all(value: int) -> None:
+    """Seed Python's and NumPy's generators and, in a stage that uses torch (its module imports it before
+    `run_stage`), torch's on every device, through transformers' `set_seed`. A stage that does not use torch
+    does not import it for this (`inputs` runs on every `dvc repro`)."""
+    import random
+
+    import numpy as np
+
+    random.seed(value)
+    np.random.seed(value)
+    if "torch" in sys.modules:
+        from transformers import set_seed
+
+        set_seed(value)
 
 
 def check_outputs(paths: tuple[str, ...]) -> None:
@@ -110,7 +124,7 @@ def run_stage(name: str, work: Callable[[Params], dict], metrics_path: str | Non
         check_outputs(declared)
         set_process_allocator(params)
         if seed is not None:  # each stage draws from the seed that names its randomness (params.yaml says which)
-            set_seed(seed(params))
+            seed_all(seed(params))
         start = time.time()
         with (tracking.stage_run(params, name) if track else contextlib.nullcontext()) as run:
             with outputs_together(declared):  # the data and the metrics are renamed into place together

@@ -1,6 +1,6 @@
 """The statistics of a grid: per strategy mean +- std over seeds, and the paired difference from the
 baseline over the same test examples (a bootstrap here, the seeds x examples interval and MDE in
-pipeline/power.py), at one recipe or at each value of a param (`summarise_by`)."""
+pipeline/variance.py), at one recipe or at each value of a param (`summarise_by`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 from scipy.stats import bootstrap
 
-from pipeline import power
+from pipeline import variance
 from pipeline.config import SOURCES, ConfigError
 from pipeline.runs import Run, aligned
 
@@ -31,7 +31,7 @@ def macro_f1(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
 def macro_f1_values(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
     """Per-example values (runs x examples) whose mean over examples is each run's macro-F1 exactly: the
     delta-method linearisation (influence function) of F1_c = 2·TP_c / (predicted_c + true_c). Macro-F1
-    is not a mean over examples, so the seeds x examples model of pipeline/power.py cannot take it as
+    is not a mean over examples, so the seeds x examples model of pipeline/variance.py cannot take it as
     it is; its linearisation is a mean, with the same variance to first order in 1/n, so the macro-F1
     interval gets the seed term the accuracy interval has. Written here because neither SciPy nor
     scikit-learn linearises F1, and a two-level bootstrap over 2 to 5 seeds has too few distinct resamples.
@@ -135,13 +135,13 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
             entry["vs_baseline"] = paired_bootstrap(labels, preds[a], preds[b], len(classes), n_boot, seed,
                                                     confidence)
             entry["vs_baseline"]["paired_seeds"] = common
-            d, paired_by = power.paired_diff(preds[a] == labels, [replicate_of(runs[i]) for i in a], preds[b] == labels,
-                                             [replicate_of(runs[i]) for i in b])
-            entry["vs_baseline"]["power"] = {**power.interval(d, confidence), "paired_by": paired_by}
+            d, paired_by = variance.paired_diff(preds[a] == labels, [replicate_of(runs[i]) for i in a],
+                                                preds[b] == labels, [replicate_of(runs[i]) for i in b])
+            entry["vs_baseline"]["power"] = {**variance.interval(d, confidence), "paired_by": paired_by}
             f1_values = macro_f1_values(labels, preds[a + b], len(classes))
-            d_f1, _ = power.paired_diff(f1_values[:len(a)], [replicate_of(runs[i]) for i in a], f1_values[len(a):],
-                                        [replicate_of(runs[i]) for i in b])
-            entry["vs_baseline"]["power_macro_f1"] = power.interval(d_f1, confidence)
+            d_f1, _ = variance.paired_diff(f1_values[:len(a)], [replicate_of(runs[i]) for i in a],
+                                           f1_values[len(a):], [replicate_of(runs[i]) for i in b])
+            entry["vs_baseline"]["power_macro_f1"] = variance.interval(d_f1, confidence)
         table[strategy] = entry
     return {"baseline": baseline, "order": order, "confidence": confidence, "bootstrap_resamples": n_boot,
             "test_examples": int(labels.shape[0]), "classes": classes, "replicates": replicate_by,
@@ -150,7 +150,7 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
 
 def headline(vs: dict, metric: str = "accuracy") -> dict:
     """The Δ accuracy (or Δ macro-F1) that tables, CSVs and plots show: over test examples and seeds
-    (pipeline/power.py; macro-F1 through its linearisation, `macro_f1_values`) when several paired seeds
+    (pipeline/variance.py; macro-F1 through its linearisation, `macro_f1_values`) when several paired seeds
     measured the seed spread, else the paired bootstrap over test examples."""
     if not vs["power"]["seed_term"]:
         return vs[metric]

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pipeline.compat import TrainSamplerHook, use_one_gpu
+from pipeline.compat import LengthGroupedSampler, TrainSamplerHook, learning_rate, use_one_gpu
 from pipeline.config import Train
-from pipeline.console import PhaseBars
+from pipeline.progress import PhaseBars
 from pipeline.distributed import barrier, is_main_process
 from pipeline.checkpoints import checkpoint_step, last_complete_checkpoint
 from pipeline.io import atomic_dir, hash_file
@@ -115,7 +114,7 @@ class CheckedTrainer(TrainSamplerHook):
     """
 
     def __init__(self, *args, phase: str = "[train]", per_epoch: bool = False, **kwargs):
-        """`phase` names the progress bar (`per_epoch`: one bar per epoch), pipeline.console.PhaseBars."""
+        """`phase` names the progress bar (`per_epoch`: one bar per epoch), pipeline.progress.PhaseBars."""
         super().__init__(*args, **kwargs)
         self.add_callback(LogAtBoundaries())
         PhaseBars.install(self, phase, per_epoch)
@@ -133,7 +132,7 @@ class CheckedTrainer(TrainSamplerHook):
             self._watch = {"step": torch.full((), -1, dtype=torch.long, device=value.device),
                            "loss": torch.zeros((), device=value.device), "lr": torch.zeros((), device=value.device),
                            "last_finite": torch.full((), float("nan"), device=value.device)}
-        w, lr = self._watch, self._get_learning_rate() if self.lr_scheduler is not None else self.args.learning_rate
+        w, lr = self._watch, learning_rate(self) if self.lr_scheduler is not None else self.args.learning_rate
         clean = w["step"] < 0  # no non-finite loss seen yet
         first = clean & ~torch.isfinite(value)
         w["step"] = torch.where(first, self.state.global_step + 1, w["step"])
@@ -245,7 +244,7 @@ class KeepBestEpoch(TrainerCallback):
             missing, unexpected = model.load_state_dict(state, strict=False)
             # tied weights are stored once (safetensors keeps one name of tensors sharing memory, also in a model
             # nested in another, as the prompt classifier's MLM); anything else missing is a real mismatch
-            tied = set(getattr(model, "_tied_weights_keys", None) or [])
+            tied = set(getattr(model, "all_tied_weights_keys", None) or ())
             by_memory: dict[int, list[str]] = {}
             for key, tensor in model.state_dict().items():
                 by_memory.setdefault(tensor.data_ptr(), []).append(key)

@@ -5,12 +5,13 @@ import shutil
 import numpy as np
 
 from pipeline.console import result_block
-from pipeline.data import load_prepared
+from pipeline.artifacts import load_prepared
 from pipeline.evaluate import bucket_of, metrics_from_predictions, predict
 from pipeline.encoding import encode_split
 from pipeline.io import read_json, write_csv
 from pipeline.lineage import check_lineage
-from pipeline.model import load_classifier, load_tokenizer
+from pipeline.classifier import load_classifier
+from pipeline.model import load_tokenizer
 from pipeline.stage import run_stage
 
 MODEL, WORK_DIR = "models/classifier", "models/.evaluate-work"

@@ -4,13 +4,14 @@ import shutil
 from pathlib import Path
 
 from pipeline.config import check_lengths
-from pipeline.data import load_prepared
+from pipeline.artifacts import load_prepared
 from pipeline.distributed import is_main_process
 from pipeline.encoding import encode_split
 from pipeline.finetune import finetune
 from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.lineage import check_lineage
-from pipeline.model import load_classifier, load_config, load_tokenizer
+from pipeline.classifier import load_classifier
+from pipeline.model import load_config, load_tokenizer
 from pipeline.prompt import prompt_for
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint

@@ -5,14 +5,13 @@ import shutil
 import torch
 
 from pipeline.config import check_budget, check_lengths
-from pipeline.corpus import load_corpus
-from pipeline.data import load_prepared
+from pipeline.artifacts import load_corpus, load_prepared
 from pipeline.distributed import is_main_process, world_size
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.lineage import check_lineage
 from pipeline.mlm import check_corpus_ids, continue_pretraining, heldout_blocks, mlm_perplexity, warm_up_head
 from pipeline.model import load_config, load_mlm, load_tokenizer
-from pipeline.prompt import MLM_HEAD_RECORD
+from pipeline.cloze import MLM_HEAD_RECORD
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
@@ -27,10 +26,10 @@ def warm_up_head_on_task_text(model, tokenizer, params, head: dict) -> dict:
     train_text = load_prepared("train", "data/task").select_columns(["text"])
     run_id = fingerprint({k: getattr(params, k) for k in ("model", "pretrain", "train")}, ["data/task/train.parquet"])
     return warm_up_head(model, tokenizer, train_text, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
-                        run_id, num_proc=params.collect.num_proc)
+                        run_id, num_proc=params.pretrain.num_proc)
 
 
-def pretrain(params):
+def run(params):
     name, trust_remote_code = params.model.name, params.model.trust_remote_code
     check_lengths(params, load_config(name, trust_remote_code))
     if params.pretrain.source != "none":
@@ -67,13 +66,13 @@ def pretrain(params):
         run_id = fingerprint({**{k: getattr(params, k) for k in ("model", "pretrain", "train")}, "template": template},
                              ["data/corpus/corpus.parquet"])
         warmup = warm_up_head(model, tokenizer, corpus, params.pretrain, params.train, head, HEAD_WORK_DIR, WORK_DIR,
-                              run_id, num_proc=params.collect.num_proc)
+                              run_id, num_proc=params.pretrain.num_proc)
         if warmup["tokens"]:
             head_only = perplexity("head warmed up")
             print(f"[pretrain] head warm-up: {warmup['tokens']:,} tokens, encoder frozen; held-out perplexity "
                   f"{before['perplexity']:,.1f} -> {head_only['perplexity']:,.1f}", flush=True)
         stats = continue_pretraining(model, tokenizer, corpus, params.pretrain, params.train, WORK_DIR, run_id,
-                                     num_proc=params.collect.num_proc, template=template)
+                                     num_proc=params.pretrain.num_proc, template=template)
         after = perplexity("after")
     curve = stats.pop("curve")
     if is_main_process():
@@ -96,5 +95,5 @@ def pretrain(params):
 
 
 if __name__ == "__main__":
-    run_stage("pretrain", pretrain, "metrics/pretrain.json", seed=lambda params: params.pretrain.seed,
+    run_stage("pretrain", run, "metrics/pretrain.json", seed=lambda params: params.pretrain.seed,
               checkpoints=(WORK_DIR, HEAD_WORK_DIR), outputs=("models/pretrained", "plots/pretrain_loss.csv"))

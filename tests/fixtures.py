@@ -216,7 +216,7 @@ def make_tiny_deberta(directory: Path, texts: list[str], seed: int = 0, vocab_si
 
 def heldout_hashes(task_dir) -> set[str]:
     """Normalised hashes of a prepared task's dev and test text: what no corpus may contain."""
-    from pipeline.data import load_prepared
+    from pipeline.artifacts import load_prepared
     from pipeline.dedup import clean_text, normalised_hash
 
     return {normalised_hash(clean_text(t)) for split in ("dev", "test") for t in load_prepared(split, task_dir)["text"]}

@@ -60,7 +60,7 @@ def test_corpus_empty_after_cleaning(task_dir, tmp_path, tiny_model):
     (tmp_path / "corpora" / "in_domain.yaml").write_text(
         yaml.safe_dump({"sources": [{"path": str(tmp_path / "short.jsonl")}]}))
     with pytest.raises(ConfigError, match=r"in_domain.yaml: the corpus is empty after cleaning.*collect.min_chars"):
-        build_corpus(params.task, params.collect, params.pretrain, AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
+        build_corpus(params.task, params.collect, params.dedup, params.pretrain, AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
     assert not (tmp_path / "corpus").exists()
 
 
@@ -358,7 +358,8 @@ def test_a_config_of_another_width_than_the_weights_names_the_shapes(tiny_model,
     import json
 
     from pipeline.config import Finetune
-    from pipeline.model import load_classifier, load_mlm
+    from pipeline.classifier import load_classifier
+    from pipeline.model import load_mlm
 
     model_dir = _copy_model(tiny_model, tmp_path)
     config = json.loads((model_dir / "config.json").read_text())
@@ -375,7 +376,8 @@ def test_a_bert_config_over_roberta_weights_is_refused_not_trained_at_random(tin
     from transformers import RobertaConfig, RobertaForMaskedLM
 
     from pipeline.config import Finetune
-    from pipeline.model import load_classifier, load_mlm
+    from pipeline.classifier import load_classifier
+    from pipeline.model import load_mlm
 
     model_dir = _copy_model(tiny_model, tmp_path)
     bert_config = (model_dir / "config.json").read_text()

@@ -318,15 +318,15 @@ def test_an_interrupted_collect_removes_its_work_folder(task_dir, tmp_path, tiny
     (tmp_path / "corpora" / "in_domain.yaml").write_text(yaml.safe_dump(
         {"sources": [{"path": str(tmp_path / "docs.jsonl"), "name": "docs"}]}))
 
-    def interrupted(spec, c, heldout, tokenizer, task_dir, work):
+    def interrupted(spec, c, d, heldout, tokenizer, task_dir, work):
         work.mkdir(parents=True)
         (work / "part.jsonl").write_text("x" * 1000)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline.corpus, "build_pool", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_corpus(params.task, params.collect, params.pretrain, AutoTokenizer.from_pretrained(tiny_model),
-                     tmp_path / "task", tmp_path / "corpus")
+        build_corpus(params.task, params.collect, params.dedup, params.pretrain,
+                     AutoTokenizer.from_pretrained(tiny_model), tmp_path / "task", tmp_path / "corpus")
     assert not (tmp_path / "corpus.work").exists() and not (tmp_path / "corpus").exists()
 
 

@@ -117,9 +117,9 @@ def test_slurm_settings_are_checked_and_sbatch_must_exist(monkeypatch):
 def test_the_banding_keeps_the_threshold_meaning():
     """The bands datatrove's bucket stage uses are datasketch's for the threshold (candidates favour recall;
     every candidate is then confirmed by the estimated Jaccard)."""
-    c = from_dict({}).collect
-    bands, rows = lsh_banding(c)
-    assert bands * rows <= c.minhash_perm
+    d = from_dict({}).dedup
+    bands, rows = lsh_banding(d)
+    assert bands * rows <= d.minhash_perm
     assert 1 - (1 - 0.8 ** rows) ** bands > 0.85  # a true 0.8 pair is a candidate in most bands draws
 
 

@@ -8,7 +8,8 @@ from transformers import AutoTokenizer
 
 from fixtures import NEWS, REVIEW, heldout_hashes, make_corpora, news, write_corpus_specs, write_jsonl
 from pipeline.config import ConfigError, from_dict
-from pipeline.corpus import build_corpus, load_corpus
+from pipeline.artifacts import load_corpus
+from pipeline.corpus import build_corpus
 from pipeline.corpus_spec import check_sources, load_spec
 from pipeline.dedup import clean_text, normalised_hash
 from pipeline.data import prepare_task
@@ -33,7 +34,7 @@ def setup(task_dir, tmp_path, tiny_model):
     def build(source, **kw):
         out = tmp_path / f"corpus_{source}"
         p = params(source, **kw)
-        stats = build_corpus(p.task, p.collect, p.pretrain, tokenizer, tmp_path / "task_out", out)
+        stats = build_corpus(p.task, p.collect, p.dedup, p.pretrain, tokenizer, tmp_path / "task_out", out)
         return stats, load_corpus(out)
 
     return build, planted, tmp_path / "task_out"
@@ -356,13 +357,20 @@ def test_text_field_may_join_several_fields(setup, tmp_path):
 
 
 def test_collect_params_are_range_checked():
-    for collect, key in (({"select": "knn"}, "collect.select"),
-                         ({"select_k": 10, "select_pool": 5}, "collect.select_k"),
-                         ({"near_dup_threshold": 1.0}, "collect.near_dup_threshold"),
-                         ({"minhash_perm": 8}, "collect.minhash_perm"),
-                         ({"shingle_words": 0}, "collect.shingle_words")):
+    for section, values, key in (("collect", {"select": "knn"}, "collect.select"),
+                                 ("collect", {"select_k": 10, "select_pool": 5}, "collect.select_k"),
+                                 ("dedup", {"near_dup_threshold": 1.0}, "dedup.near_dup_threshold"),
+                                 ("dedup", {"minhash_perm": 8}, "dedup.minhash_perm"),
+                                 ("dedup", {"shingle_words": 0}, "dedup.shingle_words")):
         with pytest.raises(ConfigError, match=f"`{key}` is"):
-            from_dict({"collect": collect})
+            from_dict({section: values})
+
+
+@pytest.mark.parametrize("key", ["near_dup_threshold", "minhash_perm", "shingle_words"])
+def test_a_dedup_key_left_under_collect_names_its_new_home(key):
+    with pytest.raises(ConfigError, match=rf"`collect\.{key}` has moved to `dedup\.{key}` \(read by prepare and "
+                                          rf"collect\); move it there"):
+        from_dict({"collect": {key: 3}})
 
 
 def test_the_repository_corpus_specs_are_valid():

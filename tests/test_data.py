@@ -7,7 +7,8 @@ import pytest
 
 from fixtures import make_task, write_jsonl
 from pipeline.config import ConfigError, from_dict
-from pipeline.data import load_prepared, prepare_task
+from pipeline.artifacts import load_prepared
+from pipeline.data import prepare_task
 
 
 def params_for(task_dir, **task):
@@ -33,6 +34,20 @@ def test_demo_subset_is_stratified_and_seeded(task_dir, tmp_path):
         a, b = load_prepared(split, tmp_path / "a"), load_prepared(split, tmp_path / "b")
         assert len(a) == n and a["id"] == b["id"]
         assert abs(np.mean(a["label"]) - 0.5) <= 1 / n
+
+
+def test_the_labelled_draw_varies_alone_with_train_seed(task_dir, tmp_path):
+    """task.demo.train_seed draws other labelled examples while dev and test, drawn with task.seed, stay the same
+    (compare needs one test set); null keeps task.seed's draw."""
+    demo = {"enabled": True, "train": 40, "dev": 20, "test": 30}
+    prepare_task(params_for(task_dir, demo=demo).task, tmp_path / "default")
+    prepare_task(params_for(task_dir, demo={**demo, "train_seed": 42}).task, tmp_path / "same")  # task.seed is 42
+    prepare_task(params_for(task_dir, demo={**demo, "train_seed": 7}).task, tmp_path / "other")
+    ids = {run: {s: load_prepared(s, tmp_path / run)["id"] for s in ("train", "dev", "test")}
+           for run in ("default", "same", "other")}
+    assert ids["same"] == ids["default"]
+    assert ids["other"]["dev"] == ids["default"]["dev"] and ids["other"]["test"] == ids["default"]["test"]
+    assert ids["other"]["train"] != ids["default"]["train"] and len(ids["other"]["train"]) == 40
 
 
 def test_missing_field_names_field_and_columns(task_dir, tmp_path):
@@ -88,8 +103,8 @@ def test_train_copies_of_test_text_are_reported_and_dropped_on_request(task_dir,
     assert in_train["exact"] >= 1 and in_train["near"] >= 1  # the rest went to dev (the split is seeded)
     assert stats["train_overlap"] == {**in_train, "action": "report", "train_docs_checked": len(train),
                                       "near_threshold": 0.8}
-    # the near test is collect's: its threshold, permutations and shingles (one setting for both stages)
-    strict = from_dict({"collect": {"near_dup_threshold": 0.95, "shingle_words": 10}}).collect  # J about 0.78
+    # the near test is collect's: the `dedup` section's threshold, permutations and shingles (one setting for both)
+    strict = from_dict({"dedup": {"near_dup_threshold": 0.95, "shingle_words": 10}}).dedup  # J about 0.78
     stats = prepare_task(params_for(task_dir, dev_size=0.2).task, tmp_path / "strict", strict)
     assert stats["train_overlap"]["exact"] == in_train["exact"] and stats["train_overlap"]["near"] == 0
     stats = prepare_task(params_for(task_dir, dev_size=0.2, train_overlap="drop").task, tmp_path / "drop")

@@ -80,3 +80,22 @@ def test_two_processes_match_one_process_with_double_batch(ddp_project):
     # same weights, same examples per step, no dropout: only float summation order differs
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
     assert two["dev_accuracy"] == pytest.approx(one["dev_accuracy"], abs=0.03)
+
+
+def test_a_prompt_classifier_trains_under_ddp_as_in_one_process(ddp_project):
+    # finetune.model prompt reads the MLM head at the mask: under DDP the head runs inside the wrapped forward, so
+    # two processes of batch 8 train what one process of batch 16 trains (no dropout: summation order only)
+    project, _ = ddp_project
+    out = {}
+    for nproc, batch in ((2, 8), (1, 16)):
+        set_params(project, **{"finetune.model": "prompt", "launch.nproc_per_node": nproc,
+                               "finetune.batch_size": batch})
+        run([sys.executable, "-m", "stages.launch", "stages.finetune"], project)
+        out[nproc] = metrics(project, "finetune")
+        run([sys.executable, "-m", "stages.evaluate"], project)
+        assert metrics(project, "eval")["examples"] == 80
+    two, one = out[2], out[1]
+    assert two["world_size"] == 2 and one["world_size"] == 1 and two["steps"] == one["steps"] > 0
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
+    assert two["dev_accuracy"] == pytest.approx(one["dev_accuracy"], abs=0.03)
+    set_params(project, **{"finetune.model": "flat"})

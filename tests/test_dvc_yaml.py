@@ -233,3 +233,47 @@ def test_editing_a_local_input_in_place_reruns_what_reads_it(tmp_path):
         fh.write(json.dumps({"body": "Officials said growth in the quarter beat the forecast again."}) + "\n")
     assert repro() == {"collect"}
     assert repro() == set()
+
+
+# ---------------------------------------------------------------------------- an edit re-runs what runs it
+def test_an_edit_reruns_only_the_stages_that_run_the_edited_code(tmp_path):
+    """Issue 45: each stage's deps are what it runs, so an edit to corpus code that leaves the corpus as it was
+    re-runs `collect` alone (DVC sees data/corpus unchanged and skips MLM pretraining and all after it), and an
+    edit to a classifier re-runs neither `collect` nor `pretrain`."""
+    from fixtures import make_project
+
+    # cross_domain: a corpus the datatrove pool builds from the fixture's news sources
+    project = make_project(tmp_path, **{"finetune.epochs": 1, "pretrain.source": "cross_domain"})
+    names = ("prepare", "collect", "pretrain", "finetune", "evaluate")
+
+    def repro():
+        result = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True,
+                                env={**os.environ, "WANDB_MODE": "disabled"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {s for s in names if f"Running stage '{s}'" in result.stdout}
+
+    def edit(module: str) -> None:  # a change of code that computes nothing new
+        with (project / "pipeline" / module).open("a") as fh:
+            fh.write("\n# an edit that changes no result\n")
+
+    assert repro() == set(names)
+    edit("collect_steps.py")
+    assert repro() == {"collect"}
+    edit("hierarchical.py")
+    assert repro() == {"finetune", "evaluate"}
+    edit("corpus.py")
+    assert repro() == {"collect"}
+
+
+def test_the_inputs_stage_imports_no_heavy_library(tmp_path):
+    """`inputs` runs on every `dvc repro` and only hashes files: it must not pay for torch, datasets or
+    scikit-learn (about 3 s of imports on a laptop CPU; bench/bench_imports.py prints each stage's)."""
+    from fixtures import make_project
+
+    project = make_project(tmp_path)
+    code = ("import runpy, sys; sys.argv = ['stages.inputs']; runpy.run_module('stages.inputs', run_name='__main__'); "
+            "print(sorted(m for m in ('torch', 'datasets', 'sklearn', 'transformers', 'datatrove') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (project / "data/inputs/task.json").is_file()  # the stage did its work
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

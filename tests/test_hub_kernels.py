@@ -7,12 +7,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from transformers.modeling_utils import PreTrainedModel
 
-from fixtures import ROOT, make_project, read_metrics
+from fixtures import ROOT, make_project
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def test_every_stage_loads_its_models_without_hub_kernels(tmp_path, monkeypatch,
 
     params = load_params("params.yaml")
     assert params.train.hub_kernels is False  # the default
-    metrics = {"pretrain": pretrain.pretrain(params), "finetune": finetune.run(params), "evaluate": evaluate.run(params)}
+    metrics = {"pretrain": pretrain.run(params), "finetune": finetune.run(params), "evaluate": evaluate.run(params)}
     loaded = [name for name, _ in kernel_requests]
     assert "BertForMaskedLM" in loaded and loaded.count("BertForSequenceClassification") == 2, loaded
     assert [on for _, on in kernel_requests] == [False] * len(kernel_requests), kernel_requests
@@ -48,7 +47,8 @@ def test_every_stage_loads_its_models_without_hub_kernels(tmp_path, monkeypatch,
 
 
 def test_the_param_turns_them_on(tiny_model, kernel_requests):
-    from pipeline.model import load_classifier, load_mlm
+    from pipeline.classifier import load_classifier
+    from pipeline.model import load_mlm
 
     load_mlm(str(tiny_model), False, hub_kernels=True)
     load_classifier(str(tiny_model), False, hub_kernels=True)

@@ -149,7 +149,7 @@ def test_bf16_checkpoint_loads_with_float32_master_weights(tmp_path, tiny_model,
     """A checkpoint stored in bf16 (common on the Hub) must not be trained in bf16 weights."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from pipeline.model import load_classifier
+    from pipeline.classifier import load_classifier
 
     AutoModelForMaskedLM.from_pretrained(tiny_model).to(torch.bfloat16).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from fixtures import ROOT, heldout_hashes, make_project, set_params
-from pipeline.corpus import load_corpus
+from pipeline.artifacts import load_corpus
 from pipeline.dedup import normalised_hash
 
 SOURCES = ("none", "task", "in_domain", "cross_domain")

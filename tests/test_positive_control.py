@@ -6,7 +6,6 @@ import json
 import math
 import shutil
 import subprocess
-from pathlib import Path
 
 import yaml
 from transformers import AutoModelForMaskedLM

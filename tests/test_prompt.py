@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from fixtures import make_project, read_metrics
 from pipeline.config import ConfigError, from_dict
 from pipeline.encoding import encode_split
-from pipeline.prompt import PromptClassifier, label_word_ids, prompt_for, split_template
+from pipeline.cloze import split_template
+from pipeline.prompt import PromptClassifier, label_word_ids, prompt_for
 
 LABELS = {"names": ["0", "1"], "values": ["0", "1"]}
 

@@ -1,6 +1,5 @@
 """Resume after SIGKILL, determinism, and the non-finite-loss stop."""
 
-import csv
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 from fixtures import make_project, read_metrics as metrics, set_params
-from pipeline.config import from_dict
+from pipeline.config import ConfigError, from_dict
 from pipeline.encoding import encode_split
 from pipeline.finetune import finetune
 from pipeline.training import NonFiniteLossError
@@ -51,13 +50,6 @@ def kill_after_checkpoint(project, name, work_dir, sig=signal.SIGKILL):
     # the run must have been cut while training, with its checkpoint still there to resume from
     assert list((project / work_dir).glob("checkpoint-*/trainer_state.json")), "the checkpoint is gone after the kill"
     return subprocess.CompletedProcess(proc.args, proc.returncode, None, stderr)
-
-
-
-
-def last_dev_loss(project):
-    rows = list(csv.DictReader((project / "plots/finetune_curve.csv").open()))
-    return float(rows[-1]["dev_loss"])
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +197,31 @@ def test_patience_stops_when_dev_accuracy_stalls(tiny_model, tmp_path, patience,
     assert stats["stopped_early"] is (patience > 0) and stats["best_epoch"] == 1.0
 
 
+def test_keep_last_keeps_the_last_epoch_and_selects_nothing_on_dev(tiny_model, tmp_path):
+    # finetune.keep last: a fixed number of steps; the weights are the last epoch's whatever dev says, and a
+    # patience that would select on dev is refused
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    recipe = {"lr": 1e-3, "epochs": 3, "batch_size": 8, "patience": 0}
+    data = None
+    finals = {}
+    for keep in ("best", "last"):
+        params = from_dict({"model": {"max_length": 32}, "train": {"precision": "fp32", "checkpoint_steps": 0},
+                            "finetune": {**recipe, "keep": keep}})
+        data = data or encode_split(Dataset.from_dict({"text": ["great film", "awful plot"] * 8, "label": [1, 0] * 8}),
+                                    tokenizer, params.model.max_length, params.finetune)
+        model = BertForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+        trainer, stats, curve = finetune(model, tokenizer, data, data, params.finetune, params.train, params.seed,
+                                         tmp_path / keep)
+        finals[keep] = (stats, curve, trainer.evaluate(data)["eval_loss"])
+    stats, curve, loss = finals["last"]
+    assert stats["kept"] == "last" and stats["best_epoch"] == stats["epochs_run"] == 3.0
+    assert stats["dev_accuracy"] == curve[-1]["dev_accuracy"]
+    assert loss == pytest.approx(curve[-1]["dev_loss"], rel=1e-5)  # the model holds the last epoch's weights
+    assert finals["best"][0]["kept"] == "best"
+    with pytest.raises(ConfigError, match=r"`finetune.patience` is 2; it must be 0 when finetune.keep is last"):
+        from_dict({"finetune": {"keep": "last", "patience": 2}})
+
+
 def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path):
     """The Trainer writes trainer_state.json last: a newer folder without it (or with it cut short)
     is a save the kill interrupted, and the resume takes the newest complete one."""
@@ -285,7 +302,7 @@ def test_a_full_disk_while_datasets_caches_an_input_is_not_blamed_on_the_input(t
             raise no_space("/cache/datasets/json/train.arrow")
         except OSError as exc:
             raise RuntimeError("An error occurred while generating the dataset") from exc
-    monkeypatch.setattr(files, "load_dataset", load_dataset)
+    monkeypatch.setattr("datasets.load_dataset", load_dataset)  # pipeline.files imports it where it loads
     with pytest.raises(ConfigError) as info:
         files.load_local_file(task_dir / "train.jsonl")
     message = str(info.value)

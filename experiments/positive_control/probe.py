@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.data import load_prepared
+from pipeline.artifacts import load_prepared
 from pipeline.precision import autocast, resolve_precision
 
 

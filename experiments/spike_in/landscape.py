@@ -42,7 +42,7 @@ from experiments.spike_in.embeddings import similarity
 from experiments.spike_in.oracle import oracle_rows
 from experiments.spike_in.spike import DATA, load_map, read_jsonl
 from pipeline.mlm import pack
-from pipeline.prompt import mlm_head
+from pipeline.cloze import mlm_head
 from pipeline.model import load_mlm, load_tokenizer
 
 
