@@ -20,7 +20,8 @@ import yaml
 from fixtures import ROOT
 
 PACKAGES = ("pipeline", "stages", "experiments")
-PIPELINES = ["dvc.yaml", "experiments/positive_control/dvc.yaml"]
+PIPELINES = ["dvc.yaml", "experiments/positive_control/dvc.yaml", "experiments/spike_in/dvc.yaml",
+             "experiments/spike_in/adapted/dvc.yaml"]
 
 
 def module_file(name: str) -> Path | None:
