@@ -148,7 +148,8 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                                  data_collator=dynamic_padding(tokenizer, model), processing_class=tokenizer,
                                  compute_metrics=compute_metrics, optimizers=(make_optimizer(model, recipe), None),
-                                 callbacks=[*[keep_best] * (keep_best is not None), stalls, *callbacks], phase="[finetune]", per_epoch=True)
+                                 callbacks=[c for c in (keep_best, stalls, *callbacks) if c is not None],
+                                 phase="[finetune]", per_epoch=True)
         result, resumed_from = train_with_resume(trainer, work_dir, run_id, name="finetune")
     seconds = time.time() - start
     barrier()  # rank 0 has written the best weights

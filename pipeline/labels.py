@@ -278,22 +278,12 @@ def holdout_check(correct: np.ndarray, cell: Cell, log_x: np.ndarray, fitted: np
             "within": None if predicted is None else bool(iv["ci_low"] <= predicted <= iv["ci_high"])}
 
 
-def _param(run: Run, dotted: str, missing=ConfigError):
-    """The run's dotted param; when its params lack it, `missing` (a ConfigError naming --labels-param by default)."""
-    node = run.params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if missing is ConfigError:
-                raise ConfigError(f"run `{run.name}` has no param `{dotted}` in its params.yaml; --labels-param "
-                                  f"names the dotted params.yaml key that holds its number of labelled examples.")
-            return missing
-        node = node[part]
-    return node
-
-
 def run_labels(run: Run, labels_param: str = LABELS_PARAM) -> int:
     """The number of labelled training examples of `run` (its `labels_param`), a positive integer."""
-    value = _param(run, labels_param)
+    value = run.param(labels_param, default=None)
+    if value is None:
+        raise ConfigError(f"run `{run.name}` has no param `{labels_param}` in its params.yaml; --labels-param "
+                          f"names the dotted params.yaml key that holds its number of labelled examples.")
     try:
         labels = int(value)
     except (TypeError, ValueError):
@@ -307,7 +297,7 @@ def run_labels(run: Run, labels_param: str = LABELS_PARAM) -> int:
 def run_draw(run: Run):
     """The run's label draw (DRAW_PARAMS: the first set); a run whose params hold neither is one draw (0)."""
     for dotted in DRAW_PARAMS:
-        if (value := _param(run, dotted, None)) is not None:
+        if (value := run.param(dotted, default=None)) is not None:
             return value
     return 0
 

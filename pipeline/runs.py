@@ -29,11 +29,14 @@ class Run:
     predictions: pd.DataFrame = field(repr=False)  # id, label, pred
     params: dict = field(default_factory=dict, repr=False)  # the run's params.yaml, for --by
 
-    def param(self, dotted: str):
-        """The value of a dotted param key (`pretrain.max_tokens`) in this run's params."""
+    def param(self, dotted: str, default=ConfigError):
+        """The value of a dotted param key (`pretrain.max_tokens`) in this run's params; where they lack it,
+        `default` if given, else a ConfigError."""
         node = self.params
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
+                if default is not ConfigError:
+                    return default
                 raise ConfigError(f"run `{self.name}` has no param `{dotted}` in its params.yaml; --by takes a "
                                   f"dotted key of params.yaml such as pretrain.max_tokens or model.max_length.")
             node = node[part]

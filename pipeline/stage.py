@@ -47,18 +47,19 @@ def set_process_allocator(params: Params) -> None:
 
 def seed_all(value: int) -> None:
     """Seed Python's and NumPy's generators and, in a stage that uses torch (its module imports it before
-    `run_stage`), torch's on every device, through transformers' `set_seed`. A stage that does not use torch
-    does not import it for this (`inputs` runs on every `dvc repro`)."""
+    `run_stage`), torch's on every device: transformers' `set_seed` seeds all of them. A stage that does not
+    use torch does not import it for this (`inputs` runs on every `dvc repro`)."""
+    if "torch" in sys.modules:
+        from transformers import set_seed
+
+        set_seed(value)
+        return
     import random
 
     import numpy as np
 
     random.seed(value)
     np.random.seed(value)
-    if "torch" in sys.modules:
-        from transformers import set_seed
-
-        set_seed(value)
 
 
 def check_outputs(paths: tuple[str, ...]) -> None:
