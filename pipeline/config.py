@@ -176,6 +176,11 @@ class Prompt(Section):
     template: Str = "{text} It was {mask}."  # one `{text}`, one `{mask}` (the tokenizer's own mask token)
     # class (label value or name) -> its label word(s), each one token of the tokenizer; scores: their mean logit
     verbalizer: dict = Field(default_factory=lambda: {"0": ["terrible"], "1": ["great"]})
+    # zero-shot only: none, or content_free (Zhao et al. 2021's contextual calibration): the class scores of the
+    # template around each content-free text, averaged, are subtracted from every text's scores, so that a text
+    # with no content scores the classes alike (it moves the decision threshold, not the ranking)
+    calibrate: Literal["none", "content_free"] = "none"
+    content_free: list[Str] = Field(default_factory=lambda: ["N/A", ""], min_length=1)
 
 
 class Finetune(Section):
@@ -319,6 +324,9 @@ def _check_ranges(p: Params, where: str) -> None:
          "0 when finetune.keep is last (early stopping selects on dev as much as keeping the best epoch does)")
     need(f.epochs > 0 or f.model == "prompt", "finetune.epochs", f.epochs,
          "at least 1 (0, no training, is zero-shot: finetune.model prompt only)")
+    need(f.prompt.calibrate == "none" or (f.model == "prompt" and f.epochs == 0), "finetune.prompt.calibrate",
+         f.prompt.calibrate, "none unless finetune.model is prompt and finetune.epochs 0: calibration corrects an "
+         "untrained prompt classifier's prior, while a trained one learns the classes' balance from its labels")
     need(isinstance(f.prompt.verbalizer, dict) and all(
         isinstance(w, str) or (isinstance(w, list) and w and all(isinstance(x, str) for x in w))
         for w in f.prompt.verbalizer.values()), "finetune.prompt.verbalizer", f.prompt.verbalizer,

@@ -32,6 +32,7 @@ class PromptConfig(PreTrainedConfig):
     mlm: PreTrainedConfig | dict | None = None
     label_word_ids: list | None = None  # per class, the token ids of its label words
     mask_token_id: int = 0
+    calibration: list | None = None  # per class, the content-free score subtracted from the class scores
 
     @property
     def num_hidden_layers(self) -> int:  # what layer-wise lr decay counts
@@ -75,6 +76,8 @@ class PromptClassifier(PreTrainedModel):
         states = hidden[torch.arange(len(input_ids), device=hidden.device), at]  # (batch, hidden)
         vocab = mlm_head(self.mlm)(states).float()  # (batch, vocabulary): the head on the mask rows only
         logits = torch.stack([vocab[:, ids].mean(dim=-1) for ids in self.config.label_word_ids], dim=-1)
+        if self.config.calibration is not None:  # finetune.prompt.calibrate content_free (`calibrate`)
+            logits = logits - logits.new_tensor(self.config.calibration)
         loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -120,6 +123,31 @@ def prompt_for(tokenizer, recipe, labels: dict, model_dir: str | Path | None = N
                           f"above 0, or use a checkpoint with its MLM head.")
     split_template(recipe.prompt.template, tokenizer)  # the template's errors first
     return label_word_ids(tokenizer, recipe.prompt.verbalizer, labels["names"], labels["values"]), tokenizer.mask_token_id
+
+
+def calibrate(model: PromptClassifier, tokenizer, recipe, max_length: int) -> list[float]:
+    """Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"), for a zero-shot prompt classifier: the
+    class scores of the template around each of `recipe.prompt.content_free` (texts with no content, "N/A" and ""),
+    averaged, become `config.calibration`, which the forward subtracts from every text's scores. With class
+    probabilities softmax(scores), that is their diagonal correction p / p_cf: a content-free text then scores the
+    classes alike. A constant shift per class: the ranking of texts by score margin does not change, the
+    threshold does. Written here because transformers has no prompt classifier to calibrate. Returns the scores."""
+    from datasets import Dataset
+
+    from pipeline.encoding import dynamic_padding, encode_split  # encoding imports this module
+
+    texts = list(recipe.prompt.content_free)
+    encoded = encode_split(Dataset.from_dict({"text": texts}), tokenizer, max_length, recipe)
+    batch = dynamic_padding(tokenizer, model)([{k: row[k] for k in ("input_ids", "attention_mask")} for row in encoded])
+    model.config.calibration = None
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        scores = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().mean(dim=0)
+    model.train(was_training)
+    model.config.calibration = [float(x) for x in scores]
+    return model.config.calibration
 
 
 def tokenize_for_prompt(batch: dict, tokenizer, max_length: int, mode: str, head_tokens: int,

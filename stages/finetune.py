@@ -12,7 +12,7 @@ from pipeline.io import atomic_dir, read_json, write_csv
 from pipeline.lineage import check_lineage
 from pipeline.classifier import load_classifier
 from pipeline.model import load_config, load_tokenizer
-from pipeline.prompt import prompt_for
+from pipeline.prompt import calibrate, prompt_for
 from pipeline.stage import run_stage
 from pipeline.training import fingerprint
 
@@ -31,6 +31,9 @@ def run(params):
     dev = encode_split(load_prepared("dev", "data/task"), tokenizer, params.model.max_length, params.finetune)
     model = load_classifier(BASE, trust_remote_code, params.finetune, names, hub_kernels=params.train.hub_kernels,
                             prompt=prompt)
+    calibration = {}
+    if params.finetune.prompt.calibrate == "content_free":  # zero-shot: scored, and saved, calibrated
+        calibration = {"calibration": calibrate(model, tokenizer, params.finetune, params.model.max_length)}
     run_id = fingerprint({k: getattr(params, k) for k in ("seed", "model", "finetune", "train")},
                          ["data/task/train.parquet", "data/task/dev.parquet", *sorted(Path(BASE).glob("*.safetensors"))])
     trainer, stats, curve = finetune(model, tokenizer, train, dev, params.finetune, params.train, params.seed,
@@ -41,7 +44,7 @@ def run(params):
         write_csv("plots/finetune_curve.csv", curve,
                   ["epoch", "dev_accuracy", "dev_macro_f1", "dev_loss", "train_loss"])
         shutil.rmtree(WORK_DIR, ignore_errors=True)
-    return {**stats, "hub_kernels": params.train.hub_kernels}
+    return {**stats, **calibration, "hub_kernels": params.train.hub_kernels}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 
 from fixtures import make_project, read_metrics
 from pipeline.config import ConfigError, from_dict
-from pipeline.encoding import encode_split
+from pipeline.encoding import dynamic_padding, encode_split
 from pipeline.cloze import split_template
 from pipeline.prompt import PromptClassifier, label_word_ids, prompt_for
 
@@ -105,6 +105,49 @@ def test_a_tiny_end_to_end_run_through_dvc_exp_run(tmp_path):
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     finetuned, evaluated = read_metrics(project, "finetune"), read_metrics(project, "eval")
     assert finetuned["steps"] > 0 and evaluated["examples"] == 80 and evaluated["accuracy"] > 0.6
+    assert "calibration" not in finetuned
+    # zero-shot, calibrated: only finetune and evaluate re-run; the scores saved with the classifier
+    done = subprocess.run(["dvc", "exp", "run", "-S", "finetune.model=prompt", "-S", "finetune.epochs=0",
+                           "-S", "finetune.prompt.calibrate=content_free"], cwd=project, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    assert "Running stage 'pretrain'" not in done.stdout and "Running stage 'finetune'" in done.stdout
+    finetuned = read_metrics(project, "finetune")
+    assert finetuned["steps"] == 0 and len(finetuned["calibration"]) == 2
+    saved = AutoModelForSequenceClassification.from_pretrained(project / "models" / "classifier")
+    assert saved.config.calibration == finetuned["calibration"]
+
+
+def test_calibration_makes_content_free_texts_score_the_classes_alike_and_keeps_the_ranking(parts):
+    from pipeline.prompt import calibrate
+
+    tokenizer, mlm, words, mask = parts
+    model = PromptClassifier.from_mlm(mlm, words, mask, num_labels=2).eval()
+    zero_shot = lambda **prompt: from_dict({"finetune": {"model": "prompt", "epochs": 0, "prompt": prompt},  # noqa: E731
+                                            "model": {"max_length": 32}}).finetune
+    f = zero_shot(calibrate="content_free", content_free=["N/A"])
+    texts = ["a great film", "an awful dull plot", "fine", "N/A"]
+    data = encode_split(Dataset.from_dict({"text": texts}), tokenizer, 32, f)
+    batch = dynamic_padding(tokenizer, model)([{k: r[k] for k in ("input_ids", "attention_mask")} for r in data])
+    with torch.no_grad():
+        raw = model(**batch).logits
+    shift = calibrate(model, tokenizer, f, 32)
+    with torch.no_grad():
+        calibrated = model(**batch).logits
+    assert model.config.calibration == shift and torch.allclose(torch.tensor(shift), raw[3], atol=1e-5)
+    assert torch.allclose(calibrated[3], torch.zeros(2), atol=1e-5)  # "N/A" itself: the classes alike
+    assert torch.allclose(calibrated, raw - raw[3], atol=1e-5)
+    margins = lambda x: (x[:, 1] - x[:, 0]).argsort()  # noqa: E731
+    assert torch.equal(margins(raw), margins(calibrated))
+    two = zero_shot(calibrate="content_free", content_free=["N/A", ""])
+    assert calibrate(model, tokenizer, two, 32) != shift  # the mean over both texts
+
+
+def test_calibration_is_for_an_untrained_prompt_classifier():
+    with pytest.raises(ConfigError, match=r"`finetune.prompt.calibrate` is 'content_free'; .*finetune.epochs 0"):
+        from_dict({"finetune": {"model": "prompt", "epochs": 2, "prompt": {"calibrate": "content_free"}}})
+    assert from_dict({"finetune": {"model": "prompt", "epochs": 0,
+                                   "prompt": {"calibrate": "content_free"}}}).finetune.prompt.calibrate == "content_free"
 
 
 def test_prompt_based_continued_pretraining_wraps_each_document_and_never_targets_the_slot(tiny_model, tmp_path):

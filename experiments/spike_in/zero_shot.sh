@@ -12,14 +12,18 @@
 #   2. K = 100, 1M: `task` and `cross_domain`, pretrain.seed 1 and 2
 #   3. K = 0, 1M: `in_domain` and `none`, pretrain.seed 1 and 2
 #   4. the budget curve at K = 100: `in_domain` at 250,000 tokens (pretrain.seed 1 and 2), 3,000,000 (seed 1, then 2)
+#   5. the calibrated follow-up (pre-registered after steps 1 and 2, before its runs): K = 100, 1M, zero-shot scores
+#      calibrated on content-free texts (finetune.prompt.calibrate content_free): `in_domain` and `none` at five new
+#      MLM seeds, pretrain.seed 3 to 7 (runs zs-1m-cal-k100-...)
+#   6. its secondary: seeds 1 and 2 again, calibrated (their uncalibrated scores were seen before the registration)
 # Runs are named zs-<budget>-kNNN-<strategy>-<pretrain.seed>-seed1; the fine-tuning seed stays 1 (zero-shot
-# trains nothing), so `compare` pairs the runs over pretrain.seed. STEPS picks steps (default "1 2 3 4").
+# trains nothing), so `compare` pairs the runs over pretrain.seed. STEPS picks steps (default "1 2 3 4 5 6").
 set -euo pipefail
 ROOT=$(pwd)
 HERE=$ROOT/experiments/spike_in
 SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
 MODEL_DIR=${MODEL_DIR:-$HERE/base}
-STEPS=${STEPS:-"1 2 3 4"}
+STEPS=${STEPS:-"1 2 3 4 5 6"}
 # shellcheck source=experiments/spike_in/recipe.sh
 source "$HERE/recipe.sh"
 [ -f "$HERE/data/map.json" ] || { echo "no shifted data: run 'dvc repro' in $HERE first" >&2; exit 2; }
@@ -43,7 +47,8 @@ zero_shot() {  # zero_shot BUDGET_LABEL TOKENS K "strategies" "pretrain seeds" [
   COMMON_ARGS="-S task.dataset=$HERE/data/task -S task.test_split=test_$tag -S task.demo.train=1000
     -S task.demo.dev=1000 -S task.demo.test=5000 -S model.name=$MODEL_DIR -S model.max_length=128
     -S pretrain.eval_max_tokens=50000 -S pretrain.max_tokens=$2 -S pretrain.lr=2e-4 -S collect.corpora_dir=$dir
-    -S finetune.model=prompt -S finetune.epochs=0 -S finetune.prompt.verbalizer=$VERBALIZER" \
+    -S finetune.model=prompt -S finetune.epochs=0 -S finetune.prompt.verbalizer=$VERBALIZER
+    -S finetune.prompt.calibrate=${CALIBRATE:-none}" \
   PREFIX=zs-$1-$tag STRATEGIES=$4 SEEDS=1 BY=pretrain.seed VALUES=$5 OUT=$HERE/reports/zero-shot/$1-$tag \
   EXTRA_EXPS="${6:-}" SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
 }
@@ -57,6 +62,8 @@ for step in $STEPS; do
     4) zero_shot 250k 250000 100 in_domain "1 2" "$NONE100"
        zero_shot 3m 3000000 100 in_domain 1 "$NONE100"
        zero_shot 3m 3000000 100 in_domain 2 "$NONE100" ;;
+    5) CALIBRATE=content_free zero_shot 1m-cal 1000000 100 "in_domain none" "3 4 5 6 7" ;;
+    6) CALIBRATE=content_free zero_shot 1m-cal 1000000 100 "in_domain none" "1 2" ;;
   esac
 done
 # The tables of docs/results.md: the four strategies at K = 100 and the K = 0 pair (one group per K), and
@@ -67,3 +74,7 @@ python -m pipeline.compare --exps $(names 1m k100 "none task in_domain cross_dom
 # shellcheck disable=SC2046
 python -m pipeline.compare --exps $(names 1m k100 "none in_domain" "1 2") $(names 250k k100 in_domain "1 2") \
   $(names 3m k100 in_domain "1 2") --by pretrain.max_tokens --out "$HERE/reports/zero-shot/budget"
+# The calibrated follow-up's primary comparison: the five new MLM seeds
+# shellcheck disable=SC2046
+python -m pipeline.compare --exps $(names 1m-cal k100 "none in_domain" "3 4 5 6 7") \
+  --out "$HERE/reports/zero-shot/calibrated"
