@@ -19,6 +19,7 @@ The work is in three modules: pipeline/runs.py reads the runs, pipeline/stats.py
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from pipeline.config import ConfigError
@@ -27,12 +28,34 @@ from pipeline.runs import dvc_experiments, load_run_dir
 from pipeline.stats import summarise, summarise_by
 
 
+def arms(runs: list, arm: str, baseline: str) -> list:
+    """The runs with `strategy` set to their value of the param `arm` (a bool as `true` / `false`), so that the
+    statistics compare any param's values as they compare strategies: the runs sharing a fine-tuning seed are
+    paired as ever. `pretrain.source` leaves them as they are."""
+    if arm == "pretrain.source":
+        return runs
+
+    def value(run):
+        v = run.param(arm)
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    runs = [dataclasses.replace(r, strategy=value(r)) for r in runs]
+    values = sorted({r.strategy for r in runs})
+    if baseline not in values:
+        raise ConfigError(f"--arm {arm}: no run has `{arm}` = `{baseline}` (the --baseline); the runs have "
+                          f"{values}: name one of them with --baseline.")
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", help="run folders instead of DVC experiments")
     parser.add_argument("--exps", nargs="+", help="only these DVC experiments (default: all finished ones)")
     parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
-    parser.add_argument("--baseline", default="none", help="strategy the others are compared with")
+    parser.add_argument("--baseline", default="none", help="strategy (or value of --arm) the others are compared with")
+    parser.add_argument("--arm", metavar="PARAM", default="pretrain.source",
+                        help="the param whose values are compared (default pretrain.source, the strategy); e.g. "
+                             "--arm finetune.model --baseline flat compares the prompt classifier with [CLS] fine-tuning")
     parser.add_argument("--out", default="reports", help="folder for compare.md/.json/.csv/.png")
     parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples")
     parser.add_argument("--confidence", type=float, default=0.95)
@@ -42,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         runs = [load_run_dir(p) for p in args.runs] if args.runs else dvc_experiments(args.repo, args.exps)
+        runs = arms(runs, args.arm, args.baseline)
         if args.by:
             summary = summarise_by(runs, args.by, args.baseline, args.bootstrap, args.seed, args.confidence)
         else:
@@ -49,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"[compare] error: {exc}", file=sys.stderr)
         return 2
+    if args.arm != "pretrain.source":
+        summary["arm"] = args.arm
     paths = write_report(summary, runs, args.out)
     print(markdown(summary))
-    # the planning command measures the variance on these runs (one recipe per strategy: not with --by)
-    plan = [] if args.by else ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])]
+    # the planning command measures the variance on these runs (one recipe per strategy: not with --by or --arm)
+    plan = [] if args.by or args.arm != "pretrain.source" else ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])]
     plan += ["--repo", args.repo] * (args.repo != "." and not args.runs)
     plan += ["--baseline", args.baseline] * (args.baseline != "none")
     for line in power_warnings(summary, " ".join(["", *plan])):

@@ -278,3 +278,21 @@ def test_a_zero_shot_grid_replicates_over_pretrain_seed(tmp_path):
     dirs += [write_run(tmp_path, f"in_domain-s2-p{p}", "in_domain", 2, 130, pretrain_seed=p) for p in (1, 2)]
     dirs += [write_run(tmp_path, "none-s2", "none", 2, 100)]
     assert summarise([load_run_dir(d) for d in dirs], n_boot=2_000)["replicates"] == "seed"
+
+
+def test_compare_by_arm_compares_any_params_values_paired_by_seed(tmp_path, capsys):
+    """--arm finetune.model --baseline flat: the prompt classifier against [CLS] fine-tuning, the runs of one
+    strategy paired by fine-tuning seed as strategies are."""
+    for s in (1, 2, 3):
+        write_run(tmp_path, f"flat-seed{s}", "task", s, 150 + s, finetune__model="flat")
+        write_run(tmp_path, f"prompt-seed{s}", "task", s, 170 + s, finetune__model="prompt")
+    dirs = sorted(str(p) for p in tmp_path.iterdir())
+    assert main(["--runs", *dirs, "--arm", "finetune.model", "--baseline", "flat", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "| `finetune.model` |" in out and "| `prompt` | 3 (1, 2, 3)" in out
+    written = json.loads((tmp_path / "r" / "compare.json").read_text())
+    vs = written["strategies"]["prompt"]["vs_baseline"]
+    assert vs["paired_seeds"] == [1, 2, 3] and vs["accuracy"]["diff"] == pytest.approx(20 / N)
+    # a baseline no run has: the values it could be
+    assert main(["--runs", *dirs, "--arm", "finetune.model", "--out", str(tmp_path / "r")]) == 2
+    assert "no run has `finetune.model` = `none`" in capsys.readouterr().err
