@@ -21,7 +21,7 @@ from fixtures import ROOT
 
 PACKAGES = ("pipeline", "stages", "experiments")
 PIPELINES = ["dvc.yaml", "experiments/positive_control/dvc.yaml", "experiments/spike_in/dvc.yaml",
-             "experiments/spike_in/adapted/dvc.yaml"]
+             "experiments/spike_in/adapted/dvc.yaml", "experiments/prompt_words/dvc.yaml"]
 
 
 def module_file(name: str) -> Path | None:

@@ -343,3 +343,17 @@ def test_the_adapted_base_learns_the_head_then_the_body_on_the_unshifted_corpus(
     assert head_report(warm, info)["head_complete"]
     assert torch.equal(warm.state_dict()[layer], original)
     assert not torch.equal(BertForMaskedLM.from_pretrained(tmp_path / "adapted").state_dict()[layer], original)
+
+
+def test_the_adapt_stage_reads_a_folder_of_texts_for_a_base_that_saw_no_reviews(tmp_path):
+    from experiments.spike_in.adapt import text_corpus
+
+    write_jsonl(tmp_path / "news" / "a.jsonl.gz", [{"text": f"a{i}"} for i in range(5)])
+    write_jsonl(tmp_path / "news" / "sub" / "b.jsonl.gz", [{"text": f"b{i}"} for i in range(5)])
+    corpus = text_corpus(tmp_path / "news", 6)
+    assert len(corpus) == 6 and set(corpus["text"]) < {f"{x}{i}" for x in "ab" for i in range(5)}
+    assert corpus["text"] == text_corpus(tmp_path / "news", 6)["text"]  # seeded: the same draw each time
+    every = text_corpus(tmp_path / "news", 100)["text"]  # both files, nested too, and shuffled
+    assert sorted(every) == sorted(f"{x}{i}" for x in "ab" for i in range(5)) and every != sorted(every)
+    with pytest.raises(SystemExit, match=r"no \.jsonl\.gz file under .*empty \(--corpus\)"):
+        text_corpus(tmp_path / "empty", 3)
