@@ -248,6 +248,11 @@ def draw_corpus(pool: Pool, groups: list[tuple], seed: int, rng: np.random.Gener
     return write_corpus(pool, rows, seed, tmp_dir)
 
 
+def dropped_total(reports: dict) -> dict:
+    """Documents dropped per reason (DROP_REASONS), summed over the sources' reports."""
+    return {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_REASONS}
+
+
 def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, d: Dedup, max_tokens: int,
                  heldout: Heldout, task_dir: str | Path) -> dict:
     """Step 4: the figures of `metrics/corpus.json` (docs/design.md: what each stage writes) from the corpus's
@@ -262,7 +267,7 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, d: De
         entry.update({"docs": docs_by_source[name], "tokens": by_source[name], "share": by_source[name] / total})
         short = shortfall(entry)
         entry["fell_short"] = short[0] if short else None
-    dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_REASONS}
+    dropped = dropped_total(reports)
     task_vocab = top_unigrams(clean_text(t) for t in load_prepared("train", task_dir)["text"])
     corpus_vocab = top_unigrams(itertools.islice(parquet_texts(corpus), VOCAB_SAMPLE))
     bands, rows = lsh_banding(d)
@@ -276,7 +281,7 @@ def corpus_stats(corpus: Path, reports: dict, selection: dict, c: Collect, d: De
         "duplicates_removed": dropped["duplicate"] + dropped["near_duplicate"],
         "exact_duplicates_removed": dropped["duplicate"],
         "near_duplicates_removed": dropped["near_duplicate"],
-        "leaked_removed": dropped["leaked"] + dropped["leaked_near"] + dropped["leaked_ngram"],
+        "leaked_removed": sum(dropped[k] for k in LEAK_REASONS),
         "leaked_exact": dropped["leaked"], "leaked_near": dropped["leaked_near"],
         "leaked_ngram": dropped["leaked_ngram"],
         "leak_guard": {"ngram": c.leak_ngram, "containment": c.leak_containment,
@@ -329,7 +334,7 @@ def _build(task: Task, c: Collect, d: Dedup, pretrain: Pretrain, tokenizer, task
         groups, selection = select_groups(pool, reports, c, pretrain, spec, task_dir, rng)
         corpus = draw_corpus(pool, groups, pretrain.seed, rng, work)
         if pq.ParquetFile(corpus).metadata.num_rows == 0:
-            dropped = {k: sum(s["dropped"][k] for s in reports.values()) for k in DROP_REASONS}
+            dropped = dropped_total(reports)
             raise ConfigError(f"{spec['path']}: the corpus is empty after cleaning, dedup and the leakage guard "
                               f"(dropped: {dropped}); add sources or lower collect.min_chars.")
         stats.update(corpus_stats(corpus, reports, selection, c, d, pretrain.max_tokens, heldout, task_dir))
