@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from datasets import Dataset
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 from transformers import DataCollatorWithPadding, Trainer
 
 from pipeline.config import Train
@@ -47,8 +47,20 @@ def bucket_of(length: int) -> str:
     return next(name for lo, hi, name in LENGTH_BUCKETS if lo <= length <= hi)
 
 
+def ranking_auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
+    """ROC AUC of the class probabilities: how well the classifier ranks the test texts, wherever its decision
+    threshold falls (a zero-shot prompt classifier's threshold can sit far off, docs/results.md); two classes: of
+    the second class's probability, more: the macro one-vs-rest mean. None where a class is missing from the labels."""
+    k = probs.shape[1]
+    if len(np.unique(labels)) < k:
+        return None
+    if k == 2:
+        return float(roc_auc_score(labels == 1, probs[:, 1]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=range(k)))
+
+
 def metrics_from_predictions(labels: np.ndarray, preds: np.ndarray, names: list[str],
-                             lengths: np.ndarray | None = None) -> dict:
+                             lengths: np.ndarray | None = None, probs: np.ndarray | None = None) -> dict:
     k = len(names)
     precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=range(k),
                                                                      zero_division=0)
@@ -62,6 +74,8 @@ def metrics_from_predictions(labels: np.ndarray, preds: np.ndarray, names: list[
                                  "f1": float(f1[i]), "support": int(support[i])} for i in range(k)},
         "confusion_matrix": confusion_matrix(labels, preds, labels=range(k)).tolist(),
     }
+    if probs is not None:
+        out["roc_auc"] = ranking_auc(labels, probs)
     if lengths is not None:
         buckets = {}
         for lo, hi, name in LENGTH_BUCKETS:

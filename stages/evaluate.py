@@ -27,7 +27,7 @@ def run(params):
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     preds, labels = probs.argmax(-1), np.asarray(test["label"])
     lengths = np.asarray(test["full_length"])
-    metrics = metrics_from_predictions(labels, preds, names, lengths)
+    metrics = metrics_from_predictions(labels, preds, names, lengths, probs)
     prob_cols = [f"prob_{n}" for n in names]
     rows = [{"id": i, "label": names[y], "pred": names[p], "correct": int(y == p), "length": n,
              "bucket": bucket_of(n), **{c: round(float(v), 6) for c, v in zip(prob_cols, pr)}}

@@ -77,6 +77,19 @@ def test_metrics_from_known_predictions():
     assert m["length_buckets"]["<=128"] == {"examples": 2, "accuracy": 1.0}
     assert m["length_buckets"][">512"] == {"examples": 2, "accuracy": 1.0}
     assert m["length_buckets"]["257-512"]["accuracy"] == 0.0
+    assert "roc_auc" not in m  # no probabilities given
+
+
+def test_the_ranking_auc_does_not_depend_on_the_threshold():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    p1 = np.array([0.01, 0.02, 0.04, 0.03, 0.05, 0.06])  # argmax calls every text negative
+    probs = np.stack([1 - p1, p1], axis=1)
+    m = metrics_from_predictions(labels, probs.argmax(-1), ["neg", "pos"], probs=probs)
+    # of the 9 (positive, negative) pairs the positive ranks higher in 8: 0.03 < 0.04
+    assert m["accuracy"] == 0.5 and m["roc_auc"] == pytest.approx(8 / 9)
+    three = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])  # perfect ranking, three classes
+    assert metrics_from_predictions(np.arange(3), three.argmax(-1), list("abc"), probs=three)["roc_auc"] == 1.0
+    assert metrics_from_predictions(np.zeros(3, int), three.argmax(-1), list("abc"), probs=three)["roc_auc"] is None
 
 
 def test_budget_steps_give_equal_tokens():
