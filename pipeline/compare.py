@@ -31,10 +31,7 @@ from pipeline.stats import summarise, summarise_by
 def arms(runs: list, arm: str, baseline: str) -> list:
     """The runs with `strategy` set to their value of the param `arm` (a bool as `true` / `false`), so that the
     statistics compare any param's values as they compare strategies: the runs sharing a fine-tuning seed are
-    paired as ever. `pretrain.source` leaves them as they are."""
-    if arm == "pretrain.source":
-        return runs
-
+    paired as ever."""
     def value(run):
         v = run.param(arm)
         return str(v).lower() if isinstance(v, bool) else str(v)
@@ -65,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         runs = [load_run_dir(p) for p in args.runs] if args.runs else dvc_experiments(args.repo, args.exps)
-        runs = arms(runs, args.arm, args.baseline)
+        by_arm = args.arm != "pretrain.source"  # the values of another param compared, not strategies
+        runs = arms(runs, args.arm, args.baseline) if by_arm else runs
         if args.by:
             summary = summarise_by(runs, args.by, args.baseline, args.bootstrap, args.seed, args.confidence)
         else:
@@ -73,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"[compare] error: {exc}", file=sys.stderr)
         return 2
-    if args.arm != "pretrain.source":
+    if by_arm:
         summary["arm"] = args.arm
     paths = write_report(summary, runs, args.out)
     print(markdown(summary))
     # the planning command measures the variance on these runs (one recipe per strategy: not with --by or --arm)
-    plan = [] if args.by or args.arm != "pretrain.source" else ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])]
+    plan = ([] if args.by or by_arm else
+            ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])])
     plan += ["--repo", args.repo] * (args.repo != "." and not args.runs)
     plan += ["--baseline", args.baseline] * (args.baseline != "none")
     for line in power_warnings(summary, " ".join(["", *plan])):

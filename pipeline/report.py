@@ -60,7 +60,8 @@ def _delta_note(summary: dict, parts: list[dict]) -> str:
 def markdown(summary: dict) -> str:
     """The table: a row per strategy (and value of `--by`), then a note on what each column covers."""
     by, base, conf = summary.get("by"), summary["baseline"], int(round(summary["confidence"] * 100))
-    head = [f"`{by}`"] * bool(by) + [f"`{summary['arm']}`" if "arm" in summary else "strategy", f"runs ({replicate_label([g for _, g in groups(summary)])})",
+    arm = f"`{summary['arm']}`" if "arm" in summary else "strategy"  # compare --arm: that param's values
+    head = [f"`{by}`"] * bool(by) + [arm, f"runs ({replicate_label([g for _, g in groups(summary)])})",
                                      "accuracy %", "macro-F1 %",
                                      f"Δ accuracy vs `{base}` [{conf}% CI]", "p", "MDE (80% power)",
                                      f"Δ macro-F1 vs `{base}` [{conf}% CI]", "held-out MLM ppl before → after",
