@@ -10,8 +10,9 @@
 # Fine-tuning is one fixed recipe for both classifiers: about STEPS=210 optimizer steps at batch 16 (epochs =
 # ceil(STEPS / steps per epoch)), the last epoch kept (no dev-based choice), lr 2e-5, layer decay 0.95, warmup
 # 10%; dev the size of the train set (reported only); the same 5,000 test reviews.
-# Runs are named pw-<labels>-<flat|prompt>[-tpl]-<strategy>-seed<seed>, the smallest label count first; then the
-# tables (the commands at the end). Run from the project root:
+# Runs are named pw-<labels>-<flat|prompt>[-tpl]-<strategy>-seed<seed>, the smallest label count first, and in it
+# the arms in ARMS order (default: none, task-tpl, task, so the two primaries finish first), each arm's prompt and
+# flat runs together; then the tables (the commands at the end). Run from the project root:
 #     bash experiments/prompt_words/grid.sh
 set -euo pipefail
 ROOT=$(pwd)
@@ -21,21 +22,22 @@ BASE=${BASE:-$HERE/base}
 LABELS=${LABELS:-"32 100 1000"}
 SEEDS=${SEEDS:-"1 2 3 4 5"}
 MODELS=${MODELS:-"prompt flat"}
+ARMS=${ARMS:-"none task-tpl task"}  # the primaries' arms first (P1: none, P2: task-tpl against none)
 STEPS=${STEPS:-210}
 BATCH=16
 [ -f "$BASE/config.json" ] || { echo "no base at $BASE: run 'dvc repro' in $HERE first" >&2; exit 2; }
 for labels in $LABELS; do
   epochs=$(( (STEPS + (labels + BATCH - 1) / BATCH - 1) / ((labels + BATCH - 1) / BATCH) ))
-  for model in $MODELS; do
-    for tpl in false true; do
-      strategies="none task" suffix=""
-      [ "$tpl" = true ] && strategies=task suffix=-tpl
+  for arm in $ARMS; do
+    for model in $MODELS; do
+      tpl=false strategy=$arm suffix=""
+      [ "$arm" = task-tpl ] && tpl=true strategy=task suffix=-tpl
       COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.train=$labels -S task.demo.dev=$labels
         -S task.demo.test=5000 -S model.name=$BASE -S model.max_length=128 -S collect.corpora_dir=$ROOT/corpora
         -S pretrain.max_tokens=1000000 -S pretrain.lr=1e-4 -S pretrain.eval_max_tokens=50000
         -S pretrain.prompt_corpus=$tpl -S finetune.model=$model -S finetune.lr=2e-5 -S finetune.batch_size=$BATCH
         -S finetune.epochs=$epochs -S finetune.patience=0 -S finetune.keep=last" \
-      PREFIX=pw-$labels-$model$suffix STRATEGIES=$strategies SEEDS=$SEEDS OUT=$HERE/reports/$labels-$model$suffix \
+      PREFIX=pw-$labels-$model$suffix STRATEGIES=$strategy SEEDS=$SEEDS OUT=$HERE/reports/$labels-$model-$arm \
         SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
     done
   done
