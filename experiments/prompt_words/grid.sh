@@ -61,3 +61,8 @@ for model in prompt flat; do
       --out "$HERE/reports/mlm/$model-$arm"
   done
 done
+# 3. the two pre-registered primaries, Holm over the two (P1: prompt - flat at 32 labels on none; P2: the prompt
+#    classifier at 32 labels, task-tpl - none)
+python -m pipeline.holm \
+  "P1=$HERE/reports/prompt-vs-flat/none/compare-by-task.demo.train.json:32:prompt" \
+  "P2=$HERE/reports/mlm/prompt-task-tpl/compare-by-task.demo.train.json:32:task" --out "$HERE/reports/primaries.json"
