@@ -25,13 +25,15 @@ STRATEGIES=${STRATEGIES:-"none task in_domain"}
 SEEDS=${SEEDS:-"1 2 3 4 5 6 7 8 9 10"}
 STEPS=${STEPS:-210}
 BATCH=16
+# shellcheck source=experiments/fixed_steps.sh
+source "$ROOT/experiments/fixed_steps.sh"
 WORK=$ROOT/experiments/.few_label
 mkdir -p "$WORK/corpora"
 for f in "$ROOT"/corpora/local_unsup/*.yaml; do
   sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$WORK/corpora/$(basename "$f")"
 done
 for labels in $LABELS; do
-  epochs=$(( (STEPS + (labels + BATCH - 1) / BATCH - 1) / ((labels + BATCH - 1) / BATCH) ))
+  epochs=$(fixed_epochs "$STEPS" "$labels" "$BATCH")
   for draw in $DRAWS; do
     for p in $PRETRAIN_SEEDS; do
       strategies=$STRATEGIES

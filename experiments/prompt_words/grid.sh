@@ -25,9 +25,11 @@ MODELS=${MODELS:-"prompt flat"}
 ARMS=${ARMS:-"none task-tpl task"}  # the primaries' arms first (P1: none, P2: task-tpl against none)
 STEPS=${STEPS:-210}
 BATCH=16
+# shellcheck source=experiments/fixed_steps.sh
+source "$ROOT/experiments/fixed_steps.sh"
 [ -f "$BASE/config.json" ] || { echo "no base at $BASE: run 'dvc repro' in $HERE first" >&2; exit 2; }
 for labels in $LABELS; do
-  epochs=$(( (STEPS + (labels + BATCH - 1) / BATCH - 1) / ((labels + BATCH - 1) / BATCH) ))
+  epochs=$(fixed_epochs "$STEPS" "$labels" "$BATCH")
   for arm in $ARMS; do
     for model in $MODELS; do
       tpl=false strategy=$arm suffix=""

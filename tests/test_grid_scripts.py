@@ -1,0 +1,55 @@
+"""The registered grid scripts queue the recipe their registration names (docs/results.md): run with stand-ins
+for `dvc` and `python` that record their arguments, nothing is trained."""
+
+import os
+import re
+import subprocess
+
+from fixtures import ROOT
+
+
+def fixed_epochs(steps, labels, batch):
+    out = subprocess.run(["bash", "-c", f'source experiments/fixed_steps.sh && fixed_epochs {steps} {labels} {batch}'],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_fixed_epochs_are_the_registered_ones():
+    # 210 steps at batch 16: 105, 30 and 4 epochs at 32, 100 and 1,000 labels (docs/results.md); a partial
+    # last batch is a step
+    assert [fixed_epochs(210, n, 16) for n in (32, 100, 1000)] == [105, 30, 4]
+    assert fixed_epochs(210, 16, 16) == 210 and fixed_epochs(210, 17, 16) == 105 and fixed_epochs(1, 1000, 16) == 1
+
+
+def test_prompt_words_grid_queues_the_primaries_first_with_the_registered_recipe(tmp_path):
+    bin_dir, base, log = tmp_path / "bin", tmp_path / "base", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    for tool in ("dvc", "python"):  # record every call; `dvc queue status` then reports an empty queue
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BASE": str(base), "SHARED": str(tmp_path),
+           "LABELS": "32 1000", "SEEDS": "1 2"}
+    subprocess.run(["bash", "experiments/prompt_words/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True)
+    calls = log.read_text().splitlines()
+    queued = [c for c in calls if c.startswith("dvc exp run --queue")]
+    names = [re.search(r"-n (\S+)", c).group(1) for c in queued]
+    assert len(queued) == 2 * 2 * 3 * 2  # labels x classifiers x arms x seeds
+    # the smallest label count first; in it P1's arm (none: prompt, flat), then P2's (task-tpl), then task
+    assert names[:8] == ["pw-32-prompt-none-seed1", "pw-32-prompt-none-seed2", "pw-32-flat-none-seed1",
+                         "pw-32-flat-none-seed2", "pw-32-prompt-tpl-task-seed1", "pw-32-prompt-tpl-task-seed2",
+                         "pw-32-flat-tpl-task-seed1", "pw-32-flat-tpl-task-seed2"]
+    for name, call in zip(names, queued):
+        labels, model = re.match(r"pw-(\d+)-(prompt|flat)", name).groups()
+        assert f"finetune.model={model}" in call and f"task.demo.train={labels}" in call
+        assert f"finetune.epochs={105 if labels == '32' else 4}" in call
+        assert f"pretrain.prompt_corpus={'true' if '-tpl-' in name else 'false'}" in call
+        assert f"pretrain.source={'none' if '-none-' in name else 'task'}" in call
+        for fixed in ("finetune.lr=2e-5", "finetune.keep=last", "finetune.patience=0", "task.demo.test=5000",
+                      "pretrain.max_tokens=1000000", "pretrain.lr=1e-4", "model.max_length=128", f"model.name={base}"):
+            assert fixed in call
+    # the two primaries, Holm over both, read from the compare reports the script writes
+    holm = [c for c in calls if c.startswith("python -m pipeline.holm")]
+    assert len(holm) == 1 and "prompt-vs-flat/none/compare-by-task.demo.train.json:32:prompt" in holm[0]
+    assert "mlm/prompt-task-tpl/compare-by-task.demo.train.json:32:task" in holm[0]
