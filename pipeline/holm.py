@@ -9,7 +9,8 @@ Each comparison is NAME=REPORT[:GROUP]:STRATEGY: GROUP is the --by value (omitte
 --by), STRATEGY the arm compared with the report's baseline. The p-value read is the one compare reports
 for accuracy (its t test over seeds x test examples, `vs_baseline.power.p_value`), the same test that
 gives the interval beside it. A comparison is confirmed when its Holm-adjusted p is below --alpha and its
-interval excludes zero.
+interval excludes zero, in either direction: the table gives the sign, so a registered direction that the
+data reverse reads as `yes (−)`, not as support.
 
 Holm (1979) is five lines; statsmodels' `multipletests` has it but is not a dependency of this project,
 and SciPy has only Benjamini-Hochberg (`false_discovery_control`), which controls a different error rate.
@@ -96,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
         row["p_holm"] = adjusted
         row["confirmed"] = adjusted < args.alpha and (row["ci_low"] > 0 or row["ci_high"] < 0)
-    print(f"| comparison | Δ accuracy (points) [95% CI] | MDE | p | p Holm ({len(rows)}) | confirmed at {args.alpha} |")
+        row["direction"] = "+" if row["diff"] > 0 else "−" if row["diff"] < 0 else "0"
+    print(f"| comparison | Δ accuracy (points) [95% CI] | MDE | p | p Holm ({len(rows)}) | significant at {args.alpha} |")
     print("|---|---|---|---|---|---|")
     for r in rows:
+        r["verdict"] = f"yes ({r['direction']})" if r["confirmed"] else "no"
         what = f"{r['name']}: {r['strategy']} − {r['baseline']}" + (f" @ {r['group']}" if r["group"] else "")
         print(f"| {what} | {100 * r['diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] | "
-              f"{100 * r['mde']:.2f} | {r['p_value']:.3g} | {r['p_holm']:.3g} | {'yes' if r['confirmed'] else 'no'} |")
+              f"{100 * r['mde']:.2f} | {r['p_value']:.3g} | {r['p_holm']:.3g} | {r['verdict']} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(args.out.suffix + ".tmp")

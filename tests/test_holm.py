@@ -59,7 +59,9 @@ def test_holm_reads_each_primary_from_its_report_and_decides(reports, tmp_path, 
     for r in rows:  # confirmed: adjusted p below alpha and the interval clear of zero
         assert r["confirmed"] == (r["p_holm"] < 0.05 and (r["ci_low"] > 0 or r["ci_high"] < 0))
     assert rows[0]["confirmed"] and not rows[2]["confirmed"]
-    assert "| P1: prompt − flat @ 32 | +10.00" in capsys.readouterr().out
+    assert [r["direction"] for r in rows] == ["+", "+", "0"]
+    printed = capsys.readouterr().out
+    assert "| P1: prompt − flat @ 32 | +10.00" in printed and printed.count("| yes (+) |") == 2
 
 
 def test_holm_errors_name_the_report_and_what_it_has(reports, capsys):
