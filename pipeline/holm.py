@@ -19,11 +19,11 @@ and SciPy has only Benjamini-Hochberg (`false_discovery_control`), which control
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError
+from pipeline.io import read_json, write_json
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -54,7 +54,7 @@ def read_comparison(report: Path, group: str | None, strategy: str) -> dict:
     """The accuracy difference, interval and p-value of `strategy` against the baseline in `report`."""
     if not report.is_file():
         raise ConfigError(f"{report}: no such compare report; run `python -m pipeline.compare ... --out` first.")
-    summary = json.loads(report.read_text())
+    summary = read_json(report)
     if "groups" in summary:
         if group is None:
             raise ConfigError(f"{report} was made with --by {summary.get('by')}: name the group as "
@@ -98,18 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         row["p_holm"] = adjusted
         row["confirmed"] = adjusted < args.alpha and (row["ci_low"] > 0 or row["ci_high"] < 0)
         row["direction"] = "+" if row["diff"] > 0 else "−" if row["diff"] < 0 else "0"
+        row["verdict"] = f"yes ({row['direction']})" if row["confirmed"] else "no"
     print(f"| comparison | Δ accuracy (points) [95% CI] | MDE | p | p Holm ({len(rows)}) | significant at {args.alpha} |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        r["verdict"] = f"yes ({r['direction']})" if r["confirmed"] else "no"
         what = f"{r['name']}: {r['strategy']} − {r['baseline']}" + (f" @ {r['group']}" if r["group"] else "")
         print(f"| {what} | {100 * r['diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] | "
               f"{100 * r['mde']:.2f} | {r['p_value']:.3g} | {r['p_holm']:.3g} | {r['verdict']} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps({"alpha": args.alpha, "comparisons": rows}, indent=2))
-        tmp.replace(args.out)
+        write_json(args.out, {"alpha": args.alpha, "comparisons": rows})
     return 0
 
 
