@@ -11,6 +11,9 @@
 #   SHARED       the shared data folder (default ../shared); CORPORA_OUT  where its corpora/local copy goes
 # Queued experiments run in temporary copies of the repository, so every local path handed to them must be
 # absolute: `local_corpora` writes a copy of corpora/local with absolute paths to CORPORA_OUT.
+# Running it again resumes it: a name that is already an experiment of this commit (`dvc exp list`) is not queued
+# again, only compared, so a grid cut off part-way (a closed laptop, a lost node) costs only the run it was in.
+# Drop a finished run with `dvc exp remove NAME` to run it again.
 set -euo pipefail
 : "${PREFIX:?set PREFIX}" "${COMMON_ARGS:?set COMMON_ARGS}" "${OUT:?set OUT}"
 ROOT=$(pwd)
@@ -24,22 +27,31 @@ if [ -n "${CORPORA_OUT:-}" ]; then
     sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$CORPORA_OUT/$(basename "$f")"
   done
 fi
+existing=" $(dvc exp list --name-only 2>/dev/null | tr '\n' ' ') "
 names=()
 for seed in $SEEDS; do    # seed-major: the first results already cover every strategy
   for v in $VALUES; do
     for s in $STRATEGIES; do
       name="$PREFIX-$s-seed$seed"; by=()
       if [ "$v" != "-" ]; then name="$PREFIX-$s-$v-seed$seed"; by=(-S "$BY=$v"); fi
+      names+=("$name")
+      if [[ "$existing" == *" $name "* ]]; then echo "$name: already run, not queued again"; continue; fi
       # shellcheck disable=SC2086  # COMMON_ARGS is a word list by design
       dvc exp run --queue -n "$name" $COMMON_ARGS "${by[@]}" -S pretrain.source="$s" -S seed="$seed"
-      names+=("$name")
     done
   done
 done
 start=$(date +%s)
 dvc queue start -j 1
+# Wait while a task is queued, or running with a worker alive: a task left "Running" by a worker that died with its
+# machine has no worker, and would otherwise hold the wait for ever (`dvc queue remove TASK` clears it).
 # (grep without -q reads to the end: -q would close the pipe early and, under pipefail, end the wait)
-while dvc queue status 2>/dev/null | grep -E "Queued|Running" > /dev/null; do sleep 30; done
+busy() {
+  local st; st=$(dvc queue status 2>/dev/null || true)
+  grep -E "Queued" <<< "$st" > /dev/null && return 0
+  grep -E "Running" <<< "$st" > /dev/null && ! grep -E "Worker status: 0 active" <<< "$st" > /dev/null
+}
+while busy; do sleep 30; done
 echo "grid wall time: $(( $(date +%s) - start )) s"
 dvc queue status
 by_arg=()

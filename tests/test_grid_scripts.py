@@ -53,3 +53,28 @@ def test_prompt_words_grid_queues_the_primaries_first_with_the_registered_recipe
     holm = [c for c in calls if c.startswith("python -m pipeline.holm")]
     assert len(holm) == 1 and "prompt-vs-flat/none/compare-by-task.demo.train.json:32:prompt" in holm[0]
     assert "mlm/prompt-task-tpl/compare-by-task.demo.train.json:32:task" in holm[0]
+
+
+def test_grid_resumes_skipping_finished_runs_and_a_dead_workers_task(tmp_path):
+    # A grid cut off part-way is run again: the names `dvc exp list` already holds are compared but not queued
+    # again, and a task a dead worker left "Running" (no active worker) does not hold the wait for ever
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "dvc").write_text(f"""#!/bin/sh
+echo "dvc $*" >> {log}
+case "$1 $2" in
+  "exp list") printf 'g-none-seed1\\ng-task-seed1x\\n' ;;
+  "queue status") printf 'Task  Name  Created  Status\\nabc  g-none-seed9  07:46 AM  Running\\n\\nWorker status: 0 active, 0 idle\\n' ;;
+esac
+""")
+    (bin_dir / "python").write_text(f'#!/bin/sh\necho "python $*" >> {log}\n')
+    for tool in ("dvc", "python"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(tmp_path), "PREFIX": "g",
+           "COMMON_ARGS": "-S seed=0", "OUT": str(tmp_path / "out"), "STRATEGIES": "none task", "SEEDS": "1 2"}
+    subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    calls = log.read_text().splitlines()
+    queued = [re.search(r"-n (\S+)", c).group(1) for c in calls if c.startswith("dvc exp run --queue")]
+    assert queued == ["g-task-seed1", "g-none-seed2", "g-task-seed2"]  # g-none-seed1 exists; g-task-seed1x is not it
+    compare = [c for c in calls if c.startswith("python -m pipeline.compare")]
+    assert len(compare) == 1 and "--exps g-none-seed1 g-task-seed1 g-none-seed2 g-task-seed2 --out" in compare[0]
