@@ -45,11 +45,11 @@ start=$(date +%s)
 dvc queue start -j 1
 # Wait while a task is queued, or running with a worker alive: a task left "Running" by a worker that died with its
 # machine has no worker, and would otherwise hold the wait for ever (`dvc queue remove TASK` clears it).
-# (grep without -q reads to the end: -q would close the pipe early and, under pipefail, end the wait)
+# (the status is read once into a variable: grep reads a here-string, not dvc's pipe, so -q is safe under pipefail)
 busy() {
   local st; st=$(dvc queue status 2>/dev/null || true)
-  grep -E "Queued" <<< "$st" > /dev/null && return 0
-  grep -E "Running" <<< "$st" > /dev/null && ! grep -E "Worker status: 0 active" <<< "$st" > /dev/null
+  grep -q Queued <<< "$st" && return 0
+  grep -q Running <<< "$st" && ! grep -q "Worker status: 0 active" <<< "$st"
 }
 while busy; do sleep 30; done
 echo "grid wall time: $(( $(date +%s) - start )) s"

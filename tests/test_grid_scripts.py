@@ -14,6 +14,17 @@ def fixed_epochs(steps, labels, batch):
     return int(out.stdout)
 
 
+def stand_ins(tmp_path, dvc_answers: str = ""):
+    """Stand-ins for `dvc` and `python` on a PATH folder: each records its arguments in a log, and `dvc` then
+    runs `dvc_answers` (shell lines that may print what a subcommand would). Returns (PATH folder, log)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for tool, answers in (("dvc", dvc_answers), ("python", "")):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n{answers}')
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir, log
+
+
 def test_fixed_epochs_are_the_registered_ones():
     # 210 steps at batch 16: 105, 30 and 4 epochs at 32, 100 and 1,000 labels (docs/results.md); a partial
     # last batch is a step
@@ -22,13 +33,10 @@ def test_fixed_epochs_are_the_registered_ones():
 
 
 def test_prompt_words_grid_queues_the_primaries_first_with_the_registered_recipe(tmp_path):
-    bin_dir, base, log = tmp_path / "bin", tmp_path / "base", tmp_path / "calls.log"
-    bin_dir.mkdir()
+    base = tmp_path / "base"
     base.mkdir()
     (base / "config.json").write_text("{}")
-    for tool in ("dvc", "python"):  # record every call; `dvc queue status` then reports an empty queue
-        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
-        (bin_dir / tool).chmod(0o755)
+    bin_dir, log = stand_ins(tmp_path)  # `dvc queue status` then reports an empty queue
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BASE": str(base), "SHARED": str(tmp_path),
            "LABELS": "32 1000", "SEEDS": "1 2"}
     subprocess.run(["bash", "experiments/prompt_words/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -58,18 +66,11 @@ def test_prompt_words_grid_queues_the_primaries_first_with_the_registered_recipe
 def test_grid_resumes_skipping_finished_runs_and_a_dead_workers_task(tmp_path):
     # A grid cut off part-way is run again: the names `dvc exp list` already holds are compared but not queued
     # again, and a task a dead worker left "Running" (no active worker) does not hold the wait for ever
-    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
-    bin_dir.mkdir()
-    (bin_dir / "dvc").write_text(f"""#!/bin/sh
-echo "dvc $*" >> {log}
-case "$1 $2" in
+    bin_dir, log = stand_ins(tmp_path, dvc_answers="""case "$1 $2" in
   "exp list") printf 'g-none-seed1\\ng-task-seed1x\\n' ;;
   "queue status") printf 'Task  Name  Created  Status\\nabc  g-none-seed9  07:46 AM  Running\\n\\nWorker status: 0 active, 0 idle\\n' ;;
 esac
 """)
-    (bin_dir / "python").write_text(f'#!/bin/sh\necho "python $*" >> {log}\n')
-    for tool in ("dvc", "python"):
-        (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(tmp_path), "PREFIX": "g",
            "COMMON_ARGS": "-S seed=0", "OUT": str(tmp_path / "out"), "STRATEGIES": "none task", "SEEDS": "1 2"}
     subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
