@@ -71,6 +71,14 @@ def make_run(name: str, params: dict, metrics: dict, predictions_csv: str) -> Ru
                predictions=preds[["id", "label", "pred"]], params=params)
 
 
+def params_yaml(text: str, where) -> dict:
+    """A params.yaml as DVC reads it: YAML 1.2 (ruamel), so `lr: 2e-05` is a number, not the string
+    PyYAML's YAML 1.1 makes of it."""
+    from dvc.utils.serialize import parse_yaml
+
+    return parse_yaml(text, str(where)) or {}
+
+
 def load_run_dir(path: str | Path) -> Run:
     """A run folder: params.yaml, metrics/{eval,pretrain,finetune}.json, outputs/predictions.csv."""
     path = Path(path)
@@ -78,67 +86,109 @@ def load_run_dir(path: str | Path) -> Run:
         if not (path / need).exists():
             raise ConfigError(f"{path}: `{need}` is missing; a run folder holds params.yaml, metrics/*.json and "
                               f"outputs/predictions.csv of a finished pipeline run.")
-    params = yaml.safe_load((path / "params.yaml").read_text()) or {}
+    params = params_yaml((path / "params.yaml").read_text(), path / "params.yaml")
     metrics = {m: json.loads((path / f"metrics/{m}.json").read_text())
                for m in METRIC_FILES if (path / f"metrics/{m}.json").exists()}
     return make_run(path.name, params, metrics, (path / "outputs/predictions.csv").read_text())
 
 
-def _has_eval(rev: dict) -> bool:
-    entry = ((rev.get("data") or {}).get("metrics") or {}).get("metrics/eval.json") or {}
-    return bool(entry.get("data")) and not rev.get("error")
-
-
 def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> list[Run]:
-    """Finished DVC experiments of `repo` (on every baseline commit). Params and metrics come from
-    DVC's experiment table, read in process, predictions from the DVC cache at the experiment's
-    revision (`dvc.api.read`); queued, running and failed experiments (no metrics/eval.json) are skipped.
+    """Finished DVC experiments of `repo` (on every baseline commit): each is read at its own git
+    revision, params.yaml from git, metrics/*.json and outputs/predictions.csv by the md5 its dvc.lock
+    records, from the local DVC cache, or through `dvc.api.read` (which fetches from the DVC remote)
+    where the local cache lacks them. Queued, running and failed experiments have no experiment ref
+    and are not listed; a finished one without metrics/eval.json is skipped.
 
-    `dvc.api.exp_show` is not used: it flattens every metrics file into one row of columns, so
-    a key found in two files (`seconds` is in every stage's metrics) is renamed by file and the
-    rest are not. `Repo.experiments.show` is what that function and `dvc exp show --json` both
-    call; its states keep each file's metrics apart (`dumpd()` is the JSON the CLI prints)."""
-    import dvc.api
+    Why not `Repo.experiments.show` and `dvc.api.read` alone (what this did before): both rebuild DVC's
+    index of every dvc.yaml and dvc.lock (ruamel YAML) once per experiment and per file, some seconds
+    each: 38 s against 0.6 s for 15 experiments on a 2-core CPU (bench/bench_read_exps.py, BENCHMARKS.md).
+    The ref listing, git trees and cache layout used here are DVC's own APIs (`exp_refs`, `scm.get_fs`,
+    `cache.local.oid_to_path`); only the lockfile lookup of an out's md5 is by hand."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc.repo.experiments.utils import exp_refs
 
     try:
         with Repo.open(str(repo)) as dvc_repo:
-            states = [state.dumpd() for state in dvc_repo.experiments.show(all_commits=True)]
-    except DvcException as exc:
-        raise ConfigError(f"{repo}: DVC could not list the experiments: {exc}") from exc
-    found = {}
-    for baseline in states:
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                # a name can come twice (a failed queue entry beside the finished run of that name):
-                # the finished one wins
-                if rev.get("name") and rev.get("rev") and not (rev["name"] in found and _has_eval(found[rev["name"]])):
-                    found[rev["name"]] = rev
-    if names:
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise ConfigError(f"{repo}: no experiment named {', '.join(unknown)}; `dvc exp list -A` lists them.")
-        found = {n: found[n] for n in names}
-    runs = []
-    for name, rev in sorted(found.items()):
-        data = rev.get("data") or {}
-        metrics = {m: ((data.get("metrics") or {}).get(f"metrics/{m}.json") or {}).get("data")
-                   for m in METRIC_FILES}
-        metrics = {m: v for m, v in metrics.items() if v}
-        if "eval" not in metrics:
+            found = _experiment_commits(dvc_repo, exp_refs)
             if names:
-                raise ConfigError(f"{repo}: experiment `{name}` has no metrics/eval.json; did it finish?")
-            print(f"[compare] skipping experiment `{name}`: not finished", file=sys.stderr)
+                unknown = [n for n in names if n not in found]
+                if unknown:
+                    raise ConfigError(f"{repo}: no finished experiment named {', '.join(unknown)}; "
+                                      f"`dvc exp list -A` lists them (queued, running and failed ones are not "
+                                      f"read: `dvc queue status`).")
+                found = {n: found[n] for n in names}
+            runs = []
+            for name, sha in sorted(found.items()):
+                read = _reader_at(dvc_repo, repo, sha, name)
+                metrics = {m: json.loads(text) for m in METRIC_FILES
+                           if (text := read(f"metrics/{m}.json", required=False)) is not None}
+                if "eval" not in metrics:
+                    if names:
+                        raise ConfigError(f"{repo}: experiment `{name}` has no metrics/eval.json; did it finish?")
+                    print(f"[compare] skipping experiment `{name}`: no metrics/eval.json", file=sys.stderr)
+                    continue
+                params = params_yaml(read("params.yaml", required=False) or "", f"{name}:params.yaml")
+                runs.append(make_run(name, params, metrics, read("outputs/predictions.csv")))
+            return runs
+    except DvcException as exc:
+        raise ConfigError(f"{repo}: DVC could not read the experiments: {exc}") from exc
+
+
+def _experiment_commits(dvc_repo, exp_refs) -> dict[str, str]:
+    """Experiment name -> its commit. A name run on two baseline commits (a grid queued again after a
+    commit) is read from its newest run, and stderr says so."""
+    scm = dvc_repo.scm
+    found: dict[str, tuple[int, str]] = {}
+    for info in exp_refs(scm):
+        sha = scm.get_ref(str(info))
+        if not info.name or not sha:
             continue
-        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        try:
-            predictions = dvc.api.read("outputs/predictions.csv", repo=str(repo), rev=rev["rev"])
+        when = scm.resolve_commit(sha).commit_time
+        if info.name in found:
+            print(f"[compare] experiment `{info.name}` exists on two baselines; reading the newest run",
+                  file=sys.stderr)
+            if found[info.name][0] >= when:
+                continue
+        found[info.name] = (when, sha)
+    return {name: sha for name, (_, sha) in found.items()}
+
+
+def _reader_at(dvc_repo, repo, sha: str, name: str):
+    """read(path): a file of experiment `name` at commit `sha`: from git if committed, else the DVC out
+    of that path in the commit's dvc.lock, from the local cache or, failing that, the DVC remote."""
+    import os
+
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    fs = dvc_repo.scm.get_fs(sha)
+    outs = {}
+    if fs.exists("dvc.lock"):
+        lock = yaml.load(fs.read_text("dvc.lock"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        outs = {out["path"]: out for stage in (lock.get("stages") or {}).values() for out in stage.get("outs") or []}
+
+    def read(path: str, required: bool = True) -> str | None:
+        if fs.exists(path):
+            return fs.read_text(path)
+        out = outs.get(path)
+        if out is None:
+            if not required:
+                return None
+            raise ConfigError(f"{repo}: experiment `{name}` has no `{path}` (neither in git nor in its dvc.lock); "
+                              f"rerun it with this version of the pipeline.")
+        if out.get("hash") == "md5" and out.get("md5"):
+            local = dvc_repo.cache.local.oid_to_path(out["md5"])
+            if os.path.exists(local):
+                with open(local, encoding="utf-8") as f:
+                    return f.read()
+        try:  # not in the local cache: DVC fetches it from the remote
+            return dvc.api.read(path, repo=str(repo), rev=sha)
         except DvcException as exc:
-            raise ConfigError(f"{repo}: experiment `{name}` has no outputs/predictions.csv in the DVC cache "
-                              f"({exc}); rerun it or pull its outputs (`dvc pull`).") from exc
-        runs.append(make_run(name, params, metrics, predictions))
-    return runs
+            raise ConfigError(f"{repo}: experiment `{name}` has no `{path}` in the DVC cache ({exc}); rerun it "
+                              f"or pull its outputs (`dvc pull`).") from exc
+
+    return read
 
 
 def aligned(runs: list[Run]) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:

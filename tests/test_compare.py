@@ -209,53 +209,92 @@ def test_cli_names_a_missing_file(tmp_path, capsys):
     assert "params.yaml" in capsys.readouterr().err
 
 
-def test_a_failed_queue_entry_does_not_hide_the_finished_run_of_its_name(tmp_path, monkeypatch):
-    """DVC lists an experiment name twice when a queued run of that name failed beside a finished one
-    (e.g. the same grid queued again): compare reads the finished one, in either order."""
-    import dvc.api
+def _git(repo, *args, env=None):
+    import os
+    import subprocess
+    full_env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t", **(env or {})}
+    return subprocess.run(["git", *args], cwd=repo, env=full_env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _exp_repo(tmp_path):
+    """A git + DVC repo with one baseline commit; experiments are added by `_commit_exp`."""
     from dvc.repo import Repo
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    Repo.init(str(repo)).close()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "baseline", env={"GIT_COMMITTER_DATE": "2026-01-01T00:00:00"})
+    return repo
+
+
+def _commit_exp(repo, run, name, date, uncached=(), outs=("metrics/eval.json", "metrics/pretrain.json",
+                                                         "outputs/predictions.csv")):
+    """Commit `run`'s params.yaml and a dvc.lock naming its outs (by md5, in the local DVC cache unless
+    listed in `uncached`) as DVC experiment `name` on the baseline commit, the way `dvc exp run` leaves it."""
+    import hashlib
+    import shutil
+
+    baseline = _git(repo, "rev-parse", "HEAD")
+    lock_outs = []
+    for path in outs:
+        data = (run / path).read_bytes()
+        md5 = hashlib.md5(data).hexdigest()
+        if path not in uncached:
+            cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(data)
+        lock_outs.append({"path": path, "hash": "md5", "md5": md5, "size": len(data)})
+    shutil.copy(run / "params.yaml", repo / "params.yaml")
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"evaluate": {
+        "cmd": "python -m stages.evaluate", "outs": lock_outs}}}))
+    _git(repo, "add", "params.yaml", "dvc.lock")
+    _git(repo, "commit", "-qm", name, env={"GIT_COMMITTER_DATE": date})
+    sha = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", sha)
+    _git(repo, "reset", "-q", "--hard", baseline)
+    return sha
+
+
+def test_dvc_experiments_reads_each_experiment_at_its_commit(tmp_path, monkeypatch, capsys):
+    """Experiments are read at their own commits: params from git, metrics and predictions by the md5 of
+    their dvc.lock from the local DVC cache, a file the cache lacks through dvc.api.read (the remote);
+    a name run on two baselines is read from its newest run; a run without metrics/eval.json is skipped
+    when listing and refused by name; an unknown name is refused with the way to list them."""
+    import dvc.api
 
     from pipeline.runs import dvc_experiments
 
-    run = write_run(tmp_path, "task-seed1", "task", 1, 180)
-    finished = {"name": "task-seed1", "rev": "a" * 40, "data": {
-        "metrics": {f"metrics/{m}.json": {"data": json.loads((run / f"metrics/{m}.json").read_text())}
-                    for m in ("eval", "pretrain")},
-        "params": {"params.yaml": {"data": yaml.safe_load((run / "params.yaml").read_text())}}}}
-    failed = {"name": "task-seed1", "rev": "b" * 40, "error": {"msg": "Experiment run failed"},
-              "data": {"metrics": {"metrics/eval.json": {"error": {"msg": "No storage files available"}}}}}
+    repo = _exp_repo(tmp_path)
+    runs_dir = tmp_path / "runs"
+    _commit_exp(repo, write_run(runs_dir, "none-seed1", "none", 1, 150), "none-seed1", "2026-01-02T00:00:00")
+    _commit_exp(repo, write_run(runs_dir / "old", "task-seed1", "task", 1, 100), "task-seed1", "2026-01-02T00:00:00")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "second baseline", env={"GIT_COMMITTER_DATE": "2026-01-03T00:00:00"})
+    task_sha = _commit_exp(repo, write_run(runs_dir / "new", "task-seed1", "task", 1, 180), "task-seed1",
+                           "2026-01-04T00:00:00", uncached=("outputs/predictions.csv",))
+    _commit_exp(repo, write_run(runs_dir, "cut-seed1", "task", 1, 120), "cut-seed1", "2026-01-05T00:00:00",
+                outs=("metrics/pretrain.json",))
+    remote_reads = []
+    monkeypatch.setattr(dvc.api, "read", lambda path, repo, rev: remote_reads.append((path, rev)) or
+                        (runs_dir / "new/task-seed1" / path).read_text())
 
-    class State:
-        def __init__(self, revs):
-            self.revs = revs
+    runs = {r.name: r for r in dvc_experiments(repo)}
+    assert sorted(runs) == ["none-seed1", "task-seed1"]
+    assert "`cut-seed1`: no metrics/eval.json" in capsys.readouterr().err
+    assert runs["none-seed1"].accuracy == 150 / N and runs["none-seed1"].strategy == "none"
+    assert runs["none-seed1"].metrics["pretrain"]["perplexity_after"] == 50.0
+    assert runs["task-seed1"].accuracy == 180 / N and runs["task-seed1"].param("pretrain.source") == "task"
+    assert int((runs["task-seed1"].predictions["label"] == runs["task-seed1"].predictions["pred"]).sum()) == 180
+    assert remote_reads == [("outputs/predictions.csv", task_sha)]  # only what the local cache lacked
 
-        def dumpd(self):
-            return {"experiments": [{"revs": self.revs}]}
-
-    class FakeRepo:
-        order = None
-
-        def __init__(self):
-            self.experiments = self
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def show(self, all_commits):
-            return [State(self.order)]
-
-    monkeypatch.setattr(Repo, "open", staticmethod(lambda path: FakeRepo()))
-    reads = []
-    monkeypatch.setattr(dvc.api, "read", lambda path, repo, rev: reads.append(rev) or
-                        (run / "outputs/predictions.csv").read_text())
-    for order in ([finished, failed], [failed, finished]):
-        FakeRepo.order = order
-        runs = dvc_experiments(tmp_path, ["task-seed1"])
-        assert [r.name for r in runs] == ["task-seed1"] and runs[0].metrics["eval"]["accuracy"] == 0.9
-    assert reads == ["a" * 40, "a" * 40]
+    assert [r.name for r in dvc_experiments(repo, ["task-seed1"])] == ["task-seed1"]
+    with pytest.raises(ConfigError, match="`cut-seed1` has no metrics/eval.json"):
+        dvc_experiments(repo, ["cut-seed1"])
+    with pytest.raises(ConfigError, match="no finished experiment named nope-seed1.*dvc exp list -A"):
+        dvc_experiments(repo, ["nope-seed1"])
 
 
 def test_a_zero_shot_grid_replicates_over_pretrain_seed(tmp_path):
