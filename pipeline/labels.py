@@ -23,10 +23,14 @@ L*: the smallest label count at which the fitted curve reaches the strategy's me
 the monotone fit). A strategy below the baseline at its own label count has L* below that count.
 
 The interval: a hierarchical percentile bootstrap. Each replicate resamples the label draws (task.demo.train_seed
-values), within each drawn draw the fine-tuning seeds, and the test examples: the same resampled test
-indices for every run (they share the test set); it refits the curve and recomputes L*. The draws and seeds
-are drawn with shared random numbers across strategies and label counts, so cells with the same draw and
-seed values resample the same ones (a paired bootstrap, as compare pairs seeds). Censored replicates
+values), within each drawn draw the MLM models (`pretrain.seed`: runs that share a pretrained model are not
+independent; `none` has one), within each model the fine-tuning seeds, and the test examples: the same resampled
+test indices for every run (they share the test set); it refits the curve and recomputes L*. Draws, models and
+seeds are drawn with shared random numbers across strategies, label counts and draws, so cells with the same
+draw, model and seed values resample the same ones (a paired bootstrap, as compare pairs seeds, and a model
+shared by the draws, as an `in_domain` corpus is, stays shared). A level with few units (2 draws, 2 MLM models)
+is resampled from those few: the bootstrap's variance at that level is (k-1)/k of the sample variance, half
+at k = 2, so the interval is then on the narrow side; the report gives the per-model L* beside it. Censored replicates
 (L* beyond the measured counts) count as below the smallest / above the largest count, so an interval end
 can itself be "< min" or "> max".
 
@@ -62,59 +66,89 @@ CHUNK = 5_000_000  # resampled test indices held at once (40 MB)
 
 @dataclass(frozen=True)
 class Key:
-    """What one run is in the grid: its strategy, label count, label draw and fine-tuning seed."""
+    """What one run is in the grid: its strategy, label count, label draw, fine-tuning seed and MLM model
+    (`pretrain.seed`: the runs of one strategy that share a pretrained model are not independent)."""
     strategy: str
     labels: int
     draw: object = 0
     seed: object = 0
+    model: object = 0
 
 
 @dataclass
 class Cell:
-    """The runs of one strategy at one label count: per label draw (sorted), its runs (rows of the correctness
-    matrix) sorted by seed."""
+    """The runs of one strategy at one label count: per label draw (sorted), per MLM model (sorted), its runs
+    (rows of the correctness matrix) sorted by fine-tuning seed."""
     strategy: str
     labels: int
     draws: list = field(default_factory=list)
-    rows: list = field(default_factory=list)
+    rows: list = field(default_factory=list)  # rows[draw][model] -> run indices
+    model_ids: list = field(default_factory=list)  # model_ids[draw][model] -> its pretrain.seed
+
+    def model_mean(self, acc: np.ndarray, model) -> float:
+        """The mean over draws of one MLM model's runs (the draws that have it)."""
+        return float(np.mean([acc[models[ids.index(model)]].mean() for models, ids in zip(self.rows, self.model_ids)
+                              if model in ids]))
 
     @property
     def runs(self) -> int:
-        return sum(len(r) for r in self.rows)
+        return sum(len(r) for models in self.rows for r in models)
+
+    @property
+    def models(self) -> int:
+        """MLM models per label draw (the most of any draw)."""
+        return max(len(models) for models in self.rows)
+
+    def indices(self) -> list[int]:
+        return [i for models in self.rows for r in models for i in r]
 
     def mean(self, acc: np.ndarray) -> np.ndarray:
-        """The mean over draws of the mean over each draw's runs; `acc` (runs,) or (replicates x runs)."""
-        return np.mean([acc[..., rows].mean(-1) for rows in self.rows], axis=0)
+        """The mean over draws of the mean over models of the mean over each model's runs; `acc` (runs,) or
+        (replicates x runs)."""
+        return np.mean([np.mean([acc[..., r].mean(-1) for r in models], axis=0) for models in self.rows], axis=0)
 
-    def resampled_mean(self, acc: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """The cell mean in each replicate: draws picked by the uniforms `u` (B x draw slots), each picked
-        draw's runs by `v` (B x draw slots x run slots); `acc` (B x runs) the runs' accuracies on that
-        replicate's test examples."""
-        m, counts = len(self.rows), np.array([len(r) for r in self.rows])
-        kmax = int(counts.max())
-        table = np.zeros((m, kmax), dtype=np.int64)
-        for j, rows in enumerate(self.rows):
-            table[j, :len(rows)] = rows
+    def resampled_mean(self, acc: np.ndarray, u: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The cell mean in each replicate, resampled at three levels: draws picked by the uniforms `u`
+        (B x draw slots); in every picked draw its models by `w` (B x model slots, the same for every draw, so
+        a model shared by the draws, as `in_domain`'s is, stays shared); in each picked model its runs by `v`
+        (B x draw slots x run slots, the same for every model, so a fine-tuning seed stays paired across
+        models and strategies). `acc` (B x runs): the runs' accuracies on that replicate's test examples."""
+        m = len(self.rows)
+        pmax = self.models
+        n_models = np.array([len(models) for models in self.rows])  # per draw
+        n_runs = np.zeros((m, pmax), dtype=np.int64)
+        for j, models in enumerate(self.rows):
+            n_runs[j, :len(models)] = [len(r) for r in models]
+        kmax = int(n_runs.max())
+        table = np.zeros((m, pmax, kmax), dtype=np.int64)
+        for j, models in enumerate(self.rows):
+            for q, r in enumerate(models):
+                table[j, q, :len(r)] = r
         draw = np.minimum((u[:, :m] * m).astype(np.int64), m - 1)  # B x m
-        k = counts[draw][..., None]  # runs of each picked draw
-        slot = np.minimum((v[:, :m, :kmax] * k).astype(np.int64), k - 1)  # B x m x kmax
-        run = table[draw[..., None], slot]
+        p = n_models[draw][..., None]  # B x m x 1: models of each picked draw
+        model = np.minimum((w[:, None, :pmax] * p).astype(np.int64), p - 1)  # B x m x pmax
+        k = n_runs[draw[..., None], model][..., None]  # B x m x pmax x 1: runs of each picked model
+        slot = np.minimum((v[:, :m, None, :kmax] * k).astype(np.int64), k - 1)  # B x m x pmax x kmax
+        run = table[draw[..., None, None], model[..., None], slot]
         vals = np.take_along_axis(acc, run.reshape(len(acc), -1), axis=1).reshape(run.shape)
-        mask = np.arange(kmax) < k
-        return ((vals * mask).sum(-1) / k[..., 0]).mean(-1)
+        per_model = (vals * (np.arange(kmax) < k)).sum(-1) / k[..., 0]  # B x m x pmax
+        per_draw = (per_model * (np.arange(pmax) < p)).sum(-1) / p[..., 0]  # B x m
+        return per_draw.mean(-1)
 
 
 def cells_of(keys: list[Key]) -> dict:
     """{(strategy, labels): Cell} from the runs' keys (row i of the correctness matrix is keys[i])."""
     found: dict = {}
     for i, key in enumerate(keys):
-        found.setdefault((key.strategy, key.labels), {}).setdefault(key.draw, []).append((key.seed, i))
+        (found.setdefault((key.strategy, key.labels), {}).setdefault(key.draw, {})
+         .setdefault(key.model, []).append((key.seed, i)))
     cells = {}
     for (strategy, labels), draws in found.items():
         order = sorted(draws, key=sort_key)
-        cells[strategy, labels] = Cell(strategy, labels, order,
-                                       [[i for _, i in sorted(draws[d], key=lambda p: sort_key(p[0]))]
-                                        for d in order])
+        cells[strategy, labels] = Cell(strategy, labels, order, [
+            [[i for _, i in sorted(draws[d][q], key=lambda pair: sort_key(pair[0]))]
+             for q in sorted(draws[d], key=sort_key)] for d in order],
+            [sorted(draws[d], key=sort_key) for d in order])
     return cells
 
 
@@ -217,15 +251,16 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
     # the bootstrap: L* per replicate, the curve refitted each time
     rng = np.random.default_rng(seed)
     draws_max = max(len(c.rows) for c in cells.values())
-    runs_max = max(len(r) for c in cells.values() for r in c.rows)
+    models_max = max(c.models for c in cells.values())
+    runs_max = max(len(r) for c in cells.values() for models in c.rows for r in models)
     boot = {id(c): [] for c in others}
-    for w in _resamples(n, n_boot, rng):
-        b = len(w)
-        u, v = rng.random((b, draws_max)), rng.random((b, draws_max, runs_max))
-        acc_b = (w @ correct.T) / n  # B x runs: every run on the same resampled test examples
-        curve = fit_curve(np.stack([c.resampled_mean(acc_b, u, v) for c in base], axis=1), weights)
+    for counts_b in _resamples(n, n_boot, rng):
+        b = len(counts_b)
+        u, w, v = rng.random((b, draws_max)), rng.random((b, models_max)), rng.random((b, draws_max, runs_max))
+        acc_b = (counts_b @ correct.T) / n  # B x runs: every run on the same resampled test examples
+        curve = fit_curve(np.stack([c.resampled_mean(acc_b, u, w, v) for c in base], axis=1), weights)
         for c in others:
-            boot[id(c)].append(invert(log_x, curve, c.resampled_mean(acc_b, u, v)))
+            boot[id(c)].append(invert(log_x, curve, c.resampled_mean(acc_b, u, w, v)))
     alpha = (1 - confidence) / 2
     lo_count, hi_count = counts[0], counts[-1]
     rows = []
@@ -237,10 +272,14 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
         ratio = {"value": l_star["value"] / c.labels, "bound": l_star["bound"]}
         width = _ratio(ci_high, ci_low)
         rows.append({"strategy": c.strategy, "labels": c.labels, "runs": c.runs, "draws": len(c.rows),
+                     "models": c.models,
                      "accuracy": float(c.mean(acc)), "l_star": l_star, "ci_low": ci_low, "ci_high": ci_high,
                      "ratio": ratio, "width_ratio": width,
                      "wide": width["value"] > WIDE or bool(width["bound"]),
                      "censored_replicates": float(np.mean(~np.isfinite(dist))),
+                     "per_model": {str(q): _bound(float(invert(log_x, fitted, c.model_mean(acc, q))[0]),
+                                                  lo_count, hi_count)
+                                   for q in sorted({q for ids in c.model_ids for q in ids}, key=sort_key)},
                      "slope": _slope(log_x, fitted, point[id(c)])})
     out = {"baseline": baseline, "confidence": confidence, "bootstrap_resamples": n_boot, "seed": seed,
            "test_examples": n, "fit": "isotonic regression of accuracy on log(labels), linear interpolation; "
@@ -268,7 +307,7 @@ def holdout_check(correct: np.ndarray, cell: Cell, log_x: np.ndarray, fitted: np
                   confidence: float = 0.95) -> dict:
     """Does the fit, made without the baseline's runs at `cell.labels`, predict their mean? The held-out mean's
     interval is over runs (seeds x draws) and test examples (pipeline/variance.py's model, one strategy)."""
-    rows = [i for r in cell.rows for i in r]
+    rows = cell.indices()
     iv = variance.interval(correct[rows])
     x = math.log(cell.labels)
     inside = bool(log_x[0] <= x <= log_x[-1])
@@ -303,8 +342,10 @@ def run_draw(run: Run):
 
 
 def keys_of(runs: list[Run], labels_param: str = LABELS_PARAM) -> list[Key]:
-    """Each run's Key (strategy, label count, label draw, fine-tuning seed)."""
-    return [Key(r.strategy, run_labels(r, labels_param), run_draw(r), r.seed) for r in runs]
+    """Each run's Key (strategy, label count, label draw, fine-tuning seed, MLM model). `none` trains no MLM
+    model: its runs are one model whatever their pretrain.seed."""
+    return [Key(r.strategy, run_labels(r, labels_param), run_draw(r), r.seed,
+                0 if r.strategy == "none" else r.pretrain_seed) for r in runs]
 
 
 def summarise_runs(runs: list[Run], baseline: str = "none", labels_param: str = LABELS_PARAM, n_boot: int = 2000,
@@ -375,16 +416,16 @@ def _around(summary: dict, row: dict) -> str:
 def markdown(summary: dict) -> str:
     conf = f"{summary['confidence']:.0%}"
     lines = [f"L*: the labels `{summary['baseline']}` needs to match each strategy ({summary['fit']}; "
-             f"{conf} hierarchical bootstrap over label draws, seeds and {summary['test_examples']:,} test "
-             f"examples, {summary['bootstrap_resamples']:,} resamples)", "",
+             f"{conf} hierarchical bootstrap over label draws, MLM models, fine-tuning seeds and "
+             f"{summary['test_examples']:,} test examples, {summary['bootstrap_resamples']:,} resamples)", "",
              f"| strategy | labels | runs | accuracy % | L* | {conf} interval | L*/labels | upper/lower "
-             f"| MLM minutes |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| L* per MLM model | MLM minutes |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in summary["strategies"]:
         minutes = row.get("mlm_minutes")
         lines.append(f"| {row['strategy']} | {row['labels']:,} | {row['runs']} | {row['accuracy'] * 100:.2f} | "
                      f"{fmt(row['l_star'])} | [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}] | "
-                     f"{fmt(row['ratio'], 2)} | {fmt(row['width_ratio'], 2)} | "
+                     f"{fmt(row['ratio'], 2)} | {fmt(row['width_ratio'], 2)} | {per_model(row)} | "
                      f"{'–' if minutes is None else f'{minutes:.1f}'} |")
     lines += ["", f"`{summary['baseline']}` against labels:", "",
               "| labels | runs | label draws | accuracy % | fitted % |", "|---:|---:|---:|---:|---:|"]
@@ -393,6 +434,12 @@ def markdown(summary: dict) -> str:
     if "holdout" in summary:
         lines += ["", holdout_line(summary)]
     return "\n".join(lines) + "\n"
+
+
+def per_model(row: dict) -> str:
+    """`pretrain.seed: L*` for each MLM model of a strategy with several, else a dash."""
+    models = row.get("per_model") or {}
+    return "; ".join(f"{q}: {fmt(v)}" for q, v in models.items()) if len(models) > 1 else "–"
 
 
 def holdout_line(summary: dict) -> str:

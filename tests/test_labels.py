@@ -114,6 +114,35 @@ def test_below_the_baseline_and_beyond_the_largest_count():
     assert high["wide"] and high["width_ratio"]["bound"] == ">"
 
 
+def test_runs_that_share_an_mlm_model_are_resampled_as_one():
+    """`task` with two MLM models (pretrain.seed 1 and 2) shared by both label draws, one planted at acc(150), the
+    other at acc(300), no seed or draw noise: the per-model L* recover 150 and 300, and the interval, which
+    resamples the models, reaches from about 150 to about 300 (a replicate that picks one model twice sits at
+    its L*); the same runs read as one model (20 exchangeable seeds) give a narrower interval that covers neither."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    correct, keys = simulate(rng, n=n, draws=2, seeds=5, seed_std=0.0, draw_std=0.0)
+    rows = [correct]
+    for model, like in ((1, 150), (2, 300)):
+        for d in (1, 2):
+            for s in range(1, 6):
+                rows.append((rng.random((1, n)) < true_acc(like)).astype(np.float64))
+                keys.append(Key("task", 100, d, s, model))
+    correct = np.vstack(rows)
+    row = label_equivalents(correct, keys, n_boot=400, seed=1)["strategies"][0]
+    assert row["models"] == 2 and row["runs"] == 20
+    assert row["per_model"]["1"]["value"] == pytest.approx(150, rel=0.08)
+    assert row["per_model"]["2"]["value"] == pytest.approx(300, rel=0.08)
+    assert row["l_star"]["value"] == pytest.approx(100 * 2 ** ((math.log2(1.5) + math.log2(3)) / 2), rel=0.08)
+    assert row["ci_low"]["value"] < 165 and row["ci_high"]["value"] > 275
+    assert "| 1: 1" in labels.markdown({**label_equivalents(correct, keys, n_boot=50, seed=1), "labels_param": "x"})
+    pooled = label_equivalents(correct, [Key(k.strategy, k.labels, k.draw, k.seed) for k in keys], n_boot=400,
+                               seed=1)["strategies"][0]
+    assert pooled["models"] == 1 and pooled["per_model"].keys() == {"0"}
+    assert pooled["ci_low"]["value"] > 165 and pooled["ci_high"]["value"] < 275
+    assert pooled["width_ratio"]["value"] < row["width_ratio"]["value"] / 1.3
+
+
 def test_isotonic_fit_and_its_inverse():
     x, y, w = np.log([100, 150, 200, 300, 500]), np.array([0.60, 0.64, 0.62, 0.68, 0.71]), np.array([9, 9, 6, 9, 9.])
     fitted = fit_curve(y, w)[0]
@@ -187,7 +216,8 @@ def test_cli_writes_table_json_plot(tmp_path, capsys):
     out = tmp_path / "report"
     assert labels.main(["--runs", *dirs, "--out", str(out), "--bootstrap", "300", "--holdout", "250"]) == 0
     printed = capsys.readouterr().out
-    assert "| strategy | labels | runs | accuracy % | L* | 95% interval | L*/labels | upper/lower | MLM minutes |" \
+    assert "| strategy | labels | runs | accuracy % | L* | 95% interval | L*/labels | upper/lower | L* per MLM model " \
+        "| MLM minutes |" \
         in printed and "| task | 100 | 4 |" in printed and "| 30.0 |" in printed
     assert "Held out: `none` at 250 labels" in printed
     summary = json.loads((out / "labels.json").read_text())
