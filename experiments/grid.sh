@@ -12,7 +12,8 @@
 # Queued experiments run in temporary copies of the repository, so every local path handed to them must be
 # absolute: `local_corpora` writes a copy of corpora/local with absolute paths to CORPORA_OUT.
 # Running it again resumes it: a name that is already an experiment of this commit (`dvc exp list`) is not queued
-# again, only compared, so a grid cut off part-way (a closed laptop, a lost node) costs only the run it was in.
+# again, only compared, so a grid cut off part-way (a closed laptop, a lost node) costs only the run it was in;
+# the tasks its dead queue worker left "Queued" or "Running" are cleared first (below).
 # Drop a finished run with `dvc exp remove NAME` to run it again.
 set -euo pipefail
 : "${PREFIX:?set PREFIX}" "${COMMON_ARGS:?set COMMON_ARGS}" "${OUT:?set OUT}"
@@ -28,6 +29,17 @@ if [ -n "${CORPORA_OUT:-}" ]; then
   done
 fi
 existing=" $(dvc exp list --name-only 2>/dev/null | tr '\n' ' ') "
+# A queue worker that died with its machine leaves this grid's tasks "Queued", and the one it was in "Running",
+# with no worker: with no worker alive, clear them (kill marks a Running one failed, then it is removed), so the
+# unfinished ones are queued once below and none runs twice. Only names with this grid's PREFIX are touched.
+st=$(dvc queue status 2>/dev/null || true)
+if grep -q "Worker status: 0 active" <<< "$st"; then
+  while read -r task state; do
+    [ "$state" = Running ] && dvc queue kill "$task" >/dev/null 2>&1 || true
+    dvc queue remove "$task" >/dev/null 2>&1 || true
+    echo "cleared task $task ($state with no worker)"
+  done < <(awk -v p="$PREFIX-" 'index($2, p) == 1 && ($NF == "Queued" || $NF == "Running") {print $1, $NF}' <<< "$st")
+fi
 names=()
 for seed in $SEEDS; do    # seed-major: the first results already cover every strategy
   for v in $VALUES; do

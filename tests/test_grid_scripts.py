@@ -79,3 +79,28 @@ esac
     assert queued == ["g-task-seed1", "g-none-seed2", "g-task-seed2"]  # g-none-seed1 exists; g-task-seed1x is not it
     compare = [c for c in calls if c.startswith("python -m pipeline.compare")]
     assert len(compare) == 1 and "--exps g-none-seed1 g-task-seed1 g-none-seed2 g-task-seed2 --out" in compare[0]
+    # the dead worker's task is cleared before anything is queued: killed (it was Running), then removed
+    first_queue = next(i for i, c in enumerate(calls) if c.startswith("dvc exp run --queue"))
+    assert calls.index("dvc queue kill abc") < calls.index("dvc queue remove abc") < first_queue
+
+
+def test_grid_clears_only_its_own_stale_tasks_and_only_with_no_worker(tmp_path):
+    # Queued and Running tasks of this grid's PREFIX are cleared when no worker is alive; another grid's tasks
+    # and finished ones are left; with a live worker nothing is cleared (the queue is running them)
+    status = ("Task  Name  Created  Status\\nq1  g-task-seed2  07:46 AM  Queued\\nr1  g-none-seed2  07:46 AM  Running\\n"
+              "o1  other-none-seed1  07:46 AM  Queued\\ns1  g-none-seed1  07:40 AM  Success\\n\\nWorker status: {} active, 0 idle\\n")
+    for workers, cleared in (("0", ["dvc queue kill r1", "dvc queue remove q1", "dvc queue remove r1"]), ("1", [])):
+        case = tmp_path / workers
+        case.mkdir()
+        # the status answers `workers` active the first time, then an empty queue (so the wait ends)
+        bin_dir, log = stand_ins(case, dvc_answers=f"""case "$1 $2" in
+  "queue status") if [ ! -e {case}/asked ]; then touch {case}/asked; printf '{status.format(workers)}'; else
+    printf 'Worker status: 0 active, 0 idle\\n'; fi ;;
+esac
+""")
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(case), "PREFIX": "g",
+               "COMMON_ARGS": "-S seed=0", "OUT": str(case / "out"), "STRATEGIES": "none task", "SEEDS": "1 2"}
+        subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True,
+                       timeout=120)
+        calls = log.read_text().splitlines()
+        assert sorted(c for c in calls if c.startswith(("dvc queue kill", "dvc queue remove"))) == cleared
