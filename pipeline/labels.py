@@ -398,8 +398,16 @@ def warnings(summary: dict, plan=lambda n_labels: "") -> list[str]:
         lines.append(f"[labels] warning: {row['strategy']} at {row['labels']} labels: the "
                      f"{summary['confidence']:.0%} interval of L* {what}{more}. Narrow it with more fine-tuning "
                      f"seeds x label draws (task.demo.train_seed) of `{summary['baseline']}` at the label counts around L* "
-                     f"({near}) and of {row['strategy']} at {row['labels']}.{plan_line}")
+                     f"({near}) and of {row['strategy']} at {row['labels']}{models_line(row)}.{plan_line}")
     return lines
+
+
+def models_line(row: dict) -> str:
+    """Where a strategy's MLM models disagree, more of them narrow the interval too."""
+    if row.get("models", 1) < 2:
+        return ""
+    return (f", and more MLM models (`pretrain.seed`) of {row['strategy']}: the interval resamples its "
+            f"{row['models']} per draw, whose L* are {per_model(row)}")
 
 
 def _around(summary: dict, row: dict) -> str:

@@ -136,6 +136,9 @@ def test_runs_that_share_an_mlm_model_are_resampled_as_one():
     assert row["l_star"]["value"] == pytest.approx(100 * 2 ** ((math.log2(1.5) + math.log2(3)) / 2), rel=0.08)
     assert row["ci_low"]["value"] < 165 and row["ci_high"]["value"] > 275
     assert "| 1: 1" in labels.markdown({**label_equivalents(correct, keys, n_boot=50, seed=1), "labels_param": "x"})
+    assert row["wide"] and "more MLM models (`pretrain.seed`) of task: the interval resamples its 2 per draw, " \
+        "whose L* are 1: 1" in labels.warnings({"strategies": [row], "confidence": 0.95, "baseline": "none",
+                                                "test_examples": n, "curve": [{"labels": c} for c in COUNTS]})[0]
     pooled = label_equivalents(correct, [Key(k.strategy, k.labels, k.draw, k.seed) for k in keys], n_boot=400,
                                seed=1)["strategies"][0]
     assert pooled["models"] == 1 and pooled["per_model"].keys() == {"0"}
