@@ -57,6 +57,17 @@ def _delta_note(summary: dict, parts: list[dict]) -> str:
                    f"confidence (a warning says when it is above {WARN_MDE * 100:g} point).")
 
 
+def _within_note(summary: dict) -> str:
+    """Where a replicate averages several runs (label draws, MLM seeds), what its interval leaves out."""
+    over = sorted({p for _, g in groups(summary) for e in g["strategies"].values() for p in e.get("averaged_over", [])})
+    if not over:
+        return ""
+    names = ", ".join(f"`{p}`" for p in over)
+    return (f" A replicate here is the mean of its runs over {names}: the interval counts the spread between "
+            f"replicates, not the effects those runs share across all replicates (the same MLM models and label "
+            f"draws serve every seed), so it holds for these models and draws; their spread is in the ± over runs.")
+
+
 def markdown(summary: dict) -> str:
     """The table: a row per strategy (and value of `--by`), then a note on what each column covers."""
     by, base, conf = summary.get("by"), summary["baseline"], int(round(summary["confidence"] * 100))
@@ -79,8 +90,8 @@ def markdown(summary: dict) -> str:
                 _ci(headline(vs, "macro_f1")) if vs else "–", ppl, _pm(e["minutes"], e["minutes_std"], scale=1.0, digits=1)]
             lines.append("| " + " | ".join(cells) + " |")
     borrowed = summary.get("baseline_borrowed_at")
-    lines += ["", (f"Mean ± sample std over replicates (– : one run). {f'At each value of `{by}`: ' if by else ''}"
-                   f"{_delta_note(summary, [g for _, g in groups(summary)])} Δ macro-F1: the same "
+    lines += ["", (f"Mean ± sample std over runs (– : one run). {f'At each value of `{by}`: ' if by else ''}"
+                   f"{_delta_note(summary, [g for _, g in groups(summary)])}{_within_note(summary)} Δ macro-F1: the same "
                    f"interval as Δ accuracy on macro-F1's per-example linearisation (delta method), seeds and test "
                    f"examples; with one paired seed the paired bootstrap over the test examples. Minutes: wall time of a run's pretrain, finetune and evaluate stages (their "
                    f"metrics' `seconds`)."

@@ -99,6 +99,23 @@ def replicates(runs: list[Run]) -> tuple[str, object]:
     return "seed", lambda r: r.seed
 
 
+# what else may vary between the runs of one replicate (a grid of label draws x MLM seeds x fine-tuning seeds)
+WITHIN_REPLICATE = ("pretrain.seed", "task.demo.train_seed", "task.seed")
+
+
+def averaged_over(group: list[Run], replicate_of) -> list[str]:
+    """The params that differ between runs of one replicate: a replicate is then their mean, and what those
+    runs share across replicates (one MLM model or label draw for every seed) is not in its interval."""
+    found = []
+    for dotted in WITHIN_REPLICATE:
+        values: dict = {}
+        for r in group:
+            values.setdefault(replicate_of(r), set()).add(repr(r.param(dotted, default=None)))
+        if any(len(v) > 1 for v in values.values()):
+            found.append(dotted)
+    return found
+
+
 def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, seed: int = 0,
               confidence: float = 0.95) -> dict:
     """Per strategy: runs, replicates (`replicates`), mean +- std of the metrics, and the paired difference
@@ -127,6 +144,7 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
                 ("tokens_trained", [r.metrics.get("pretrain", {}).get("tokens_trained") for r in models])):
             entry[key], entry[f"{key}_std"] = mean_std(values)
         entry["minutes"], entry["minutes_std"] = mean_std([r.minutes for r in group])
+        entry["averaged_over"] = averaged_over(group, replicate_of)
         if strategy != baseline and base_rows:
             # pair replicate with replicate where both have it; otherwise all runs of each side
             common = sorted({replicate_of(runs[i]) for i in rows} & {replicate_of(runs[i]) for i in base_rows}, key=sort_key)

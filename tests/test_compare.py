@@ -316,7 +316,14 @@ def test_a_zero_shot_grid_replicates_over_pretrain_seed(tmp_path):
     # the usual grid (fine-tuning seeds vary) still pairs on the fine-tuning seed, whatever pretrain.seed is
     dirs += [write_run(tmp_path, f"in_domain-s2-p{p}", "in_domain", 2, 130, pretrain_seed=p) for p in (1, 2)]
     dirs += [write_run(tmp_path, "none-s2", "none", 2, 100)]
-    assert summarise([load_run_dir(d) for d in dirs], n_boot=2_000)["replicates"] == "seed"
+    summary = summarise([load_run_dir(d) for d in dirs], n_boot=2_000)
+    assert summary["replicates"] == "seed"
+    # a replicate (a fine-tuning seed) is then the mean of its in_domain runs over their two MLM seeds, and the
+    # table says what that interval leaves out; none's runs at seed 1 differ in pretrain.seed too (no MLM)
+    assert summary["strategies"]["in_domain"]["averaged_over"] == ["pretrain.seed"]
+    assert "the mean of its runs over `pretrain.seed`: the interval counts the spread between replicates, not " \
+           "the effects those runs share" in markdown(summary)
+    assert "the mean of its runs over" not in table  # one run per replicate: nothing averaged
 
 
 def test_compare_by_arm_compares_any_params_values_paired_by_seed(tmp_path, capsys):
