@@ -163,14 +163,17 @@ def _reader_at(dvc_repo, repo, sha: str, name: str):
     from dvc.exceptions import DvcException
 
     fs = dvc_repo.scm.get_fs(sha)
+    # git paths are from the git root; the DVC project may be a folder of it (`dvc init --subdir`)
+    sub = os.path.relpath(dvc_repo.root_dir, dvc_repo.scm.root_dir)
+    at = (lambda path: path) if sub == "." else (lambda path: f"{sub}/{path}")
     outs = {}
-    if fs.exists("dvc.lock"):
-        lock = yaml.load(fs.read_text("dvc.lock"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    if fs.exists(at("dvc.lock")):
+        lock = yaml.load(fs.read_text(at("dvc.lock")), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         outs = {out["path"]: out for stage in (lock.get("stages") or {}).values() for out in stage.get("outs") or []}
 
     def read(path: str, required: bool = True) -> str | None:
-        if fs.exists(path):
-            return fs.read_text(path)
+        if fs.exists(at(path)):
+            return fs.read_text(at(path))
         out = outs.get(path)
         if out is None:
             if not required:

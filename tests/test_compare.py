@@ -218,17 +218,22 @@ def _git(repo, *args, env=None):
                           text=True).stdout.strip()
 
 
-def _exp_repo(tmp_path):
-    """A git + DVC repo with one baseline commit; experiments are added by `_commit_exp`."""
-    from dvc.repo import Repo
+def _exp_repo(tmp_path, subdir=""):
+    """A git + DVC repo with one baseline commit (the DVC project in `subdir` of the git repo, if given:
+    `dvc init --subdir`); experiments are added by `_commit_exp`. Returns the DVC project's folder."""
+    import subprocess
+    import sys
 
     repo = tmp_path / "repo"
-    repo.mkdir()
+    project = repo / subdir if subdir else repo
+    project.mkdir(parents=True)
     _git(repo, "init", "-q")
-    Repo.init(str(repo)).close()
+    # in a child process: DVC's in-process logger keeps the stream of the first test that used it
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", *(["--subdir"] if subdir else [])], cwd=project,
+                   check=True, capture_output=True)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "baseline", env={"GIT_COMMITTER_DATE": "2026-01-01T00:00:00"})
-    return repo
+    return project
 
 
 def _commit_exp(repo, run, name, date, uncached=(), outs=("metrics/eval.json", "metrics/pretrain.json",
@@ -295,6 +300,15 @@ def test_dvc_experiments_reads_each_experiment_at_its_commit(tmp_path, monkeypat
         dvc_experiments(repo, ["cut-seed1"])
     with pytest.raises(ConfigError, match="no finished experiment named nope-seed1.*dvc exp list -A"):
         dvc_experiments(repo, ["nope-seed1"])
+
+
+def test_dvc_experiments_of_a_project_in_a_folder_of_its_git_repo(tmp_path):
+    from pipeline.runs import dvc_experiments
+
+    project = _exp_repo(tmp_path, subdir="study")
+    _commit_exp(project, write_run(tmp_path / "runs", "task-seed2", "task", 2, 170), "task-seed2", "2026-01-02T00:00:00")
+    (run,) = dvc_experiments(project)
+    assert run.name == "task-seed2" and run.seed == 2 and run.accuracy == 170 / N and len(run.predictions) == N
 
 
 def test_a_zero_shot_grid_replicates_over_pretrain_seed(tmp_path):
