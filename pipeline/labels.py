@@ -82,17 +82,18 @@ class Cell:
     strategy: str
     labels: int
     draws: list = field(default_factory=list)
-    rows: list = field(default_factory=list)  # rows[draw][model] -> run indices
-    model_ids: list = field(default_factory=list)  # model_ids[draw][model] -> its pretrain.seed
+    rows: list = field(default_factory=list)  # rows[draw]: {MLM model (its pretrain.seed): run indices}, sorted
 
     def model_mean(self, acc: np.ndarray, model) -> float:
         """The mean over draws of one MLM model's runs (the draws that have it)."""
-        return float(np.mean([acc[models[ids.index(model)]].mean() for models, ids in zip(self.rows, self.model_ids)
-                              if model in ids]))
+        return float(np.mean([acc[models[model]].mean() for models in self.rows if model in models]))
+
+    def model_ids(self) -> list:
+        return sorted({q for models in self.rows for q in models}, key=sort_key)
 
     @property
     def runs(self) -> int:
-        return sum(len(r) for models in self.rows for r in models)
+        return len(self.indices())
 
     @property
     def models(self) -> int:
@@ -100,12 +101,13 @@ class Cell:
         return max(len(models) for models in self.rows)
 
     def indices(self) -> list[int]:
-        return [i for models in self.rows for r in models for i in r]
+        return [i for models in self.rows for r in models.values() for i in r]
 
     def mean(self, acc: np.ndarray) -> np.ndarray:
         """The mean over draws of the mean over models of the mean over each model's runs; `acc` (runs,) or
         (replicates x runs)."""
-        return np.mean([np.mean([acc[..., r].mean(-1) for r in models], axis=0) for models in self.rows], axis=0)
+        return np.mean([np.mean([acc[..., r].mean(-1) for r in models.values()], axis=0) for models in self.rows],
+                       axis=0)
 
     def resampled_mean(self, acc: np.ndarray, u: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The cell mean in each replicate, resampled at three levels: draws picked by the uniforms `u`
@@ -118,11 +120,11 @@ class Cell:
         n_models = np.array([len(models) for models in self.rows])  # per draw
         n_runs = np.zeros((m, pmax), dtype=np.int64)
         for j, models in enumerate(self.rows):
-            n_runs[j, :len(models)] = [len(r) for r in models]
+            n_runs[j, :len(models)] = [len(r) for r in models.values()]
         kmax = int(n_runs.max())
         table = np.zeros((m, pmax, kmax), dtype=np.int64)
         for j, models in enumerate(self.rows):
-            for q, r in enumerate(models):
+            for q, r in enumerate(models.values()):
                 table[j, q, :len(r)] = r
         draw = np.minimum((u[:, :m] * m).astype(np.int64), m - 1)  # B x m
         p = n_models[draw][..., None]  # B x m x 1: models of each picked draw
@@ -146,9 +148,8 @@ def cells_of(keys: list[Key]) -> dict:
     for (strategy, labels), draws in found.items():
         order = sorted(draws, key=sort_key)
         cells[strategy, labels] = Cell(strategy, labels, order, [
-            [[i for _, i in sorted(draws[d][q], key=lambda pair: sort_key(pair[0]))]
-             for q in sorted(draws[d], key=sort_key)] for d in order],
-            [sorted(draws[d], key=sort_key) for d in order])
+            {q: [i for _, i in sorted(draws[d][q], key=lambda pair: sort_key(pair[0]))]
+             for q in sorted(draws[d], key=sort_key)} for d in order])
     return cells
 
 
@@ -252,7 +253,7 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
     rng = np.random.default_rng(seed)
     draws_max = max(len(c.rows) for c in cells.values())
     models_max = max(c.models for c in cells.values())
-    runs_max = max(len(r) for c in cells.values() for models in c.rows for r in models)
+    runs_max = max(len(r) for c in cells.values() for models in c.rows for r in models.values())
     boot = {id(c): [] for c in others}
     for counts_b in _resamples(n, n_boot, rng):
         b = len(counts_b)
@@ -279,7 +280,7 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
                      "censored_replicates": float(np.mean(~np.isfinite(dist))),
                      "per_model": {str(q): _bound(float(invert(log_x, fitted, c.model_mean(acc, q))[0]),
                                                   lo_count, hi_count)
-                                   for q in sorted({q for ids in c.model_ids for q in ids}, key=sort_key)},
+                                   for q in c.model_ids()},
                      "slope": _slope(log_x, fitted, point[id(c)])})
     out = {"baseline": baseline, "confidence": confidence, "bootstrap_resamples": n_boot, "seed": seed,
            "test_examples": n, "fit": "isotonic regression of accuracy on log(labels), linear interpolation; "

@@ -106,11 +106,10 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
     `cache.local.oid_to_path`); only the lockfile lookup of an out's md5 is by hand."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
-    from dvc.repo.experiments.utils import exp_refs
 
     try:
         with Repo.open(str(repo)) as dvc_repo:
-            found = _experiment_commits(dvc_repo, exp_refs)
+            found = _experiment_commits(dvc_repo.scm)
             if names:
                 unknown = [n for n in names if n not in found]
                 if unknown:
@@ -135,23 +134,22 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
         raise ConfigError(f"{repo}: DVC could not read the experiments: {exc}") from exc
 
 
-def _experiment_commits(dvc_repo, exp_refs) -> dict[str, str]:
+def _experiment_commits(scm) -> dict[str, str]:
     """Experiment name -> its commit. A name run on two baseline commits (a grid queued again after a
     commit) is read from its newest run, and stderr says so."""
-    scm = dvc_repo.scm
-    found: dict[str, tuple[int, str]] = {}
+    from dvc.repo.experiments.utils import exp_refs
+
+    shas: dict[str, list[str]] = {}
     for info in exp_refs(scm):
-        sha = scm.get_ref(str(info))
-        if not info.name or not sha:
-            continue
-        when = scm.resolve_commit(sha).commit_time
-        if info.name in found:
-            print(f"[compare] experiment `{info.name}` exists on two baselines; reading the newest run",
+        if info.name and (sha := scm.get_ref(str(info))):
+            shas.setdefault(info.name, []).append(sha)
+    newest = {}
+    for name, found in shas.items():
+        if len(found) > 1:
+            print(f"[compare] experiment `{name}` exists on {len(found)} baselines; reading the newest run",
                   file=sys.stderr)
-            if found[info.name][0] >= when:
-                continue
-        found[info.name] = (when, sha)
-    return {name: sha for name, (_, sha) in found.items()}
+        newest[name] = found[0] if len(found) == 1 else max(found, key=lambda sha: scm.resolve_commit(sha).commit_time)
+    return newest
 
 
 def _reader_at(dvc_repo, repo, sha: str, name: str):
