@@ -53,7 +53,7 @@ from scipy.stats import norm
 from pipeline import variance
 from pipeline.config import ConfigError
 from pipeline.io import atomic_write_text, write_json
-from pipeline.runs import Run, aligned, dvc_experiments, load_run_dir
+from pipeline.runs import Run, aligned, dvc_experiments, load_run_dir, one_per_model
 from pipeline.stats import sort_key
 
 LABELS_PARAM = "task.demo.train"
@@ -364,10 +364,10 @@ def summarise_runs(runs: list[Run], baseline: str = "none", labels_param: str = 
     out["labels_param"] = labels_param
     for row in out["strategies"]:
         group = [r for r, k in zip(runs, keys) if (k.strategy, k.labels) == (row["strategy"], row["labels"])]
-        models = {r.pretrain_seed: r for r in group}.values()  # once per pretrained model, as compare counts them
-        seconds = [float(r.metrics["pretrain"]["seconds"]) for r in models
+        seconds = [float(r.metrics["pretrain"]["seconds"]) for r in one_per_model(group)
                    if isinstance(r.metrics.get("pretrain"), dict) and "seconds" in r.metrics["pretrain"]]
         row["mlm_minutes"] = float(np.mean(seconds)) / 60 if seconds else None
+        row["mlm_minutes_each"] = [s / 60 for s in seconds]  # per MLM model: a run that shared the CPU shows
         row["run_names"] = [r.name for r in group]
     return out
 
@@ -431,11 +431,10 @@ def markdown(summary: dict) -> str:
              f"| L* per MLM model | MLM minutes |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in summary["strategies"]:
-        minutes = row.get("mlm_minutes")
         lines.append(f"| {row['strategy']} | {row['labels']:,} | {row['runs']} | {row['accuracy'] * 100:.2f} | "
                      f"{fmt(row['l_star'])} | [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}] | "
                      f"{fmt(row['ratio'], 2)} | {fmt(row['width_ratio'], 2)} | {per_model(row)} | "
-                     f"{'–' if minutes is None else f'{minutes:.1f}'} |")
+                     f"{mlm_minutes(row)} |")
     lines += ["", f"`{summary['baseline']}` against labels:", "",
               "| labels | runs | label draws | accuracy % | fitted % |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {c['labels']:,} | {c['runs']} | {c['draws']} | {c['accuracy'] * 100:.2f} | {c['fitted'] * 100:.2f} |"
@@ -443,6 +442,15 @@ def markdown(summary: dict) -> str:
     if "holdout" in summary:
         lines += ["", holdout_line(summary)]
     return "\n".join(lines) + "\n"
+
+
+def mlm_minutes(row: dict) -> str:
+    """The mean MLM minutes of a strategy's pretrained models, and each one's where they are several (a run that
+    shared the CPU with other work stands out), else a dash."""
+    if row.get("mlm_minutes") is None:
+        return "–"
+    each = row.get("mlm_minutes_each") or []
+    return f"{row['mlm_minutes']:.1f}" + (f" ({', '.join(f'{m:.1f}' for m in each)})" if len(each) > 1 else "")
 
 
 def per_model(row: dict) -> str:

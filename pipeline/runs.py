@@ -51,9 +51,24 @@ class Run:
         return float(self.metrics["eval"]["macro_f1"])
 
     @property
+    def mlm_model(self) -> tuple:
+        """Which pretrained model this run fine-tuned, as far as its records tell: runs that share one have the
+        same pretrain.seed and the same metrics/pretrain.json (DVC restores a shared pretrain stage from its cache,
+        metrics and all), and two MLM runs never match to the hundredth of a second of their `seconds`.
+        pretrain.seed alone does not tell: `task`'s corpus is the draw's labelled reviews, so each label draw
+        (task.demo.train_seed) pretrains a model of its own at the same seed."""
+        return self.pretrain_seed, json.dumps(self.metrics.get("pretrain") or {}, sort_keys=True, default=str)
+
+    @property
     def minutes(self) -> float:
         """Wall time of the run's pretrain, finetune and evaluate stages (their metrics' `seconds`)."""
         return sum(float(m.get("seconds", 0.0)) for m in self.metrics.values()) / 60
+
+
+def one_per_model(runs: list[Run]) -> list[Run]:
+    """One run per pretrained model (`Run.mlm_model`): pretraining figures (perplexity, MLM minutes) count once
+    per model, since fine-tuning seeds that share one do not make a spread."""
+    return list({r.mlm_model: r for r in runs}.values())
 
 
 def make_run(name: str, params: dict, metrics: dict, predictions_csv: str) -> Run:

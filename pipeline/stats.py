@@ -11,7 +11,7 @@ from scipy.stats import bootstrap
 
 from pipeline import variance
 from pipeline.config import SOURCES, ConfigError
-from pipeline.runs import Run, aligned
+from pipeline.runs import Run, aligned, one_per_model
 
 BOOT_CELLS = 20_000_000  # resampled indices held at once (160 MB): SciPy's `batch` is sized from it
 
@@ -133,9 +133,7 @@ def summarise(runs: list[Run], baseline: str = "none", n_boot: int = 10_000, see
         group = [runs[i] for i in rows]
         entry = {"runs": [r.name for r in group], "seeds": sorted((replicate_of(r) for r in group), key=sort_key),
                  "pretrain_seeds": sorted({r.pretrain_seed for r in group})}
-        # pretraining figures once per pretrained model: seeds that share one (same pretrain.seed) do not
-        # make a spread
-        models = list({r.pretrain_seed: r for r in group}.values())
+        models = one_per_model(group)
         for key, values in (
                 ("accuracy", [r.accuracy for r in group]),
                 ("macro_f1", [r.macro_f1 for r in group]),

@@ -168,6 +168,19 @@ def test_a_single_run_has_no_spread(tmp_path):
     assert summary["strategies"]["task"]["perplexity_after_std"] is None and "100 → 60 ± –" in table
 
 
+def test_task_models_of_two_label_draws_count_twice_at_one_pretrain_seed(tmp_path):
+    """`task` pretrains on the draw's labelled reviews: at one pretrain.seed each label draw
+    (task.demo.train_seed) has a model of its own, and the perplexity spread is over both."""
+    runs = [write_run(tmp_path, f"none-d{d}", "none", 1, 160, ppl=(100.0, 100.0), task__demo={"train_seed": d})
+            for d in (1, 2)]
+    runs += [write_run(tmp_path, f"task-d{d}-seed{s}", "task", s, 170, ppl=(100.0, 40.0 + 4 * d),
+                       task__demo={"train_seed": d}) for d in (1, 2) for s in (1, 2)]
+    task = summarise([load_run_dir(d) for d in runs], n_boot=200)["strategies"]["task"]
+    assert task["pretrain_seeds"] == [42]
+    assert task["perplexity_after"] == pytest.approx(46.0)  # (44 + 48) / 2: both draws' models
+    assert task["perplexity_after_std"] == pytest.approx(np.std([44.0, 48.0], ddof=1))
+
+
 def test_compare_by_a_param_pairs_each_value_with_the_baseline(tmp_path, capsys):
     # none trains no MLM: run once (its params say 1M tokens) and borrowed at every budget;
     # task: 170 right at 1000 tokens, 190 at 4000 (85 %, 95 %) vs none 160 / 164 (80 %, 82 %)

@@ -84,6 +84,21 @@ def test_planted_strategy_is_worth_its_labels():
     assert "| task | 100 | 9 |" in table and "| 12.5 |" in table and "L*/labels" in table
 
 
+def test_mlm_minutes_count_each_draws_model_once():
+    """`task` pretrains on each label draw's reviews: 3 draws at one pretrain.seed are 3 MLM models (their
+    metrics/pretrain.json differ), each shared by its draw's fine-tuning seeds; the mean is over the 3, and the
+    table gives each one's minutes."""
+    correct, keys = simulate(np.random.default_rng(1), {"task": (100, 200)})
+    runs = as_runs(correct, keys)
+    for run, key in zip(runs, keys):
+        if key.strategy == "task":
+            run.metrics["pretrain"] = {"seconds": {1: 600.0, 2: 720.0, 3: 1380.0}[key.draw], "perplexity_after": key.draw}
+    summary = summarise_runs(runs, n_boot=50, seed=3)
+    (row,) = summary["strategies"]
+    assert row["mlm_minutes"] == pytest.approx(15.0) and row["mlm_minutes_each"] == pytest.approx([10.0, 12.0, 23.0])
+    assert "| 15.0 (10.0, 12.0, 23.0) |" in labels.markdown(summary)
+
+
 def test_interval_covers_the_true_l_star_in_simulated_grids():
     """40 simulated grids (3 draws x 3 seeds per count, 2,000 test examples), 400 resamples each. Measured:
     38/40 here (95%); over 200 grids at 400 and 2,000 resamples, 98% and 96% (nominal 95%); with a draw spread
