@@ -28,12 +28,20 @@ if [ -n "${CORPORA_OUT:-}" ]; then
     sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$CORPORA_OUT/$(basename "$f")"
   done
 fi
+POLL=${POLL:-30}  # seconds between looks at the queue
 existing=" $(dvc exp list --name-only 2>/dev/null | tr '\n' ' ') "
+# This project's queue worker, by its process: DVC names it dvc-exp-<first 6 hex of the sha256 of its celery
+# folder>-<n>@localhost (dvc/repo/experiments/queue/celery.py). `dvc queue status` asks the worker over celery, and
+# a worker that has begun to shut down (it does as soon as the queue is empty, its last task still running) no
+# longer answers: the status then lists no running task and "0 active" for the minutes that last run still takes.
+# Its process tells the truth (this ended the 2026-12-05 few-label grid at a group's last run, before its result).
+node="dvc-exp-$(printf %s "$(pwd -P)/.dvc/tmp/exps/celery" | sha256sum | cut -c1-6)-"
+worker_alive() { pgrep -f "exp queue-worker $node" >/dev/null; }
 # A queue worker that died with its machine leaves this grid's tasks "Queued", and the one it was in "Running",
 # with no worker: with no worker alive, clear them (kill marks a Running one failed, then it is removed), so the
 # unfinished ones are queued once below and none runs twice. Only names with this grid's PREFIX are touched.
 st=$(dvc queue status 2>/dev/null || true)
-if grep -q "Worker status: 0 active" <<< "$st"; then
+if ! worker_alive && grep -q "Worker status: 0 active" <<< "$st"; then
   while read -r task state; do
     [ "$state" = Running ] && dvc queue kill "$task" >/dev/null 2>&1 || true
     dvc queue remove "$task" >/dev/null 2>&1 || true
@@ -55,15 +63,17 @@ for seed in $SEEDS; do    # seed-major: the first results already cover every st
 done
 start=$(date +%s)
 dvc queue start -j 1
-# Wait while a task is queued, or running with a worker alive: a task left "Running" by a worker that died with its
-# machine has no worker, and would otherwise hold the wait for ever (`dvc queue remove TASK` clears it).
+# Wait while a task is queued, or this project's worker process lives, or a task runs with a worker answering: a
+# task left "Running" by a worker that died with its machine has no worker, and would otherwise hold the wait for
+# ever (`dvc queue remove TASK` clears it).
 # (the status is read once into a variable: grep reads a here-string, not dvc's pipe, so -q is safe under pipefail)
 busy() {
   local st; st=$(dvc queue status 2>/dev/null || true)
   grep -q Queued <<< "$st" && return 0
+  worker_alive && return 0
   grep -q Running <<< "$st" && ! grep -q "Worker status: 0 active" <<< "$st"
 }
-while busy; do sleep 30; done
+while busy; do sleep "$POLL"; done
 echo "grid wall time: $(( $(date +%s) - start )) s"
 dvc queue status
 by_arg=()

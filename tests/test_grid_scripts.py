@@ -104,3 +104,30 @@ esac
                        timeout=120)
         calls = log.read_text().splitlines()
         assert sorted(c for c in calls if c.startswith(("dvc queue kill", "dvc queue remove"))) == cleared
+
+
+def test_grid_waits_for_a_worker_that_stopped_answering_the_status(tmp_path):
+    # DVC's temporary worker begins to shut down once the queue is empty, its last task still running, and from then
+    # on `dvc queue status` lists no task and "0 active" (it asks the worker over celery). The wait must hold until
+    # the worker's process ends, or compare reads a grid without its last run (what ended a real grid).
+    import hashlib
+    import sys
+
+    node = "dvc-exp-" + hashlib.sha256(os.path.realpath(ROOT / ".dvc/tmp/exps/celery").encode()).hexdigest()[:6]
+    finished = tmp_path / "finished"
+    worker = (f"{sys.executable} -c 'import sys, time; time.sleep(3); open(sys.argv[1], \"w\").write(\"g-none-seed1\\\\n\")' "
+              f"{finished} exp queue-worker {node}-1@localhost")
+    bin_dir, log = stand_ins(tmp_path, dvc_answers=f"""case "$1 $2" in
+  "exp list") cat {finished} 2>/dev/null || true ;;
+  "queue start") {worker} >/dev/null 2>&1 & ;;
+  "queue status") printf 'Task  Name  Created  Status\\n\\nWorker status: 0 active, 0 idle\\n' ;;
+esac
+""")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(tmp_path), "PREFIX": "g",
+           "COMMON_ARGS": "-S seed=0", "OUT": str(tmp_path / "out"), "STRATEGIES": "none", "SEEDS": "1", "POLL": "0.2"}
+    subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    calls = log.read_text().splitlines()
+    assert any(c.startswith("python -m pipeline.compare --exps g-none-seed1") for c in calls)
+    # the worker's run had finished when the wait ended: the status was asked again after it wrote its result
+    statuses = [i for i, c in enumerate(calls) if c == "dvc queue status"]
+    assert finished.exists() and len(statuses) > 3, calls
