@@ -12,8 +12,10 @@
 #     layer decay 0.95, warmup 10%; SEEDS "1 ... 10" fine-tuning seeds.
 # The label curve of `none` for pipeline.labels: LABELS="150 200 250 300 500" STRATEGIES=none PRETRAIN_SEEDS=1.
 #     MODEL_DIR=$(../shared/scripts/offline-model.sh) bash experiments/few_label.sh
-# Runs are named fewlabel-d<draw>-p<pretrain seed>-<strategy>-<labels>-seed<seed>; then
-#     python -m pipeline.compare --exps $(dvc exp ls --names-only | grep '^fewlabel-') --by task.demo.train
+# Runs are named fewlabel-d<draw>-p<pretrain seed>-<strategy>-<labels>-seed<seed>. Each finished run is exported
+# to RECORDS (default experiments/records/few-label, committed with the code; pipeline.records), and a run with a
+# record there is not run again: the grid outlives the machine it started on. Then
+#     python -m pipeline.compare --runs experiments/records/few-label/fewlabel-*.json --by task.demo.train
 set -euo pipefail
 ROOT=$(pwd)
 SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
@@ -28,6 +30,7 @@ BATCH=16
 # shellcheck source=experiments/fixed_steps.sh
 source "$ROOT/experiments/fixed_steps.sh"
 WORK=$ROOT/experiments/.few_label
+RECORDS=${RECORDS:-$ROOT/experiments/records/few-label}
 mkdir -p "$WORK/corpora"
 for f in "$ROOT"/corpora/local_unsup/*.yaml; do
   sed "s#path: \.\./shared/#path: $SHARED/#" "$f" > "$WORK/corpora/$(basename "$f")"
@@ -45,7 +48,7 @@ for labels in $LABELS; do
         -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000
         -S finetune.lr=2e-5 -S finetune.batch_size=$BATCH -S finetune.epochs=$epochs -S finetune.patience=0
         -S finetune.keep=last" \
-      PREFIX=fewlabel-d$draw-p$p STRATEGIES=$strategies SEEDS=$SEEDS BY=task.demo.train VALUES=$labels \
+      RECORDS=$RECORDS PREFIX=fewlabel-d$draw-p$p STRATEGIES=$strategies SEEDS=$SEEDS BY=task.demo.train VALUES=$labels \
         OUT=$WORK/reports/d$draw-p$p-$labels SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
     done
   done

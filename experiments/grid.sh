@@ -9,6 +9,9 @@
 #   BY, VALUES   optional: a param crossed with the strategies, e.g. BY=pretrain.max_tokens VALUES="500000 1000000"
 #   OUT          folder for compare's outputs;  EXTRA_EXPS  finished experiments to add to the comparison
 #   SHARED       the shared data folder (default ../shared); CORPORA_OUT  where its corpora/local copy goes
+#   RECORDS      optional: a folder of run records (pipeline.records) that outlives this clone, e.g. one committed
+#                with the code: each run is exported to it as it finishes, a name with a record there is not run
+#                again (on a new machine too), and compare reads the records (EXTRA_EXPS is then not read)
 # Queued experiments run in temporary copies of the repository, so every local path handed to them must be
 # absolute: `local_corpora` writes a copy of corpora/local with absolute paths to CORPORA_OUT.
 # Running it again resumes it: a name that is already an experiment of this commit (`dvc exp list`) is not queued
@@ -30,6 +33,19 @@ if [ -n "${CORPORA_OUT:-}" ]; then
 fi
 POLL=${POLL:-30}  # seconds between looks at the queue
 existing=" $(dvc exp list --name-only 2>/dev/null | tr '\n' ' ') "
+if [ -n "${RECORDS:-}" ]; then
+  mkdir -p "$RECORDS"
+  recorded=$(find "$RECORDS" -maxdepth 1 -name "$PREFIX-*.json" -printf '%f\n' | sed 's/\.json$//')
+  existing="$existing$(tr '\n' ' ' <<< "$recorded") "
+fi
+# export this grid's finished runs to RECORDS, when an experiment has finished since the last look (refs/exps)
+exported=-1
+export_new() {
+  [ -n "${RECORDS:-}" ] || return 0
+  local n; n=$(git for-each-ref refs/exps 2>/dev/null | wc -l)
+  [ "$n" = "$exported" ] && return 0
+  python -m pipeline.records --repo . --prefix "$PREFIX-" --out "$RECORDS" && exported=$n
+}
 # This project's queue worker, by its process: DVC names it dvc-exp-<first 6 hex of the sha256 of its celery
 # folder>-<n>@localhost (dvc/repo/experiments/queue/celery.py). `dvc queue status` asks the worker over celery, and
 # a worker that has begun to shut down (it does as soon as the queue is empty, its last task still running) no
@@ -73,10 +89,16 @@ busy() {
   worker_alive && return 0
   grep -q Running <<< "$st" && ! grep -q "Worker status: 0 active" <<< "$st"
 }
-while busy; do sleep "$POLL"; done
+while busy; do export_new || true; sleep "$POLL"; done
 echo "grid wall time: $(( $(date +%s) - start )) s"
 dvc queue status
 by_arg=()
 [ "$VALUES" != "-" ] && by_arg=(--by "$BY")
+if [ -n "${RECORDS:-}" ]; then
+  exported=-1; export_new
+  records=(); for name in "${names[@]}"; do records+=("$RECORDS/$name.json"); done
+  python -m pipeline.compare --runs "${records[@]}" --out "$OUT" "${by_arg[@]}"
+  exit
+fi
 # shellcheck disable=SC2086
 python -m pipeline.compare --exps "${names[@]}" ${EXTRA_EXPS:-} --out "$OUT" "${by_arg[@]}"

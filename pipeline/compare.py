@@ -46,7 +46,8 @@ def arms(runs: list, arm: str, baseline: str) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", help="run folders instead of DVC experiments")
+    parser.add_argument("--runs", nargs="+",
+                        help="run folders or run records (pipeline.records) instead of DVC experiments")
     parser.add_argument("--exps", nargs="+", help="only these DVC experiments (default: all finished ones)")
     parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
     parser.add_argument("--baseline", default="none", help="strategy (or value of --arm) the others are compared with")

@@ -531,7 +531,8 @@ def _positive(kind):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.labels", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--runs", nargs="+", help="run folders instead of DVC experiments")
+    source.add_argument("--runs", nargs="+",
+                        help="run folders or run records (pipeline.records) instead of DVC experiments")
     source.add_argument("--exps", nargs="+", help="only these DVC experiments (default: all finished ones)")
     parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
     parser.add_argument("--baseline", default="none", help="the strategy measured at several label counts")

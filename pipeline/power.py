@@ -132,7 +132,8 @@ def _cli() -> _Parser:
     p.add_argument("--seed-std", type=_number(float, 0.0, 0.5, "give a fraction: --seed-std 0.008 for 0.8 points"),
                    help=f"std of one strategy's test accuracy over seeds (default {DEFAULT_SEED_STD})")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--from-runs", nargs="+", metavar="DIR", help="measure the variance on these run folders")
+    source.add_argument("--from-runs", nargs="+", metavar="DIR",
+                        help="measure the variance on these run folders or run records")
     source.add_argument("--from-exps", nargs="*", metavar="NAME", help="... on these DVC experiments (none: all)")
     p.add_argument("--repo", default=".", help="the DVC repository of --from-exps")
     p.add_argument("--baseline", default="none", help="the strategy the others are compared with")

@@ -28,6 +28,7 @@ class Run:
     metrics: dict  # {"eval": {...}, "pretrain": {...}, "finetune": {...}}
     predictions: pd.DataFrame = field(repr=False)  # id, label, pred
     params: dict = field(default_factory=dict, repr=False)  # the run's params.yaml, for --by
+    commit: str | None = None  # the DVC experiment's git commit, where it was read from one
 
     def param(self, dotted: str, default=ConfigError):
         """The value of a dotted param key (`pretrain.max_tokens`) in this run's params; where they lack it,
@@ -71,11 +72,13 @@ def one_per_model(runs: list[Run]) -> list[Run]:
     return list({r.mlm_model: r for r in runs}.values())
 
 
-def make_run(name: str, params: dict, metrics: dict, predictions_csv: str) -> Run:
+def make_run(name: str, params: dict, metrics: dict, predictions: str | pd.DataFrame) -> Run:
+    """A Run from its params, metrics and test predictions (predictions.csv's text, or its frame)."""
     where = f"run `{name}`"
     if "eval" not in metrics:
         raise ConfigError(f"{where}: metrics/eval.json is missing; the run did not finish `evaluate`.")
-    preds = pd.read_csv(io.StringIO(predictions_csv), dtype={"id": str, "label": str, "pred": str})
+    preds = (predictions if isinstance(predictions, pd.DataFrame) else
+             pd.read_csv(io.StringIO(predictions), dtype={"id": str, "label": str, "pred": str}))
     missing = {"id", "label", "pred"} - set(preds.columns)
     if missing:
         raise ConfigError(f"{where}: outputs/predictions.csv lacks the columns {sorted(missing)}; "
@@ -95,8 +98,13 @@ def params_yaml(text: str, where) -> dict:
 
 
 def load_run_dir(path: str | Path) -> Run:
-    """A run folder: params.yaml, metrics/{eval,pretrain,finetune}.json, outputs/predictions.csv."""
+    """A run folder: params.yaml, metrics/{eval,pretrain,finetune}.json, outputs/predictions.csv; or a run
+    record, the same in one JSON file (pipeline.records)."""
     path = Path(path)
+    if path.suffix == ".json":
+        from pipeline.records import load_record
+
+        return load_record(path)
     for need in ("params.yaml", "metrics/eval.json", "outputs/predictions.csv"):
         if not (path / need).exists():
             raise ConfigError(f"{path}: `{need}` is missing; a run folder holds params.yaml, metrics/*.json and "
@@ -143,7 +151,9 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
                     print(f"[compare] skipping experiment `{name}`: no metrics/eval.json", file=sys.stderr)
                     continue
                 params = params_yaml(read("params.yaml", required=False) or "", f"{name}:params.yaml")
-                runs.append(make_run(name, params, metrics, read("outputs/predictions.csv")))
+                run = make_run(name, params, metrics, read("outputs/predictions.csv"))
+                run.commit = sha
+                runs.append(run)
             return runs
     except DvcException as exc:
         raise ConfigError(f"{repo}: DVC could not read the experiments: {exc}") from exc

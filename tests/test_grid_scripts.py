@@ -131,3 +131,26 @@ esac
     # the worker's run had finished when the wait ended: the status was asked again after it wrote its result
     statuses = [i for i, c in enumerate(calls) if c == "dvc queue status"]
     assert finished.exists() and len(statuses) > 3, calls
+
+
+def test_grid_with_records_skips_recorded_runs_exports_finished_ones_and_compares_the_records(tmp_path):
+    # RECORDS outlives the clone (it is committed): a run recorded there is not run again on a new machine, each
+    # finished run is exported to it, and compare reads the records, the ones of earlier machines included
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "g-none-seed1.json").write_text("{}")
+    (records / "other-task-seed2.json").write_text("{}")  # another grid's: not this one's business
+    bin_dir, log = stand_ins(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(tmp_path), "PREFIX": "g",
+           "COMMON_ARGS": "-S seed=0", "OUT": str(tmp_path / "out"), "STRATEGIES": "none task", "SEEDS": "1 2",
+           "RECORDS": str(records)}
+    subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    calls = log.read_text().splitlines()
+    queued = [re.search(r"-n (\S+)", c).group(1) for c in calls if c.startswith("dvc exp run --queue")]
+    assert queued == ["g-task-seed1", "g-none-seed2", "g-task-seed2"]
+    export = f"python -m pipeline.records --repo . --prefix g- --out {records}"
+    exports = [i for i, c in enumerate(calls) if c == export]
+    compare = [i for i, c in enumerate(calls) if c.startswith("python -m pipeline.compare")]
+    assert exports and len(compare) == 1 and exports[-1] < compare[0]
+    wanted = " ".join(f"{records}/g-{s}-seed{n}.json" for n in (1, 2) for s in ("none", "task"))
+    assert f"python -m pipeline.compare --runs {wanted} --out" in calls[compare[0]]
