@@ -154,3 +154,30 @@ def test_grid_with_records_skips_recorded_runs_exports_finished_ones_and_compare
     assert exports and len(compare) == 1 and exports[-1] < compare[0]
     wanted = " ".join(f"{records}/g-{s}-seed{n}.json" for n in (1, 2) for s in ("none", "task"))
     assert f"python -m pipeline.compare --runs {wanted} --out" in calls[compare[0]]
+
+
+def test_few_label_queues_the_registered_recipe_and_skips_runs_recorded_in_git(tmp_path):
+    # experiments/few_label.sh's defaults are the pre-registered replication (docs/results.md); a run with a record
+    # in RECORDS (committed with the code) is not run again, so the grid resumes on a machine that has only git
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "fewlabel-d1-p1-none-100-seed1.json").write_text("{}")
+    bin_dir, log = stand_ins(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHARED": str(tmp_path), "MODEL_DIR": "/m",
+           "RECORDS": str(records), "SEEDS": "1 2"}
+    subprocess.run(["bash", "experiments/few_label.sh"], cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=120)
+    queued = [c for c in log.read_text().splitlines() if c.startswith("dvc exp run --queue")]
+    names = [re.search(r"-n (\S+)", c).group(1) for c in queued]
+    # 2 draws; MLM seed 1: none, task, in_domain; MLM seed 2: task, in_domain (none trains no MLM); seed-major
+    assert names[:3] == ["fewlabel-d1-p1-task-100-seed1", "fewlabel-d1-p1-in_domain-100-seed1",
+                         "fewlabel-d1-p1-none-100-seed2"]
+    assert len(names) == 2 * (3 + 2) * 2 - 1 and "fewlabel-d1-p1-none-100-seed1" not in names
+    assert sum("-none-" in n for n in names) == 3 and not any(re.match(r"fewlabel-d\d-p2-none", n) for n in names)
+    for name, call in zip(names, queued):
+        draw, pseed = re.match(r"fewlabel-d(\d)-p(\d)-", name).groups()
+        for fixed in ("task.demo.train=100", "task.demo.dev=100", "task.demo.test=5000", f"task.demo.train_seed={draw}",
+                      f"pretrain.seed={pseed}", "pretrain.max_tokens=2000000", "pretrain.head_warmup_tokens=200000",
+                      "finetune.lr=2e-5", "finetune.batch_size=16", "finetune.epochs=30", "finetune.patience=0",
+                      "finetune.keep=last", "model.max_length=128", "model.name=/m"):
+            assert fixed in call.split(), (fixed, name)
