@@ -14,7 +14,10 @@
 #     MODEL_DIR=$(../shared/scripts/offline-model.sh) bash experiments/few_label.sh
 # Runs are named fewlabel-d<draw>-p<pretrain seed>-<strategy>-<labels>-seed<seed>. Each finished run is exported
 # to RECORDS (default experiments/records/few-label, committed with the code; pipeline.records), and a run with a
-# record there is not run again: the grid outlives the machine it started on. Then
+# record there is not run again: the grid outlives the machine it started on. Runs go a pretrained model at a time
+# (one grid.sh per strategy: the 10 seeds of one MLM model together, then the next), so a grid resumed on another
+# machine rebuilds a model half-way only if a machine was lost inside one (models are not kept; start a model
+# only with its ~45 minutes ahead on 2 CPU cores). Then
 #     python -m pipeline.compare --runs experiments/records/few-label/fewlabel-*.json --by task.demo.train
 set -euo pipefail
 ROOT=$(pwd)
@@ -42,14 +45,16 @@ for labels in $LABELS; do
       strategies=$STRATEGIES
       [ "$p" != "$(echo "$PRETRAIN_SEEDS" | awk '{print $1}')" ] && strategies=$(echo "$STRATEGIES" | sed 's/\bnone\b//')
       [ -z "${strategies// /}" ] && continue
-      COMMON_ARGS="-S task.dataset=$SHARED/data/imdb -S task.demo.test=5000 -S task.demo.dev=$labels
+      common="-S task.dataset=$SHARED/data/imdb -S task.demo.test=5000 -S task.demo.dev=$labels
         -S task.demo.train_seed=$draw -S model.name=$MODEL_DIR -S model.max_length=128
         -S collect.corpora_dir=$WORK/corpora -S pretrain.max_tokens=${MAX_TOKENS:-2000000} -S pretrain.seed=$p
         -S pretrain.eval_max_tokens=50000 -S pretrain.head_warmup_tokens=200000
         -S finetune.lr=2e-5 -S finetune.batch_size=$BATCH -S finetune.epochs=$epochs -S finetune.patience=0
-        -S finetune.keep=last" \
-      RECORDS=$RECORDS PREFIX=fewlabel-d$draw-p$p STRATEGIES=$strategies SEEDS=$SEEDS BY=task.demo.train VALUES=$labels \
-        OUT=$WORK/reports/d$draw-p$p-$labels SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
+        -S finetune.keep=last"
+      for s in $strategies; do  # a pretrained model at a time (above)
+        COMMON_ARGS=$common RECORDS=$RECORDS PREFIX=fewlabel-d$draw-p$p STRATEGIES=$s SEEDS=$SEEDS BY=task.demo.train \
+          VALUES=$labels OUT=$WORK/reports/d$draw-p$p-$labels-$s SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
+      done
     done
   done
 done

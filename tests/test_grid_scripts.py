@@ -169,9 +169,12 @@ def test_few_label_queues_the_registered_recipe_and_skips_runs_recorded_in_git(t
                    timeout=120)
     queued = [c for c in log.read_text().splitlines() if c.startswith("dvc exp run --queue")]
     names = [re.search(r"-n (\S+)", c).group(1) for c in queued]
-    # 2 draws; MLM seed 1: none, task, in_domain; MLM seed 2: task, in_domain (none trains no MLM); seed-major
-    assert names[:3] == ["fewlabel-d1-p1-task-100-seed1", "fewlabel-d1-p1-in_domain-100-seed1",
-                         "fewlabel-d1-p1-none-100-seed2"]
+    # 2 draws; MLM seed 1: none, task, in_domain; MLM seed 2: task, in_domain (none trains no MLM); a pretrained
+    # model at a time: all seeds of one strategy before the next
+    assert names[:5] == ["fewlabel-d1-p1-none-100-seed2", "fewlabel-d1-p1-task-100-seed1",
+                         "fewlabel-d1-p1-task-100-seed2", "fewlabel-d1-p1-in_domain-100-seed1",
+                         "fewlabel-d1-p1-in_domain-100-seed2"]
+    assert names[5:7] == ["fewlabel-d1-p2-task-100-seed1", "fewlabel-d1-p2-task-100-seed2"]
     assert len(names) == 2 * (3 + 2) * 2 - 1 and "fewlabel-d1-p1-none-100-seed1" not in names
     assert sum("-none-" in n for n in names) == 3 and not any(re.match(r"fewlabel-d\d-p2-none", n) for n in names)
     for name, call in zip(names, queued):
