@@ -56,9 +56,14 @@ def bench_tokenizer(model: str | None, texts: list[str]):
 
     if model:
         return AutoTokenizer.from_pretrained(model), model
+    from pipeline.config import ConfigError
     from pipeline.sources import local_path
 
-    for candidate in (local_path("model.name", DEMO_MODEL), OFFLINE_MODEL):
+    try:
+        demo = local_path("model.name", DEMO_MODEL)
+    except ConfigError:  # the demo extra is not installed: the next candidate
+        demo = None
+    for candidate in (demo, OFFLINE_MODEL):
         if candidate is not None and (Path(candidate) / "config.json").is_file():
             return AutoTokenizer.from_pretrained(str(candidate)), str(candidate)
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
