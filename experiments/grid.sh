@@ -12,6 +12,8 @@
 #   RECORDS      optional: a folder of run records (pipeline.records) that outlives this clone, e.g. one committed
 #                with the code: each run is exported to it as it finishes, a name with a record there is not run
 #                again (on a new machine too), and compare reads the records (EXTRA_EXPS is then not read)
+#   COMPARE      default 1; 0 runs and exports the grid without comparing it (a part of a larger analysis that is
+#                run once all its runs are in, e.g. a pre-registered one whose results are not to be read early)
 # Queued experiments run in temporary copies of the repository, so every local path handed to them must be
 # absolute: `local_corpora` writes a copy of corpora/local with absolute paths to CORPORA_OUT.
 # Running it again resumes it: a name that is already an experiment of this commit (`dvc exp list`) is not queued
@@ -96,9 +98,11 @@ by_arg=()
 [ "$VALUES" != "-" ] && by_arg=(--by "$BY")
 if [ -n "${RECORDS:-}" ]; then
   exported=-1; export_new
+  [ "${COMPARE:-1}" = 0 ] && exit
   records=(); for name in "${names[@]}"; do records+=("$RECORDS/$name.json"); done
   python -m pipeline.compare --runs "${records[@]}" --out "$OUT" "${by_arg[@]}"
   exit
 fi
+[ "${COMPARE:-1}" = 0 ] && exit
 # shellcheck disable=SC2086
 python -m pipeline.compare --exps "${names[@]}" ${EXTRA_EXPS:-} --out "$OUT" "${by_arg[@]}"

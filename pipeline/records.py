@@ -104,9 +104,7 @@ def load_record(path: str | Path) -> Run:
         raise ConfigError(f"{path}: field `pred` holds {len(pred)} predictions for the {len(test)} examples of "
                           f"{test_path.name}, or a class outside `classes`; the record is damaged: export it again.")
     test["pred"] = [classes[DIGITS.index(c)] for c in pred]
-    run = make_run(record["name"], record["params"], record["metrics"], test)
-    run.commit = record.get("experiment_commit")
-    return run
+    return make_run(record["name"], record["params"], record["metrics"], test, commit=record.get("experiment_commit"))
 
 
 def main(argv: list[str] | None = None) -> int:

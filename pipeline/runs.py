@@ -72,8 +72,10 @@ def one_per_model(runs: list[Run]) -> list[Run]:
     return list({r.mlm_model: r for r in runs}.values())
 
 
-def make_run(name: str, params: dict, metrics: dict, predictions: str | pd.DataFrame) -> Run:
-    """A Run from its params, metrics and test predictions (predictions.csv's text, or its frame)."""
+def make_run(name: str, params: dict, metrics: dict, predictions: str | pd.DataFrame,
+             commit: str | None = None) -> Run:
+    """A Run from its params, metrics and test predictions (predictions.csv's text, or its frame); `commit`:
+    the DVC experiment's git commit, where it was read from one."""
     where = f"run `{name}`"
     if "eval" not in metrics:
         raise ConfigError(f"{where}: metrics/eval.json is missing; the run did not finish `evaluate`.")
@@ -86,7 +88,7 @@ def make_run(name: str, params: dict, metrics: dict, predictions: str | pd.DataF
     pretrain = params.get("pretrain") or {}
     return Run(name=name, strategy=str(pretrain.get("source", "task")), seed=int(params.get("seed", 42)),
                pretrain_seed=int(pretrain.get("seed", 42)), metrics=metrics,
-               predictions=preds[["id", "label", "pred"]], params=params)
+               predictions=preds[["id", "label", "pred"]], params=params, commit=commit)
 
 
 def params_yaml(text: str, where) -> dict:
@@ -151,9 +153,7 @@ def dvc_experiments(repo: str | Path = ".", names: list[str] | None = None) -> l
                     print(f"[compare] skipping experiment `{name}`: no metrics/eval.json", file=sys.stderr)
                     continue
                 params = params_yaml(read("params.yaml", required=False) or "", f"{name}:params.yaml")
-                run = make_run(name, params, metrics, read("outputs/predictions.csv"))
-                run.commit = sha
-                runs.append(run)
+                runs.append(make_run(name, params, metrics, read("outputs/predictions.csv"), commit=sha))
             return runs
     except DvcException as exc:
         raise ConfigError(f"{repo}: DVC could not read the experiments: {exc}") from exc

@@ -154,6 +154,12 @@ def test_grid_with_records_skips_recorded_runs_exports_finished_ones_and_compare
     assert exports and len(compare) == 1 and exports[-1] < compare[0]
     wanted = " ".join(f"{records}/g-{s}-seed{n}.json" for n in (1, 2) for s in ("none", "task"))
     assert f"python -m pipeline.compare --runs {wanted} --out" in calls[compare[0]]
+    # COMPARE=0 (part of a larger analysis run once all its runs are in): the same runs and exports, no compare
+    log.unlink()
+    subprocess.run(["bash", "experiments/grid.sh"], cwd=ROOT, env={**env, "COMPARE": "0"}, check=True,
+                   capture_output=True, timeout=120)
+    calls = log.read_text().splitlines()
+    assert export in calls and not any(c.startswith("python -m pipeline.compare") for c in calls)
 
 
 def test_few_label_queues_the_registered_recipe_and_skips_runs_recorded_in_git(tmp_path):
@@ -177,6 +183,8 @@ def test_few_label_queues_the_registered_recipe_and_skips_runs_recorded_in_git(t
     assert names[5:7] == ["fewlabel-d1-p2-task-100-seed1", "fewlabel-d1-p2-task-100-seed2"]
     assert len(names) == 2 * (3 + 2) * 2 - 1 and "fewlabel-d1-p1-none-100-seed1" not in names
     assert sum("-none-" in n for n in names) == 3 and not any(re.match(r"fewlabel-d\d-p2-none", n) for n in names)
+    # no group is compared while the grid runs: the registered analysis reads the records once all are in
+    assert not any(c.startswith("python -m pipeline.compare") for c in log.read_text().splitlines())
     for name, call in zip(names, queued):
         draw, pseed = re.match(r"fewlabel-d(\d)-p(\d)-", name).groups()
         for fixed in ("task.demo.train=100", "task.demo.dev=100", "task.demo.test=5000", f"task.demo.train_seed={draw}",
