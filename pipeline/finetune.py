@@ -155,6 +155,7 @@ def finetune(model, tokenizer, train_ds: Dataset, dev_ds: Dataset, recipe: Finet
     barrier()  # rank 0 has written the best weights
     if keep_best is not None:
         keep_best.load_into(model)
+        barrier()  # every rank has read them before rank 0 may remove the work dir (stages/finetune.py)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     by_epoch: dict[int, list[tuple[int, float]]] = {}
     for epoch, steps, loss in logged_segments(trainer):  # a log carries the fraction of epochs done at its end
