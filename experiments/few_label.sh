@@ -55,7 +55,8 @@ for labels in $LABELS; do
       # is in (docs/results.md), so no group's result is printed while the grid runs
       for s in $strategies; do
         COMPARE=0 COMMON_ARGS=$common RECORDS=$RECORDS PREFIX=fewlabel-d$draw-p$p STRATEGIES=$s SEEDS=$SEEDS \
-          BY=task.demo.train VALUES=$labels OUT=$WORK/reports/d$draw-p$p-$labels-$s SHARED=$SHARED bash "$ROOT/experiments/grid.sh"
+          BY=task.demo.train VALUES=$labels OUT=$WORK/reports/d$draw-p$p-$labels-$s SHARED=$SHARED \
+          bash "$ROOT/experiments/grid.sh"
       done
     done
   done

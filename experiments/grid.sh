@@ -94,15 +94,14 @@ busy() {
 while busy; do export_new || true; sleep "$POLL"; done
 echo "grid wall time: $(( $(date +%s) - start )) s"
 dvc queue status
+if [ -n "${RECORDS:-}" ]; then exported=-1; export_new; fi  # the last runs' records too
+[ "${COMPARE:-1}" = 0 ] && exit
 by_arg=()
 [ "$VALUES" != "-" ] && by_arg=(--by "$BY")
 if [ -n "${RECORDS:-}" ]; then
-  exported=-1; export_new
-  [ "${COMPARE:-1}" = 0 ] && exit
   records=(); for name in "${names[@]}"; do records+=("$RECORDS/$name.json"); done
   python -m pipeline.compare --runs "${records[@]}" --out "$OUT" "${by_arg[@]}"
   exit
 fi
-[ "${COMPARE:-1}" = 0 ] && exit
 # shellcheck disable=SC2086
 python -m pipeline.compare --exps "${names[@]}" ${EXTRA_EXPS:-} --out "$OUT" "${by_arg[@]}"
