@@ -24,7 +24,7 @@ import sys
 
 from pipeline.config import ConfigError
 from pipeline.report import markdown, power_warnings, write_report
-from pipeline.runs import dvc_experiments, load_run_dir
+from pipeline.runs import dvc_experiments, load_run_dir, shell_paths
 from pipeline.stats import summarise, summarise_by
 
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(summary))
     # the planning command measures the variance on these runs (one recipe per strategy: not with --by or --arm)
     plan = ([] if args.by or by_arm else
-            ["--from-runs", *args.runs] if args.runs else ["--from-exps", *(args.exps or [])])
+            ["--from-runs", *shell_paths(args.runs)] if args.runs else ["--from-exps", *(args.exps or [])])
     plan += ["--repo", args.repo] * (args.repo != "." and not args.runs)
     plan += ["--baseline", args.baseline] * (args.baseline != "none")
     for line in power_warnings(summary, " ".join(["", *plan])):

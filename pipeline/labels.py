@@ -53,7 +53,7 @@ from scipy.stats import norm
 from pipeline import variance
 from pipeline.config import ConfigError
 from pipeline.io import atomic_write_text, write_json
-from pipeline.runs import Run, aligned, dvc_experiments, load_run_dir, one_per_model
+from pipeline.runs import Run, aligned, dvc_experiments, load_run_dir, one_per_model, shell_paths
 from pipeline.stats import sort_key
 
 LABELS_PARAM = "task.demo.train"
@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     def plan(n_labels: int) -> str:
         """pipeline.power's flags for the runs at `n_labels` labels: it measures the variance on them."""
         at = [r.name for r in runs if run_labels(r, args.labels_param) == n_labels]
-        flags = ["--from-runs", *(paths_of[name] for name in at)] if args.runs else ["--from-exps", *at]
+        flags = ["--from-runs", *shell_paths([paths_of[name] for name in at])] if args.runs else ["--from-exps", *at]
         flags += ["--repo", args.repo] * (args.repo != "." and not args.runs)
         flags += ["--baseline", args.baseline] * (args.baseline != "none")
         flags += ["--labels-param", args.labels_param] * (args.labels_param != LABELS_PARAM)

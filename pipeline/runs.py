@@ -3,8 +3,11 @@ metrics and per-example test predictions, and several runs aligned on one test s
 
 from __future__ import annotations
 
+import glob
 import io
 import json
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,3 +240,18 @@ def aligned(runs: list[Run]) -> tuple[list[str], list[str], np.ndarray, np.ndarr
     if not (labels == labels[0]).all():
         raise ConfigError("the runs disagree on the test labels; they must share one prepared test set.")
     return ids, classes, labels[0], preds
+
+
+def shell_paths(paths: list[str]) -> list[str]:
+    """The paths as one shell glob that matches exactly them among the files there now (a name's "-" or "."
+    separated parts that differ become "*"), else as given: a planning command over 100 run records stays one
+    line that a shell expands to the same runs. Written here: no library inverts a glob."""
+    paths = [str(p) for p in paths]
+    parents = {os.path.dirname(p) for p in paths}
+    if len(set(paths)) < 3 or len(parents) != 1 or any(re.search(r"[\s*?\[\]$'\"\\]", p) for p in paths):
+        return paths
+    parts = [re.split(r"([-.])", os.path.basename(p)) for p in paths]
+    if len({len(x) for x in parts}) != 1:
+        return paths
+    pattern = os.path.join(parents.pop(), "".join(c[0] if len(set(c)) == 1 else "*" for c in zip(*parts)))
+    return [pattern] if sorted(glob.glob(pattern)) == sorted(set(paths)) else paths

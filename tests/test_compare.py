@@ -1,5 +1,6 @@
 """The compare command on fixture runs whose metrics and predictions are known."""
 
+import glob
 import json
 import math
 import re
@@ -10,9 +11,10 @@ import yaml
 from scipy.stats import binom
 from scipy.stats import t as student_t
 
+from pipeline import power
 from pipeline.compare import main
 from pipeline.report import markdown
-from pipeline.runs import load_run_dir
+from pipeline.runs import load_run_dir, shell_paths
 from pipeline.stats import paired_bootstrap, summarise, summarise_by
 from pipeline.config import ConfigError
 
@@ -154,6 +156,33 @@ def test_cli_writes_table_json_csv_and_png(grid, tmp_path, capsys):
     assert "90.00 ± 0.00" in printed  # three seeds that agree: a measured spread of zero
     assert "100 → 42 ± 1" in printed  # perplexity spread over the three pretrained models
     assert "[compare] wrote" in printed and "compare.csv" in printed and "compare.json" in printed
+
+
+
+def test_the_power_plan_names_many_runs_by_one_glob_that_matches_exactly_them(grid, tmp_path, capsys):
+    """The warning's planning command stays one line over a large grid (a glob, not 100 paths), and a shell
+    expanding it gets the same runs: pipeline.power runs on them."""
+    root, dirs = grid
+    assert main(["--runs", *map(str, dirs), "--out", str(tmp_path / "reports"), "--bootstrap", "200"]) == 0
+    (line, *_) = [x for x in capsys.readouterr().err.splitlines() if "Plan a larger grid" in x]
+    command = line.split("python -m pipeline.power ")[1].split()
+    (pattern,) = command[command.index("--from-runs") + 1:]
+    assert "*" in pattern and sorted(glob.glob(pattern)) == sorted(map(str, dirs))
+    assert power.main([*command[:command.index("--from-runs") + 1], *glob.glob(pattern)]) == 0
+
+
+def test_shell_paths_keeps_the_list_when_no_glob_matches_exactly_it(tmp_path):
+    names = [f"fewlabel-d{d}-{s}-100-seed{n}.json" for d in (1, 2) for s in ("none", "in_domain") for n in (1, 10)]
+    for name in names + ["fewlabel-d1-none-150-seed1.json", "fewlabel-d1-task-100-seed1.json"]:
+        (tmp_path / name).write_text("{}")
+    given = [str(tmp_path / n) for n in names]
+    assert shell_paths(given) == given  # the glob fewlabel-*-*-100-*.json would add task's run
+    with_task = given + [str(tmp_path / "fewlabel-d1-task-100-seed1.json")]
+    assert shell_paths(with_task) == [str(tmp_path / "fewlabel-*-*-100-*.json")]  # not the 150-label run
+    assert shell_paths(given[:3]) == given[:3]  # fewlabel-d1-*-100-*.json would add two more
+    assert shell_paths(given[:2]) == given[:2]  # two paths print as they are
+    elsewhere = given[:3] + ["other/fewlabel-d9-none-100-seed1.json"]
+    assert shell_paths(elsewhere) == elsewhere  # more than one folder: as given
 
 
 def test_a_single_run_has_no_spread(tmp_path):

@@ -2,6 +2,7 @@
 L* is known: the baseline's true curve is acc(L) = 0.6 + 0.05·log2(L/100), and a strategy at 100 labels planted
 at acc(200) has L* = 200."""
 
+import glob
 import json
 import math
 
@@ -254,9 +255,10 @@ def test_cli_warns_on_a_wide_interval_with_a_plan_that_runs(tmp_path, capsys):
     assert "task at 100 labels" in line and "seeds x label draws" in line and "around L*" in line
     command = line.split("python -m pipeline.power ")[1].split()
     assert command[command.index("--labels") + 1] == "100"
-    given = command[command.index("--from-runs") + 1:]  # the runs at the strategy's 100 labels, none other
-    assert len(given) == 6 and all("-100-" in d for d in given)
-    assert power.main(command) == 0
+    at = command.index("--from-runs") + 1  # the runs at the strategy's 100 labels, none other, as one glob
+    given = [d for pattern in command[at:] for d in sorted(glob.glob(pattern))]
+    assert len(command[at:]) == 1 and len(given) == 6 and all("-100-" in d for d in given)
+    assert power.main([*command[:at], *given]) == 0
     assert "100 labels" in capsys.readouterr().out
 
 

@@ -1,6 +1,7 @@
 """pipeline/variance.py: the seeds x test examples variance model, checked against simulated grids whose
 true variance components are known; the planner's command (pipeline/power.py); and what compare shows with it."""
 
+import glob
 import json
 import math
 import subprocess
@@ -276,7 +277,9 @@ def test_compare_shows_the_mde_and_warns_on_a_small_grid(tmp_path, capsys):
     mde = summarise([load_run_dir(d) for d in dirs], n_boot=2)["strategies"]["task"]["vs_baseline"]["power"]["mde"]
     assert (f"[compare] warning: task vs none: this grid can only detect differences of {mde * 100:.1f} points or "
             f"more (80% power)") in captured.err
-    assert f"python -m pipeline.power --test 200 --seeds 3 --target-mde 0.01 --from-runs {dirs[0]}" in captured.err
+    plan = captured.err.split("python -m pipeline.power ")[1].split()
+    assert plan[:7] == ["--test", "200", "--seeds", "3", "--target-mde", "0.01", "--from-runs"]
+    assert sorted(glob.glob(plan[7])) == sorted(map(str, dirs))  # the grid's runs, as one glob
     assert (tmp_path / "r/compare.csv").read_text().splitlines()[0].split(",")[5:9] == [
         "delta_accuracy", "ci_low", "ci_high", "mde"]
 
