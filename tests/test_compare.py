@@ -1,6 +1,5 @@
 """The compare command on fixture runs whose metrics and predictions are known."""
 
-import glob
 import json
 import math
 import re
@@ -11,7 +10,6 @@ import yaml
 from scipy.stats import binom
 from scipy.stats import t as student_t
 
-from pipeline import power
 from pipeline.compare import main
 from pipeline.report import markdown
 from pipeline.runs import load_run_dir, shell_paths
@@ -156,19 +154,6 @@ def test_cli_writes_table_json_csv_and_png(grid, tmp_path, capsys):
     assert "90.00 ± 0.00" in printed  # three seeds that agree: a measured spread of zero
     assert "100 → 42 ± 1" in printed  # perplexity spread over the three pretrained models
     assert "[compare] wrote" in printed and "compare.csv" in printed and "compare.json" in printed
-
-
-
-def test_the_power_plan_names_many_runs_by_one_glob_that_matches_exactly_them(grid, tmp_path, capsys):
-    """The warning's planning command stays one line over a large grid (a glob, not 100 paths), and a shell
-    expanding it gets the same runs: pipeline.power runs on them."""
-    root, dirs = grid
-    assert main(["--runs", *map(str, dirs), "--out", str(tmp_path / "reports"), "--bootstrap", "200"]) == 0
-    (line, *_) = [x for x in capsys.readouterr().err.splitlines() if "Plan a larger grid" in x]
-    command = line.split("python -m pipeline.power ")[1].split()
-    (pattern,) = command[command.index("--from-runs") + 1:]
-    assert "*" in pattern and sorted(glob.glob(pattern)) == sorted(map(str, dirs))
-    assert power.main([*command[:command.index("--from-runs") + 1], *glob.glob(pattern)]) == 0
 
 
 def test_shell_paths_keeps_the_list_when_no_glob_matches_exactly_it(tmp_path):

@@ -279,7 +279,8 @@ def test_compare_shows_the_mde_and_warns_on_a_small_grid(tmp_path, capsys):
             f"more (80% power)") in captured.err
     plan = captured.err.split("python -m pipeline.power ")[1].split()
     assert plan[:7] == ["--test", "200", "--seeds", "3", "--target-mde", "0.01", "--from-runs"]
-    assert sorted(glob.glob(plan[7])) == sorted(map(str, dirs))  # the grid's runs, as one glob
+    assert len(plan) == 8 and sorted(glob.glob(plan[7])) == sorted(map(str, dirs))  # the grid's runs, as one glob
+    assert power.main([*plan[:7], *glob.glob(plan[7])]) == 0  # the plan runs as a shell expands it
     assert (tmp_path / "r/compare.csv").read_text().splitlines()[0].split(",")[5:9] == [
         "delta_accuracy", "ci_low", "ci_high", "mde"]
 
