@@ -34,6 +34,11 @@ at k = 2, so the interval is then on the narrow side; the report gives the per-m
 (L* beyond the measured counts) count as below the smallest / above the largest count, so an interval end
 can itself be "< min" or "> max".
 
+A wide interval (upper/lower above 2, or beyond the measured counts) gets a warning with a pipeline.power plan.
+With several label draws the plan is over draws (the draws in the planner's seed role, their spread of the
+difference with the baseline as its seed term): the interval resamples them, and a plan over fine-tuning seeds
+alone would leave that spread out.
+
 `--holdout N`: the baseline's runs at N labels are left out of the fit, and the fit's prediction at N is
 checked against their mean's interval over seeds x test examples (pipeline/variance.py).
 """
@@ -108,6 +113,10 @@ class Cell:
         (replicates x runs)."""
         return np.mean([np.mean([acc[..., r].mean(-1) for r in models.values()], axis=0) for models in self.rows],
                        axis=0)
+
+    def draw_means(self, acc: np.ndarray) -> dict:
+        """{label draw: the mean over its models of the mean over each model's runs}."""
+        return {d: float(np.mean([acc[r].mean() for r in models.values()])) for d, models in zip(self.draws, self.rows)}
 
     def resampled_mean(self, acc: np.ndarray, u: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The cell mean in each replicate, resampled at three levels: draws picked by the uniforms `u`
@@ -281,7 +290,8 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
                      "per_model": {str(q): _bound(float(invert(log_x, fitted, c.model_mean(acc, q))[0]),
                                                   lo_count, hi_count)
                                    for q in c.model_ids()},
-                     "slope": _slope(log_x, fitted, point[id(c)])})
+                     "slope": _slope(log_x, fitted, point[id(c)]),
+                     **draw_spread(correct, keys, c, cells.get((baseline, c.labels)))})
     out = {"baseline": baseline, "confidence": confidence, "bootstrap_resamples": n_boot, "seed": seed,
            "test_examples": n, "fit": "isotonic regression of accuracy on log(labels), linear interpolation; "
                                       "no extrapolation",
@@ -291,6 +301,22 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
     if holdout is not None:
         out["holdout"] = holdout_check(correct, cells[baseline, holdout], log_x, fitted, confidence)
     return out
+
+
+def draw_spread(correct: np.ndarray, keys: list[Key], cell: Cell, base: Cell | None) -> dict:
+    """What a plan over label draws needs: the strategy's difference from the baseline in each label draw both
+    have at the strategy's label count (`draw_deltas`, points as fractions), and the share of test examples on
+    which a run and the baseline's run of the same draw and fine-tuning seed disagree (`disagreement`). Empty
+    without such a baseline cell."""
+    if base is None:
+        return {}
+    acc = correct.mean(1)
+    mine, theirs = cell.draw_means(acc), base.draw_means(acc)
+    baseline_run = {(keys[i].draw, keys[i].seed): i for i in base.indices()}
+    shares = [float(np.mean(correct[i] != correct[baseline_run[keys[i].draw, keys[i].seed]]))
+              for i in cell.indices() if (keys[i].draw, keys[i].seed) in baseline_run]
+    return {"draw_deltas": {str(d): mine[d] - theirs[d] for d in cell.draws if d in theirs},
+            "disagreement": float(np.mean(shares)) if shares else None}
 
 
 def _slope(log_x: np.ndarray, fitted: np.ndarray, log_l: float) -> float:
@@ -391,8 +417,13 @@ def warnings(summary: dict, plan=lambda n_labels: "") -> list[str]:
         # the accuracy half-width that gives a factor-2 interval, as an MDE to plan for
         mde = (row["slope"] * math.log(WIDE) / 2 / z * variance.mde(1.0, summary["confidence"])
                if row["slope"] > 0 else None)
+        if row["ci_low"]["bound"] == "<":
+            what += (f"; its lower end is below the smallest count measured, so the factor it spans cannot be read: "
+                     f"measure `{summary['baseline']}` below {summary['curve'][0]['labels']} labels too")
         plan_line = ""
-        if mde:
+        if mde and len(row.get("draw_deltas") or {}) >= 2 and row.get("disagreement"):
+            plan_line = " " + draw_plan(summary, row, mde)
+        elif mde:
             plan_line = (f" Plan for the MDE at which L* is known to a factor {WIDE:g}: python -m pipeline.power "
                          f"--test {summary['test_examples']} --seeds {row['runs']} --target-mde "
                          f"{max(mde, 0.001):.3f} --labels {row['labels']}{plan(row['labels'])}")
@@ -401,6 +432,23 @@ def warnings(summary: dict, plan=lambda n_labels: "") -> list[str]:
                      f"seeds x label draws (task.demo.train_seed) of `{summary['baseline']}` at the label counts around L* "
                      f"({near}) and of {row['strategy']} at {row['labels']}{models_line(row)}.{plan_line}")
     return lines
+
+
+def draw_plan(summary: dict, row: dict, mde: float) -> str:
+    """The plan over label draws. The interval resamples the draws, and the seed-level plan (pipeline.power on
+    the runs, which pairs replicates by fine-tuning seed and averages the draws within each) leaves the
+    draw-to-draw spread of the difference out; with it the plan is too optimistic wherever the draws disagree.
+    So this plan puts draws in the planner's seed role: the spread of the per-draw difference with the
+    baseline (which includes each draw's seed and example noise: an upper bound) as its seed term."""
+    deltas = row["draw_deltas"]
+    sd = float(np.std(list(deltas.values()), ddof=1))
+    per_draw = ", ".join(f"{d}: {v * 100:+.2f}" for d, v in deltas.items())
+    return (f"Its difference from `{summary['baseline']}` per label draw is "
+            f"{per_draw} points (std {sd * 100:.2f}, {len(deltas) - 1} df); plan for the MDE at which L* is known "
+            f"to a factor {WIDE:g} over draws (the planner's seeds are label draws, each with this grid's seeds "
+            f"and MLM models; an upper bound): python -m pipeline.power --test {summary['test_examples']} "
+            f"--seeds {len(deltas)} --seed-std {min(sd / math.sqrt(2), 0.4999):.4f} --disagreement "
+            f"{row['disagreement']:.3f} --target-mde {max(mde, 0.001):.3f}")
 
 
 def models_line(row: dict) -> str:

@@ -262,6 +262,33 @@ def test_cli_warns_on_a_wide_interval_with_a_plan_that_runs(tmp_path, capsys):
     assert "100 labels" in capsys.readouterr().out
 
 
+def test_a_grid_of_several_draws_is_planned_over_draws(tmp_path, capsys):
+    """Label draws that disagree: the interval resamples them, so the warning plans with draws in the planner's
+    seed role, from the spread of the per-draw difference with `none` and the measured disagreement (both
+    recomputed here from the simulated runs), and its command runs as printed."""
+    correct, keys = simulate(np.random.default_rng(8), {"task": (100, 200)}, n=400, draws=3, seeds=2,
+                             draw_std=0.04)
+    dirs = write_runs(tmp_path / "runs", correct, keys)
+    assert labels.main(["--runs", *dirs, "--out", str(tmp_path / "r"), "--bootstrap", "300"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[labels] warning:")]
+    acc = correct.mean(1)
+
+    def runs_of(strategy, d):
+        return [i for i, k in enumerate(keys) if (k.strategy, k.labels, k.draw) == (strategy, 100, d)]
+
+    deltas = [acc[runs_of("task", d)].mean() - acc[runs_of("none", d)].mean() for d in (1, 2, 3)]
+    shares = [np.mean(correct[i] != correct[j])
+              for d in (1, 2, 3) for i, j in zip(runs_of("task", d), runs_of("none", d))]
+    assert "per label draw is 1: " in line and f"{deltas[2] * 100:+.2f}" in line
+    command = line.split("python -m pipeline.power ")[1].split()
+    flag = dict(zip(command[::2], command[1::2]))
+    assert flag["--seeds"] == "3" and "--from-runs" not in flag
+    assert float(flag["--seed-std"]) == pytest.approx(np.std(deltas, ddof=1) / math.sqrt(2), abs=6e-5)
+    assert float(flag["--disagreement"]) == pytest.approx(np.mean(shares), abs=6e-4)
+    assert power.main(command) == 0
+    assert "seeds per strategy" in capsys.readouterr().out
+
+
 def test_cli_bad_input_exits_2(tmp_path, capsys):
     correct, keys = simulate(np.random.default_rng(0), {"task": (100, 200)}, n=50, draws=1, seeds=2,
                              counts=(100,))
