@@ -541,8 +541,9 @@ def plot(summary: dict, path: Path) -> None:
         ax.plot([row["labels"], star], [y, y], ":", color=color)
         ax.errorbar([star], [y], xerr=[[max(star - lo, 0)], [max(hi - star, 0)]], fmt="*", ms=12, color=color,
                     capsize=4, zorder=5)
-        if row["l_star"]["bound"]:
-            ax.annotate(fmt(row["l_star"]), (star, y), textcoords="offset points", xytext=(6, 6), color=color)
+        for end, at, dx in ((row["l_star"], star, 6), (row["ci_low"], lo, -30), (row["ci_high"], hi, 6)):
+            if end["bound"]:  # censored: the bar stops at the measured counts, the label says it goes on
+                ax.annotate(fmt(end), (at, y), textcoords="offset points", xytext=(dx, 6), color=color)
     ax.set_xscale("log")
     ticks = sorted(set(xs) | ({summary["holdout"]["labels"]} if "holdout" in summary else set()))
     ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
