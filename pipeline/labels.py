@@ -116,7 +116,8 @@ class Cell:
 
     def draw_means(self, acc: np.ndarray) -> dict:
         """{label draw: the mean over its models of the mean over each model's runs}."""
-        return {d: float(np.mean([acc[r].mean() for r in models.values()])) for d, models in zip(self.draws, self.rows)}
+        return {d: float(np.mean([acc[r].mean() for r in models.values()]))
+                for d, models in zip(self.draws, self.rows)}
 
     def resampled_mean(self, acc: np.ndarray, u: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The cell mean in each replicate, resampled at three levels: draws picked by the uniforms `u`
