@@ -108,16 +108,18 @@ class Cell:
     def indices(self) -> list[int]:
         return [i for models in self.rows for r in models.values() for i in r]
 
-    def mean(self, acc: np.ndarray) -> np.ndarray:
-        """The mean over draws of the mean over models of the mean over each model's runs; `acc` (runs,) or
+    def per_draw(self, acc: np.ndarray) -> list:
+        """Each label draw's mean over its models of the mean over each model's runs; `acc` (runs,) or
         (replicates x runs)."""
-        return np.mean([np.mean([acc[..., r].mean(-1) for r in models.values()], axis=0) for models in self.rows],
-                       axis=0)
+        return [np.mean([acc[..., r].mean(-1) for r in models.values()], axis=0) for models in self.rows]
+
+    def mean(self, acc: np.ndarray) -> np.ndarray:
+        """The mean over draws of per_draw."""
+        return np.mean(self.per_draw(acc), axis=0)
 
     def draw_means(self, acc: np.ndarray) -> dict:
-        """{label draw: the mean over its models of the mean over each model's runs}."""
-        return {d: float(np.mean([acc[r].mean() for r in models.values()]))
-                for d, models in zip(self.draws, self.rows)}
+        """{label draw: its per_draw mean}, for a vector `acc` (runs,)."""
+        return {d: float(m) for d, m in zip(self.draws, self.per_draw(acc))}
 
     def resampled_mean(self, acc: np.ndarray, u: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The cell mean in each replicate, resampled at three levels: draws picked by the uniforms `u`
@@ -292,7 +294,7 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
                                                   lo_count, hi_count)
                                    for q in c.model_ids()},
                      "slope": _slope(log_x, fitted, point[id(c)]),
-                     **draw_spread(correct, keys, c, cells.get((baseline, c.labels)))})
+                     **draw_spread(correct, acc, keys, c, cells.get((baseline, c.labels)))})
     out = {"baseline": baseline, "confidence": confidence, "bootstrap_resamples": n_boot, "seed": seed,
            "test_examples": n, "fit": "isotonic regression of accuracy on log(labels), linear interpolation; "
                                       "no extrapolation",
@@ -304,14 +306,13 @@ def label_equivalents(correct: np.ndarray, keys: list[Key], baseline: str = "non
     return out
 
 
-def draw_spread(correct: np.ndarray, keys: list[Key], cell: Cell, base: Cell | None) -> dict:
+def draw_spread(correct: np.ndarray, acc: np.ndarray, keys: list[Key], cell: Cell, base: Cell | None) -> dict:
     """What a plan over label draws needs: the strategy's difference from the baseline in each label draw both
     have at the strategy's label count (`draw_deltas`, points as fractions), and the share of test examples on
     which a run and the baseline's run of the same draw and fine-tuning seed disagree (`disagreement`). Empty
-    without such a baseline cell."""
+    without such a baseline cell. `acc`: each run's accuracy (correct.mean(1), computed once by the caller)."""
     if base is None:
         return {}
-    acc = correct.mean(1)
     mine, theirs = cell.draw_means(acc), base.draw_means(acc)
     baseline_run = {(keys[i].draw, keys[i].seed): i for i in base.indices()}
     shares = [float(np.mean(correct[i] != correct[baseline_run[keys[i].draw, keys[i].seed]]))
